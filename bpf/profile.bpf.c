@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* profile: sampled on-CPU stacks, counted in the kernel per (pid, tid, comm, user stack, kernel stack). */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "profile.h"
+#include "stacks.bpf.h"
+
+const volatile bool user_stacks_only = false;
+const volatile bool kernel_stacks_only = false;
+const volatile bool include_idle = false;
+const volatile bool filter_pid = false;
+const volatile bool filter_tid = false;
+
+/* Filters: the perf event fires on every task of its CPU, so selection happens here. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} tids SEC(".maps");
+
+/* max_entries is set by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct sample_key);
+	__type(value, __u64);
+} counts SEC(".maps");
+
+/* Processes already announced through proc_events. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} seen_procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} proc_events SEC(".maps");
+
+static __always_inline void announce_proc(__u32 pid)
+{
+	struct new_proc_event *e;
+	__u8 one = 1;
+
+	if (bpf_map_lookup_elem(&seen_procs, &pid))
+		return;
+	if (bpf_map_update_elem(&seen_procs, &pid, &one, BPF_NOEXIST))
+		return; /* raced with another CPU, or full: the stacks are still symbolized while it lives */
+	e = bpf_ringbuf_reserve(&proc_events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(STAT_PROC_EVENTS_LOST);
+		return;
+	}
+	e->pid = pid;
+	bpf_ringbuf_submit(e, 0);
+}
+
+SEC("perf_event")
+int do_sample(struct bpf_perf_event_data *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 pid = id >> 32, tid = (__u32)id;
+	struct sample_key key = {};
+	__u64 one = 1, *count;
+	long err;
+
+	if (!include_idle && tid == 0)
+		return 0;
+	if (filter_pid && !bpf_map_lookup_elem(&pids, &pid))
+		return 0;
+	if (filter_tid && !bpf_map_lookup_elem(&tids, &tid))
+		return 0;
+
+	stat_inc(STAT_SAMPLES);
+	key.pid = pid;
+	key.tid = tid;
+	bpf_get_current_comm(&key.comm, sizeof(key.comm));
+	if (!kernel_stacks_only)
+		key.user_err = stack_capture(ctx, BPF_F_USER_STACK, &key.user_stack, STAT_USTACK_ERR);
+	if (!user_stacks_only)
+		key.kern_err = stack_capture(ctx, 0, &key.kern_stack, STAT_KSTACK_ERR);
+	if (key.user_stack)
+		announce_proc(pid);
+
+	count = bpf_map_lookup_elem(&counts, &key);
+	if (count) {
+		__sync_fetch_and_add(count, 1);
+		return 0;
+	}
+	err = bpf_map_update_elem(&counts, &key, &one, BPF_NOEXIST);
+	if (err == -EEXIST) {
+		count = bpf_map_lookup_elem(&counts, &key);
+		if (count)
+			__sync_fetch_and_add(count, 1);
+	} else if (err) {
+		stat_inc(STAT_COUNTS_FULL);
+	}
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,127 @@
+/* Content-addressed stack storage: bpf_get_stack into a per-CPU buffer, hashed, stored once per distinct stack.
+ *
+ * bcc and libbpf-tools use BPF_MAP_TYPE_STACK_TRACE, which loses a stack on every bucket collision (-EEXIST)
+ * long before the map is full. Here a stack is keyed by a 64-bit hash of its frames; a stored stack is compared
+ * frame by frame, so a true hash collision is detected and counted rather than merged into the wrong stack.
+ */
+#ifndef BPFPROF_STACKS_BPF_H
+#define BPFPROF_STACKS_BPF_H
+
+#include "stacks.h"
+
+#ifndef EEXIST
+#define EEXIST 17
+#endif
+#ifndef EFAULT
+#define EFAULT 14
+#endif
+
+/* Frames to capture (<= MAX_STACK_DEPTH), from --perf-max-stack-depth. */
+const volatile __u32 max_stack_depth = MAX_STACK_DEPTH;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stored_stack);
+} stack_scratch SEC(".maps");
+
+/* max_entries is set by user space from --stack-storage-size. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct stored_stack);
+} stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+
+	if (v)
+		*v += 1; /* per-CPU slot: no atomics needed */
+}
+
+/* A 64-bit mix (the finaliser of splitmix64): cheap, and every input bit reaches every output bit. */
+static __always_inline __u64 mix64(__u64 h)
+{
+	h ^= h >> 30;
+	h *= 0xbf58476d1ce4e5b9ULL;
+	h ^= h >> 27;
+	h *= 0x94d049bb133111ebULL;
+	h ^= h >> 31;
+	return h;
+}
+
+/*
+ * Captures the current stack (BPF_F_USER_STACK in flags for the user one) and stores it.
+ * Returns 0 with *id = 0 when there is no stack (a kernel thread's user stack, the kernel stack of a sample
+ * taken in user mode), 0 with *id = the stack's key when stored, or a negative errno when the stack is lost
+ * (the loss is counted in `stats` under lost_stat, or STAT_STACKS_FULL / STAT_STACK_COLLISION).
+ */
+static __always_inline long stack_capture(void *ctx, __u64 flags, __u64 *id, __u32 lost_stat)
+{
+	__u32 zero = 0, nr, i, depth = max_stack_depth;
+	struct stored_stack *st, *old;
+	__u64 h = 0x9e3779b97f4a7c15ULL;
+	long n, err;
+
+	*id = 0;
+	st = bpf_map_lookup_elem(&stack_scratch, &zero);
+	if (!st)
+		return -EFAULT;
+	if (depth > MAX_STACK_DEPTH || depth == 0)
+		depth = MAX_STACK_DEPTH;
+	n = bpf_get_stack(ctx, st->ips, depth * sizeof(__u64), flags);
+	if (n == -EFAULT || n == 0)
+		return 0; /* no stack of this kind: not a loss */
+	if (n < 0) {
+		stat_inc(lost_stat);
+		return n;
+	}
+	nr = n / sizeof(__u64);
+	st->nr = nr;
+
+	for (i = 0; i < MAX_STACK_DEPTH; i++) {
+		if (i >= nr)
+			break;
+		h = mix64(h ^ st->ips[i]);
+	}
+	h = mix64(h ^ nr);
+	if (h == 0)
+		h = 1; /* 0 means "no stack" */
+
+	old = bpf_map_lookup_elem(&stacks, &h);
+	if (old) {
+		if (old->nr != nr)
+			goto collision;
+		for (i = 0; i < MAX_STACK_DEPTH; i++) {
+			if (i >= nr)
+				break;
+			if (old->ips[i] != st->ips[i])
+				goto collision;
+		}
+		*id = h;
+		return 0;
+	}
+	err = bpf_map_update_elem(&stacks, &h, st, BPF_NOEXIST);
+	if (err && err != -EEXIST) { /* -EEXIST: another CPU stored it first */
+		stat_inc(STAT_STACKS_FULL);
+		return err;
+	}
+	*id = h;
+	return 0;
+
+collision:
+	stat_inc(STAT_STACK_COLLISION);
+	return -EEXIST;
+}
+
+#endif

@@ -1,0 +1,27 @@
+/* Stack storage types shared by BPF programs and user space (content-addressed stacks). */
+#ifndef BPFPROF_STACKS_H
+#define BPFPROF_STACKS_H
+
+/* The kernel's own default for kernel.perf_event_max_stack. */
+#define MAX_STACK_DEPTH 127
+
+/* One stored stack: `nr` frames in `ips`, innermost first. */
+struct stored_stack {
+	__u32 nr;
+	__u32 _pad;
+	__u64 ips[MAX_STACK_DEPTH];
+};
+
+/* Indexes into the per-CPU `stats` array: every loss is counted here and printed by user space. */
+enum stat_idx {
+	STAT_SAMPLES = 0,       /* samples that passed the filters */
+	STAT_USTACK_ERR,        /* bpf_get_stack failed for a user stack */
+	STAT_KSTACK_ERR,        /* bpf_get_stack failed for a kernel stack */
+	STAT_STACKS_FULL,       /* stack storage map full: stack lost */
+	STAT_STACK_COLLISION,   /* two different stacks with one 64-bit hash: the newer one lost */
+	STAT_COUNTS_FULL,       /* aggregation map full: sample lost */
+	STAT_PROC_EVENTS_LOST,  /* ring buffer full: a new process not announced to user space */
+	STAT_MAX,
+};
+
+#endif

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian packages bpfprof needs to build, test and benchmark; safe to run again (idempotent).
+set -euo pipefail
+
+# Build: clang compiles bpf/*.bpf.c; libbpf-sys builds its bundled libbpf (make, pkg-config, libelf, zlib).
+# Tests: clang builds the workloads with frame pointers.
+build_pkgs=(clang llvm make pkg-config gcc libelf-dev zlib1g-dev)
+# Maintenance (bpf/vmlinux.h regeneration) and benchmarks against the peers.
+extra_pkgs=(bpftool linux-perf bpftrace)
+
+want=("${build_pkgs[@]}")
+if [ "${1:-}" = "--bench" ] || [ "${BPFPROF_SETUP_ALL:-}" = 1 ]; then
+  want+=("${extra_pkgs[@]}")
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: need root to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { echo "setup: cargo not found (install Rust with rustup)" >&2; exit 1; }
+echo "setup: system packages present" >&2

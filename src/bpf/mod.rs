@@ -1,0 +1,101 @@
+//! Loading BPF programs: privilege and kernel-feature probes, libbpf's log, and per-CPU perf events.
+pub mod perf;
+pub mod stacks;
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::{bail, Result};
+use libbpf_rs::PrintLevel;
+
+/// The skeletons libbpf-cargo generated from bpf/*.bpf.c (see build.rs).
+pub mod skel {
+    #![allow(clippy::all, dead_code, non_camel_case_types, unused_imports)]
+    pub mod profile {
+        include!(concat!(env!("OUT_DIR"), "/profile.skel.rs"));
+    }
+}
+
+/// libbpf's messages (the verifier's log among them), kept to be shown when a load fails.
+static LIBBPF_LOG: Mutex<String> = Mutex::new(String::new());
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Checks, before anything is loaded, what every tool needs: privileges and kernel BTF.
+/// Also routes libbpf's log into memory and raises RLIMIT_MEMLOCK for kernels before 5.11.
+pub fn prepare() -> Result<()> {
+    check_privileges()?;
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        bail!("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): bpfprof's CO-RE programs need a kernel built with CONFIG_DEBUG_INFO_BTF=y");
+    }
+    raise_memlock();
+    libbpf_rs::set_print(Some((PrintLevel::Debug, capture_libbpf_log)));
+    Ok(())
+}
+
+fn capture_libbpf_log(level: PrintLevel, msg: String) {
+    if level == PrintLevel::Debug && std::env::var_os("BPFPROF_LOG").is_none() {
+        return;
+    }
+    if let Ok(mut log) = LIBBPF_LOG.lock() {
+        // Keep the tail: a verifier log can be megabytes.
+        if log.len() > 1 << 20 {
+            let cut = log.len() - (1 << 19);
+            let cut = (cut..log.len())
+                .find(|&i| log.is_char_boundary(i))
+                .unwrap_or(0);
+            log.drain(..cut);
+        }
+        let _ = write!(log, "{msg}");
+    }
+}
+
+/// What libbpf said, to print after a failed load: all of it with BPFPROF_LOG=1, else a hint.
+pub fn verifier_log_hint(_err: &anyhow::Error) -> Option<String> {
+    let log = LIBBPF_LOG.lock().ok()?;
+    if log.trim().is_empty() {
+        return None;
+    }
+    if std::env::var_os("BPFPROF_LOG").is_some() {
+        Some(format!("libbpf log:\n{}", log.trim_end()))
+    } else {
+        Some("bpfprof: (run with BPFPROF_LOG=1 to see libbpf's and the verifier's log)".into())
+    }
+}
+
+fn check_privileges() -> Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return Ok(());
+    }
+    let caps = effective_caps().unwrap_or(0);
+    let has = |cap: u32| caps & (1u64 << cap) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        return Ok(());
+    }
+    bail!("permission denied: run as root, or with CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)");
+}
+
+fn effective_caps() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones charge the cgroup and ignore it.
+fn raise_memlock() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: a valid pointer to an initialised rlimit; failure is harmless on kernels >= 5.11.
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+}
+
+/// Turns a libbpf load error into a message that says what failed.
+pub fn load_error(what: &str, err: libbpf_rs::Error) -> anyhow::Error {
+    anyhow::Error::new(err).context(format!("loading the {what} BPF program failed"))
+}

@@ -1,0 +1,206 @@
+//! Command-line types (clap) and their conversion into plain tool configurations.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::tools::profile::{ProfileConfig, Sampling};
+
+/// eBPF performance analysis: sampled stacks, flame graphs and more, in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "bpfprof", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sample on-CPU stacks (as bcc's profile): text, folded stacks or an SVG flame graph.
+    #[command(after_help = PROFILE_EXAMPLES)]
+    Profile(ProfileArgs),
+}
+
+const PROFILE_EXAMPLES: &str = "\
+Examples:
+  bpfprof profile                     # all CPUs at 49 Hz until Ctrl-C, then stacks with counts
+  bpfprof profile -F 999 -p 1234 10   # one process at 999 Hz for 10 seconds
+  bpfprof profile -f 5 > out.folded   # folded stacks: comm;outer;...;inner count
+  bpfprof profile --svg cpu.svg 5     # flame graph of the whole system for 5 seconds";
+
+/// Which threads to trace: the filters shared by stack tools.
+#[derive(Debug, Args, Default)]
+pub struct TargetArgs {
+    /// Trace these processes only (repeat or comma-separate)
+    #[arg(short = 'p', long = "pid", value_name = "PID", value_delimiter = ',')]
+    pub pids: Vec<u32>,
+    /// Trace these threads only (repeat or comma-separate)
+    #[arg(short = 'L', long = "tid", value_name = "TID", value_delimiter = ',')]
+    pub tids: Vec<u32>,
+}
+
+/// How stacks are captured and printed: shared by stack tools.
+#[derive(Debug, Args, Default)]
+pub struct StackArgs {
+    /// Show user-space stacks only (no kernel frames)
+    #[arg(
+        short = 'U',
+        long = "user-stacks-only",
+        conflicts_with = "kernel_stacks_only"
+    )]
+    pub user_stacks_only: bool,
+    /// Show kernel stacks only (no user frames)
+    #[arg(short = 'K', long = "kernel-stacks-only")]
+    pub kernel_stacks_only: bool,
+    /// Insert a delimiter between kernel and user frames
+    #[arg(short = 'd', long = "delimited")]
+    pub delimited: bool,
+    /// Add the _[k] annotation to kernel function names
+    #[arg(short = 'a', long = "annotations")]
+    pub annotations: bool,
+    /// Print folded stacks, one line per stack (for flamegraph.pl / inferno)
+    #[arg(short = 'f', long = "folded")]
+    pub folded: bool,
+    /// Write an SVG flame graph to FILE
+    #[arg(long = "svg", value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Number of distinct stacks that can be stored
+    #[arg(long = "stack-storage-size", value_name = "N", default_value_t = 16384)]
+    pub stack_storage_size: u32,
+    /// Frames captured per stack (at most 127)
+    #[arg(long = "perf-max-stack-depth", value_name = "N", default_value_t = 127)]
+    pub perf_max_stack_depth: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Sample frequency in Hertz
+    #[arg(
+        short = 'F',
+        long = "frequency",
+        value_name = "HZ",
+        conflicts_with = "count"
+    )]
+    pub frequency: Option<u64>,
+    /// Sample period: one sample every COUNT nanoseconds of CPU time
+    #[arg(short = 'c', long = "count", value_name = "COUNT")]
+    pub count: Option<u64>,
+    /// Sample this CPU only
+    #[arg(short = 'C', long = "cpu", value_name = "CPU")]
+    pub cpu: Option<u32>,
+    /// Include the idle task (CPU idle time)
+    #[arg(short = 'I', long = "include-idle")]
+    pub include_idle: bool,
+    /// Seconds to sample (default: until Ctrl-C)
+    #[arg(value_name = "DURATION")]
+    pub duration: Option<u64>,
+}
+
+/// The most frames bpf_get_stack gives (the kernel's default perf_event_max_stack).
+pub const MAX_STACK_DEPTH: u32 = 127;
+
+impl ProfileArgs {
+    /// Validates the arguments and turns them into the profile tool's plain configuration.
+    pub fn into_config(self) -> Result<ProfileConfig> {
+        let sampling = match (self.frequency, self.count) {
+            (_, Some(0)) => bail!("sample period (-c) must be greater than 0"),
+            (_, Some(c)) => Sampling::Period(c),
+            (Some(0), _) => bail!("sample frequency (-F) must be greater than 0"),
+            (Some(f), _) => Sampling::Frequency(f),
+            (None, None) => Sampling::Frequency(49),
+        };
+        let s = &self.stack;
+        if s.folded && s.svg.is_some() {
+            bail!("choose one output: -f (folded) or --svg FILE");
+        }
+        if s.stack_storage_size == 0 {
+            bail!("--stack-storage-size must be greater than 0");
+        }
+        if s.perf_max_stack_depth == 0 || s.perf_max_stack_depth > MAX_STACK_DEPTH {
+            bail!("--perf-max-stack-depth must be between 1 and {MAX_STACK_DEPTH}");
+        }
+        if self.duration == Some(0) {
+            bail!("duration must be at least 1 second");
+        }
+        Ok(ProfileConfig {
+            pids: self.target.pids,
+            tids: self.target.tids,
+            user_stacks_only: s.user_stacks_only,
+            kernel_stacks_only: s.kernel_stacks_only,
+            delimited: s.delimited,
+            annotations: s.annotations,
+            folded: s.folded,
+            svg: s.svg.clone(),
+            stack_storage_size: s.stack_storage_size,
+            max_stack_depth: s.perf_max_stack_depth,
+            sampling,
+            cpu: self.cpu,
+            include_idle: self.include_idle,
+            duration: self.duration.map(Duration::from_secs),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ProfileConfig> {
+        let mut argv = vec!["bpfprof", "profile"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv)?;
+        match cli.command {
+            Command::Profile(p) => p.into_config(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_bccs() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.sampling, Sampling::Frequency(49));
+        assert_eq!(c.duration, None);
+        assert_eq!(c.stack_storage_size, 16384);
+        assert_eq!(c.max_stack_depth, 127);
+        assert!(!c.folded && !c.include_idle && c.pids.is_empty());
+    }
+
+    #[test]
+    fn pids_repeat_and_comma_separate_and_duration_is_positional() {
+        let c = parse(&["-F", "999", "-p", "1,2", "-p", "3", "-L", "7", "10"]).unwrap();
+        assert_eq!(c.pids, vec![1, 2, 3]);
+        assert_eq!(c.tids, vec![7]);
+        assert_eq!(c.sampling, Sampling::Frequency(999));
+        assert_eq!(c.duration, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn count_sets_a_period() {
+        let c = parse(&["-c", "100000", "-C", "1", "-I", "-a", "-d", "-f"]).unwrap();
+        assert_eq!(c.sampling, Sampling::Period(100000));
+        assert_eq!(c.cpu, Some(1));
+        assert!(c.include_idle && c.annotations && c.delimited && c.folded);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for args in [
+            &["-F", "0"][..],
+            &["-c", "0"],
+            &["-F", "49", "-c", "10"],
+            &["-U", "-K"],
+            &["-p", "abc"],
+            &["--perf-max-stack-depth", "500"],
+            &["--stack-storage-size", "0"],
+            &["-f", "--svg", "x.svg"],
+            &["0"],
+            &["--no-such-flag"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?} was accepted");
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! bpfprof: parse the command line, dispatch to a tool, and turn errors into one line and a non-zero exit.
+mod bpf;
+mod cli;
+mod render;
+mod symbolize;
+mod tools;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Profile(args) => args
+            .into_config()
+            .and_then(|config| tools::profile::run(&config)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line: the outermost context, then its causes.
+            let msg = err
+                .chain()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(": ");
+            eprintln!("bpfprof: {msg}");
+            if let Some(log) = bpf::verifier_log_hint(&err) {
+                eprintln!("{log}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Pure renderers: data in, text out. Golden-testable without root.
+pub mod bcc;
+pub mod flamegraph;
+pub mod folded;
+
+/// One side (user or kernel) of a sampled stack.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum StackPart {
+    /// There is none: a kernel thread's user stack, or the kernel stack of a sample taken in user mode.
+    None,
+    /// It could not be captured or stored (counted in the loss report).
+    Missed,
+    /// Frame names, innermost first.
+    Frames(Vec<String>),
+}
+
+impl StackPart {
+    fn is_present(&self) -> bool {
+        !matches!(self, StackPart::None)
+    }
+}
+
+/// A symbolized stack and the value summed for it (samples, or microseconds for off-CPU tools).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackRecord {
+    pub comm: String,
+    pub pid: u32,
+    pub user: StackPart,
+    pub kernel: StackPart,
+    pub value: u64,
+}
+
+/// How stacks are laid out: which sides are shown, the delimiter, kernel annotations.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StackStyle {
+    pub user_stacks_only: bool,
+    pub kernel_stacks_only: bool,
+    /// -d: a delimiter between the kernel and user frames.
+    pub delimited: bool,
+    /// -a: kernel frames carry the `_[k]` suffix.
+    pub annotations: bool,
+}
+
+impl StackStyle {
+    fn need_delimiter(&self) -> bool {
+        self.delimited && !(self.user_stacks_only || self.kernel_stacks_only)
+    }
+
+    fn kernel_name(&self, name: &str) -> String {
+        if self.annotations {
+            format!("{name}_[k]")
+        } else {
+            name.to_string()
+        }
+    }
+}
+
+/// Sorts records as bcc prints them: ascending by value, ties in a stable, deterministic order.
+pub fn sort_ascending(records: &mut [StackRecord]) {
+    records.sort_by(|a, b| {
+        a.value
+            .cmp(&b.value)
+            .then_with(|| a.comm.cmp(&b.comm))
+            .then_with(|| a.pid.cmp(&b.pid))
+            .then_with(|| {
+                format!("{:?}{:?}", a.user, a.kernel).cmp(&format!("{:?}{:?}", b.user, b.kernel))
+            })
+    });
+}

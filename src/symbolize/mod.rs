@@ -1,0 +1,237 @@
+//! Symbolization of kernel and user frames with one reused blazesym Symbolizer.
+//!
+//! Processes that may exit before the trace ends are cached while they live (`remember`): blazesym keeps
+//! their memory mappings, and we keep their module list, so their frames still get names afterwards.
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use blazesym::symbolize::source::{Kernel, Process, Source};
+use blazesym::symbolize::{cache, Input, Symbolized, Symbolizer as Blaze};
+use blazesym::Pid;
+
+/// One mapped file of a process: [start, end) and the file's name.
+#[derive(Clone, Debug)]
+struct Module {
+    start: u64,
+    end: u64,
+    name: String,
+}
+
+/// Names frames. Every frame becomes one or more names (inlined functions expand into several),
+/// ordered innermost first, as stacks are.
+pub struct Symbolizer {
+    blaze: Blaze,
+    modules: HashMap<u32, Vec<Module>>,
+}
+
+/// The name of a frame no symbol covers.
+pub const UNKNOWN: &str = "[unknown]";
+
+impl Symbolizer {
+    pub fn new() -> Self {
+        let blaze = Blaze::builder()
+            .enable_code_info(false)
+            .enable_inlined_fns(false)
+            .enable_demangling(true)
+            .build();
+        Self {
+            blaze,
+            modules: HashMap::new(),
+        }
+    }
+
+    /// Caches what symbolizing `pid` needs, while it lives. Best effort: a process that is already gone
+    /// is not an error (its frames fall back to [unknown]).
+    pub fn remember(&mut self, pid: u32) {
+        if self.modules.contains_key(&pid) {
+            return;
+        }
+        let _ = self
+            .blaze
+            .cache(&cache::Cache::Process(cache::Process::new(Pid::from(pid))));
+        if let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+            self.modules.insert(pid, parse_modules(&maps));
+        }
+    }
+
+    /// Names every frame of the given kernel stacks (`stacks`: id -> addresses, innermost first).
+    pub fn kernel_stacks(
+        &self,
+        ids: &HashSet<u64>,
+        stacks: &HashMap<u64, Vec<u64>>,
+    ) -> HashMap<u64, Vec<String>> {
+        let src = Source::Kernel(Kernel {
+            debug_syms: false,
+            ..Kernel::default()
+        });
+        let wanted: Vec<&[u64]> = ids
+            .iter()
+            .filter_map(|id| stacks.get(id).map(Vec::as_slice))
+            .collect();
+        let names = self.name_addrs(&src, &wanted, None);
+        ids.iter()
+            .filter_map(|&id| Some((id, frame_names(stacks.get(&id)?, &names))))
+            .collect()
+    }
+
+    /// Names every frame of the given user stacks, each of its process: (pid, stack id) -> names.
+    pub fn user_stacks(
+        &mut self,
+        wanted: &HashSet<(u32, u64)>,
+        stacks: &HashMap<u64, Vec<u64>>,
+    ) -> HashMap<(u32, u64), Vec<String>> {
+        let mut by_pid: HashMap<u32, Vec<u64>> = HashMap::new();
+        for &(pid, id) in wanted {
+            by_pid.entry(pid).or_default().push(id);
+        }
+        let mut out = HashMap::with_capacity(wanted.len());
+        for (pid, ids) in by_pid {
+            self.remember(pid);
+            let mut process = Process::new(Pid::from(pid));
+            // Read binaries by path, not through /proc/PID/map_files: that still works after the process exits.
+            process.map_files = false;
+            let src = Source::Process(process);
+            let addrs: Vec<&[u64]> = ids
+                .iter()
+                .filter_map(|id| stacks.get(id).map(Vec::as_slice))
+                .collect();
+            let names = self.name_addrs(&src, &addrs, self.modules.get(&pid).map(Vec::as_slice));
+            for id in ids {
+                if let Some(stack) = stacks.get(&id) {
+                    out.insert((pid, id), frame_names(stack, &names));
+                }
+            }
+        }
+        out
+    }
+
+    /// Symbolizes the distinct lookup addresses of `stacks` in one batch: lookup address -> name.
+    fn name_addrs(
+        &self,
+        src: &Source,
+        stacks: &[&[u64]],
+        modules: Option<&[Module]>,
+    ) -> HashMap<u64, String> {
+        let mut lookup: Vec<u64> = stacks.iter().flat_map(|s| lookup_addrs(s)).collect();
+        lookup.sort_unstable();
+        lookup.dedup();
+        let results = self
+            .blaze
+            .symbolize(src, Input::AbsAddr(&lookup))
+            .unwrap_or_default();
+        let mut names = HashMap::with_capacity(lookup.len());
+        for (i, &addr) in lookup.iter().enumerate() {
+            let name = match results.get(i) {
+                Some(Symbolized::Sym(sym)) => sym.name.to_string(),
+                _ => unknown_name(addr, modules),
+            };
+            names.insert(addr, name);
+        }
+        names
+    }
+}
+
+/// The addresses to look up for a stack, innermost first. Every frame but the innermost is a return
+/// address, which may point past the end of the calling function (a call as its last instruction), so the
+/// byte before it is looked up instead.
+fn lookup_addrs(stack: &[u64]) -> impl Iterator<Item = u64> + '_ {
+    stack
+        .iter()
+        .enumerate()
+        .map(|(i, &a)| if i == 0 { a } else { a.saturating_sub(1) })
+}
+
+fn frame_names(stack: &[u64], names: &HashMap<u64, String>) -> Vec<String> {
+    lookup_addrs(stack)
+        .map(|a| {
+            names
+                .get(&a)
+                .cloned()
+                .unwrap_or_else(|| UNKNOWN.to_string())
+        })
+        .collect()
+}
+
+/// `[unknown]`, with the module's name where the address falls in a mapped file: `[unknown] (libc.so.6)`.
+fn unknown_name(addr: u64, modules: Option<&[Module]>) -> String {
+    let module = modules.and_then(|ms| ms.iter().find(|m| m.start <= addr && addr < m.end));
+    match module {
+        Some(m) => format!("{UNKNOWN} ({})", m.name),
+        None => UNKNOWN.to_string(),
+    }
+}
+
+/// The file-backed mappings of /proc/PID/maps, named by the file's base name ("[vdso]" and the like kept).
+fn parse_modules(maps: &str) -> Vec<Module> {
+    maps.lines()
+        .filter_map(|line| {
+            let mut it = line.split_whitespace();
+            let range = it.next()?;
+            let path = it.nth(4)?;
+            let (start, end) = range.split_once('-')?;
+            let name = if path.starts_with('[') {
+                path.to_string()
+            } else {
+                Path::new(path).file_name()?.to_string_lossy().into_owned()
+            };
+            Some(Module {
+                start: u64::from_str_radix(start, 16).ok()?,
+                end: u64::from_str_radix(end, 16).ok()?,
+                name,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAPS: &str = "\
+55d0c0000000-55d0c0001000 r--p 00000000 fe:01 123 /usr/bin/burn
+7f0000000000-7f0000200000 r-xp 00028000 fe:01 456 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f0000300000-7f0000301000 rw-p 00000000 00:00 0
+7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0 [vdso]
+";
+
+    #[test]
+    fn modules_are_named_by_file() {
+        let ms = parse_modules(MAPS);
+        assert_eq!(ms.len(), 3);
+        assert_eq!(
+            unknown_name(0x7f0000000100, Some(&ms)),
+            "[unknown] (libc.so.6)"
+        );
+        assert_eq!(
+            unknown_name(0x7ffd00000010, Some(&ms)),
+            "[unknown] ([vdso])"
+        );
+        assert_eq!(unknown_name(0x7f0000300010, Some(&ms)), "[unknown]");
+        assert_eq!(unknown_name(0x1, None), "[unknown]");
+    }
+
+    #[test]
+    fn kernel_symbols_resolve() {
+        // /proc/kallsyms is readable by anyone, but shows zero addresses to the unprivileged.
+        let syms = Symbolizer::new();
+        let Some(addr) = std::fs::read_to_string("/proc/kallsyms")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.ends_with(" vfs_read"))
+                    .and_then(|l| u64::from_str_radix(l.split(' ').next()?, 16).ok())
+            })
+        else {
+            return;
+        };
+        if addr == 0 {
+            return;
+        }
+        let stacks = HashMap::from([(7u64, vec![addr + 1, addr + 2])]);
+        let named = syms.kernel_stacks(&HashSet::from([7]), &stacks);
+        assert_eq!(
+            named[&7],
+            vec!["vfs_read".to_string(), "vfs_read".to_string()]
+        );
+    }
+}

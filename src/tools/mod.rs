@@ -1,0 +1,2 @@
+//! The tools, one file each: configuration in, BPF loaded and read, data handed to a renderer.
+pub mod profile;

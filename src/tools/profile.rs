@@ -1,0 +1,377 @@
+//! `profile`: sampled on-CPU stacks of all or chosen threads, as bcc's profile, to text, folded stacks or SVG.
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::BufWriter;
+use std::mem::MaybeUninit;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, RingBufferBuilder};
+use rayon::prelude::*;
+
+use crate::bpf::skel::profile::types::sample_key;
+use crate::bpf::skel::profile::ProfileSkelBuilder;
+use crate::bpf::stacks::{from_bytes, loss_report, read_all, read_stacks, read_stats, stat};
+use crate::bpf::{self, perf};
+use crate::render::flamegraph::{write_svg, FlameGraphSpec};
+use crate::render::{bcc, folded, sort_ascending, StackPart, StackRecord, StackStyle};
+use crate::symbolize::Symbolizer;
+use crate::util::{write_stdout, StopFlag};
+
+pub use crate::bpf::perf::Sampling;
+
+/// Everything `profile` needs to know, free of clap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileConfig {
+    pub pids: Vec<u32>,
+    pub tids: Vec<u32>,
+    pub user_stacks_only: bool,
+    pub kernel_stacks_only: bool,
+    pub delimited: bool,
+    pub annotations: bool,
+    pub folded: bool,
+    pub svg: Option<PathBuf>,
+    pub stack_storage_size: u32,
+    pub max_stack_depth: u32,
+    pub sampling: Sampling,
+    pub cpu: Option<u32>,
+    pub include_idle: bool,
+    pub duration: Option<Duration>,
+}
+
+/// Entries allowed in each filter map (bpf/profile.bpf.c).
+const MAX_FILTER_ENTRIES: usize = 1024;
+
+impl ProfileConfig {
+    fn style(&self) -> StackStyle {
+        StackStyle {
+            user_stacks_only: self.user_stacks_only,
+            kernel_stacks_only: self.kernel_stacks_only,
+            delimited: self.delimited,
+            // Flame graphs colour kernel frames by their _[k] suffix.
+            annotations: self.annotations || self.svg.is_some(),
+        }
+    }
+
+    fn rate_desc(&self) -> String {
+        match self.sampling {
+            Sampling::Frequency(hz) => format!("{hz} Hertz"),
+            Sampling::Period(n) => format!("every {n} events"),
+        }
+    }
+
+    fn who_desc(&self) -> String {
+        let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        match (self.pids.is_empty(), self.tids.is_empty()) {
+            (true, true) => "all threads".into(),
+            (false, true) => format!("PID {}", list(&self.pids)),
+            (true, false) => format!("TID {}", list(&self.tids)),
+            (false, false) => format!("PID {} TID {}", list(&self.pids), list(&self.tids)),
+        }
+    }
+
+    fn stacks_desc(&self) -> &'static str {
+        if self.user_stacks_only {
+            "user stack"
+        } else if self.kernel_stacks_only {
+            "kernel stack"
+        } else {
+            "user + kernel stack"
+        }
+    }
+}
+
+/// Runs the profile tool: load, sample until the duration ends or a signal arrives, then print.
+pub fn run(cfg: &ProfileConfig) -> Result<()> {
+    check_targets(cfg)?;
+    let cpus = chosen_cpus(cfg.cpu)?;
+    bpf::prepare()?;
+    let stop = StopFlag::install()?;
+
+    let mut open_obj = MaybeUninit::uninit();
+    let mut open = ProfileSkelBuilder::default()
+        .open(&mut open_obj)
+        .map_err(|e| bpf::load_error("profile", e))?;
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .context("the profile BPF object has no read-only data")?;
+    rodata.user_stacks_only = cfg.user_stacks_only;
+    rodata.kernel_stacks_only = cfg.kernel_stacks_only;
+    rodata.include_idle = cfg.include_idle;
+    rodata.filter_pid = !cfg.pids.is_empty();
+    rodata.filter_tid = !cfg.tids.is_empty();
+    rodata.max_stack_depth = cfg.max_stack_depth;
+    open.maps.stacks.set_max_entries(cfg.stack_storage_size)?;
+    // A stack can be shared by many threads: room for four (thread, stack pair) counts per stored stack.
+    open.maps
+        .counts
+        .set_max_entries(cfg.stack_storage_size.saturating_mul(4))?;
+    let skel = open.load().map_err(|e| bpf::load_error("profile", e))?;
+
+    let one = [1u8];
+    for pid in &cfg.pids {
+        skel.maps
+            .pids
+            .update(&pid.to_ne_bytes(), &one, MapFlags::ANY)?;
+    }
+    for tid in &cfg.tids {
+        skel.maps
+            .tids
+            .update(&tid.to_ne_bytes(), &one, MapFlags::ANY)?;
+    }
+
+    let mut syms = Symbolizer::new();
+    for &pid in &cfg.pids {
+        syms.remember(pid);
+    }
+    // New processes are announced by the BPF program, so their mappings are cached while they live.
+    let announced = Rc::new(RefCell::new(Vec::<u32>::new()));
+    let mut rb = RingBufferBuilder::new();
+    let sink = Rc::clone(&announced);
+    rb.add(&skel.maps.proc_events, move |data: &[u8]| {
+        if data.len() >= 4 {
+            sink.borrow_mut()
+                .push(u32::from_ne_bytes([data[0], data[1], data[2], data[3]]));
+        }
+        0
+    })?;
+    let rb = rb.build()?;
+
+    let samplers = perf::attach_cpu_clock(&skel.progs.do_sample, &cpus, cfg.sampling)?;
+    let started = Instant::now();
+    if !cfg.folded && cfg.svg.is_none() {
+        let header = bcc::profile_header(
+            &cfg.rate_desc(),
+            &cfg.who_desc(),
+            cfg.stacks_desc(),
+            cfg.cpu,
+            cfg.duration.map(|d| d.as_secs()),
+        );
+        write_stdout(&format!("{header}\n"))?;
+    }
+
+    let deadline = cfg.duration.map(|d| started + d);
+    let remember_announced = |syms: &mut Symbolizer| {
+        for pid in announced.borrow_mut().drain(..) {
+            syms.remember(pid);
+        }
+    };
+    while !stop.raised() {
+        let wait = match deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) => left.min(Duration::from_millis(100)),
+                None => break,
+            },
+            None => Duration::from_millis(100),
+        };
+        // EINTR from Ctrl-C is not an error: the loop condition sees the flag.
+        let _ = rb.poll(wait);
+        remember_announced(&mut syms);
+    }
+    drop(samplers); // detach: no samples arrive while the maps are read
+    let _ = rb.consume();
+    remember_announced(&mut syms);
+    let elapsed = started.elapsed();
+
+    let stats = read_stats(&skel.maps.stats)?;
+    let stacks = read_stacks(&skel.maps.stacks)?;
+    let counts: Vec<(sample_key, u64)> = read_all(&skel.maps.counts)
+        .context("reading the sample counts")?
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                from_bytes(&k),
+                u64::from_ne_bytes(v[..8].try_into().expect("8-byte count")),
+            )
+        })
+        .collect();
+
+    let mut records = symbolize(counts, &stacks, &mut syms);
+    sort_ascending(&mut records);
+    let style = cfg.style();
+
+    if let Some(path) = &cfg.svg {
+        let lines = merge_folded(folded::fold_all(&records, &style));
+        let spec = FlameGraphSpec {
+            title: "CPU Flame Graph".into(),
+            subtitle: Some(format!(
+                "bpfprof profile: {} at {}, {} by {}, {:.1} s, {} samples",
+                cfg.who_desc(),
+                cfg.rate_desc(),
+                cfg.cpu
+                    .map_or_else(|| format!("{} CPUs", cpus.len()), |c| format!("CPU {c}")),
+                cfg.stacks_desc(),
+                elapsed.as_secs_f64(),
+                stats[stat::SAMPLES]
+            )),
+            count_name: "samples".into(),
+        };
+        write_svg_file(path, &spec, &lines)?;
+        eprintln!(
+            "bpfprof: wrote {} ({} samples, {} stacks)",
+            path.display(),
+            stats[stat::SAMPLES],
+            lines.len()
+        );
+    } else if cfg.folded {
+        let lines = merge_folded(folded::fold_all(&records, &style));
+        let mut text = lines.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        write_stdout(&text)?;
+    } else {
+        let blocks: Vec<String> = records
+            .par_iter()
+            .map(|r| bcc::stack_block(r, &style))
+            .collect();
+        write_stdout(&blocks.concat())?;
+    }
+    for line in loss_report(&stats, cfg.stack_storage_size) {
+        eprintln!("{line}");
+    }
+    Ok(())
+}
+
+/// Refuses PIDs and TIDs that do not exist, before anything is loaded.
+fn check_targets(cfg: &ProfileConfig) -> Result<()> {
+    if cfg.pids.len() > MAX_FILTER_ENTRIES || cfg.tids.len() > MAX_FILTER_ENTRIES {
+        bail!("at most {MAX_FILTER_ENTRIES} PIDs and {MAX_FILTER_ENTRIES} TIDs can be traced");
+    }
+    for pid in &cfg.pids {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            bail!("no such process: {pid}");
+        }
+    }
+    for tid in &cfg.tids {
+        if !Path::new(&format!("/proc/{tid}")).exists() {
+            bail!("no such thread: {tid}");
+        }
+    }
+    Ok(())
+}
+
+/// The online CPUs, or the one asked for with -C (which must be online).
+fn chosen_cpus(cpu: Option<u32>) -> Result<Vec<u32>> {
+    let online = perf::online_cpus()?;
+    match cpu {
+        None => Ok(online),
+        Some(c) if online.contains(&c) => Ok(vec![c]),
+        Some(c) => bail!("no such CPU: {c} (online CPUs: {online:?})"),
+    }
+}
+
+/// Merges counts of the same (pid, comm, stacks) across threads and names their frames.
+fn symbolize(
+    counts: Vec<(sample_key, u64)>,
+    stacks: &HashMap<u64, Vec<u64>>,
+    syms: &mut Symbolizer,
+) -> Vec<StackRecord> {
+    type Merged = (u32, [i8; 16], u64, u64, i32, i32);
+    let mut merged: HashMap<Merged, u64> = HashMap::new();
+    for (k, n) in counts {
+        *merged
+            .entry((
+                k.pid,
+                k.comm,
+                k.user_stack,
+                k.kern_stack,
+                k.user_err,
+                k.kern_err,
+            ))
+            .or_default() += n;
+    }
+    let kernel_ids: HashSet<u64> = merged.keys().map(|k| k.3).filter(|&id| id != 0).collect();
+    let user_ids: HashSet<(u32, u64)> = merged
+        .keys()
+        .filter(|k| k.2 != 0)
+        .map(|k| (k.0, k.2))
+        .collect();
+    let kernel_names = syms.kernel_stacks(&kernel_ids, stacks);
+    let user_names = syms.user_stacks(&user_ids, stacks);
+
+    let part = |id: u64, err: i32, names: Option<&Vec<String>>| -> StackPart {
+        match (id, err, names) {
+            (_, e, _) if e != 0 => StackPart::Missed,
+            (0, _, _) => StackPart::None,
+            (_, _, Some(n)) => StackPart::Frames(n.clone()),
+            (_, _, None) => StackPart::Missed, // id without a stored stack: cannot happen, but never hide it
+        }
+    };
+    merged
+        .into_par_iter()
+        .map(
+            |((pid, comm, ustack, kstack, uerr, kerr), value)| StackRecord {
+                comm: comm_str(&comm),
+                pid,
+                user: part(ustack, uerr, user_names.get(&(pid, ustack))),
+                kernel: part(kstack, kerr, kernel_names.get(&kstack)),
+                value,
+            },
+        )
+        .collect()
+}
+
+fn comm_str(comm: &[i8; 16]) -> String {
+    let bytes: Vec<u8> = comm
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Sums folded lines that read the same (threads of one process, or stacks that differ only in
+/// addresses within the same functions) and sorts them ascending by count, as bcc sorts.
+fn merge_folded(lines: Vec<String>) -> Vec<String> {
+    let mut sums: HashMap<String, u64> = HashMap::with_capacity(lines.len());
+    for line in lines {
+        if let Some((stack, n)) = line.rsplit_once(' ') {
+            *sums.entry(stack.to_string()).or_default() += n.parse::<u64>().unwrap_or(0);
+        }
+    }
+    let mut out: Vec<(String, u64)> = sums.into_iter().collect();
+    out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    out.into_iter().map(|(s, n)| format!("{s} {n}")).collect()
+}
+
+fn write_svg_file(path: &Path, spec: &FlameGraphSpec, lines: &[String]) -> Result<()> {
+    if lines.is_empty() {
+        bail!("no stacks were sampled: {} not written", path.display());
+    }
+    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    write_svg(spec, lines, BufWriter::new(file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folded_lines_merge_and_sort() {
+        let lines = vec![
+            "a;b 3".to_string(),
+            "a;c 1".to_string(),
+            "a;b 2".to_string(),
+        ];
+        assert_eq!(
+            merge_folded(lines),
+            vec!["a;c 1".to_string(), "a;b 5".to_string()]
+        );
+    }
+
+    #[test]
+    fn comm_stops_at_nul() {
+        let mut comm = [0i8; 16];
+        for (i, b) in b"burn".iter().enumerate() {
+            comm[i] = *b as i8;
+        }
+        assert_eq!(comm_str(&comm), "burn");
+    }
+}
