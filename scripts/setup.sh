@@ -3,10 +3,10 @@
 set -euo pipefail
 
 # Build: clang compiles bpf/*.bpf.c; libbpf-sys builds its bundled libbpf (make, pkg-config, libelf, zlib).
-# Tests: clang builds the workloads with frame pointers.
-build_pkgs=(clang llvm make pkg-config gcc libelf-dev zlib1g-dev)
-# Maintenance (bpf/vmlinux.h regeneration) and benchmarks against the peers.
-extra_pkgs=(bpftool linux-perf bpftrace)
+# Tests: clang builds the workloads with frame pointers; bpftool checks nothing stays loaded; setpriv drops root.
+build_pkgs=(clang llvm make pkg-config gcc libelf-dev zlib1g-dev bpftool util-linux)
+# Benchmarks against the peers (also: bpftool regenerates bpf/x86/vmlinux.h).
+extra_pkgs=(linux-perf bpftrace)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-}" = "--bench" ] || [ "${BPFPROF_SETUP_ALL:-}" = 1 ]; then

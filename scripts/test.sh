@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every test on a fresh machine: installs what the build needs, then unit tests, then the integration
+# tests, which load BPF as root and run one at a time (they measure sample ratios on a small, shared machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+if [ "$(id -u)" -ne 0 ]; then
+  echo "test: the integration tests load BPF programs: run as root (sudo scripts/test.sh)" >&2
+  exit 1
+fi
+cargo build --locked --all-targets
+cargo test --locked --bins
+cargo test --locked --test integration -- --test-threads=1

@@ -1,0 +1,149 @@
+//! Shared test support: building workloads, running bpfprof, and killing workloads on drop.
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+
+/// Path of the binary under test.
+pub fn bpfprof() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_bpfprof"))
+}
+
+static BPF_LOCK: Mutex<()> = Mutex::new(());
+
+/// Serialises BPF tests and checks that they can run. Returns None (after saying so) when not root outside
+/// CI; panics in CI, where a test that cannot load BPF must fail, never skip.
+pub fn bpf_test(name: &str) -> Option<MutexGuard<'static, ()>> {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{name}: must run as root in CI (BPF tests never skip there)");
+        }
+        eprintln!("SKIPPED {name}: not root, cannot load BPF");
+        return None;
+    }
+    Some(BPF_LOCK.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Builds tests/workloads/NAME.c once per test run, with frame pointers in every function.
+pub fn workload(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/workloads/{name}.c"));
+        let status = Command::new("clang")
+            .args([
+                "-O1",
+                "-g",
+                "-fno-omit-frame-pointer",
+                "-mno-omit-leaf-frame-pointer",
+                "-o",
+            ])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect("running clang (scripts/setup.sh installs it)");
+        assert!(status.success(), "building {}", src.display());
+        built.push(name.to_string());
+    }
+    out
+}
+
+/// A running workload, killed when dropped (tests never leave one behind).
+pub struct Workload {
+    child: Child,
+}
+
+impl Workload {
+    /// Starts `bin args` and waits until it prints its "ready" line.
+    pub fn start(bin: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(bin)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting workload");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("reading workload");
+        assert_eq!(line.trim(), "ready", "workload did not start");
+        Self { child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the workload to exit by itself.
+    pub fn wait(&mut self) {
+        let status = self.child.wait().expect("waiting for workload");
+        assert!(status.success(), "workload failed: {status}");
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs bpfprof to completion and returns its output, asserting success.
+pub fn run_ok(args: &[&str]) -> Output {
+    let out = bpfprof().args(args).output().expect("running bpfprof");
+    assert!(
+        out.status.success(),
+        "bpfprof {args:?} failed: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Parses folded output into (frames, count) pairs.
+pub fn parse_folded(stdout: &[u8]) -> Vec<(Vec<String>, u64)> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|line| {
+            let (stack, n) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("bad folded line: {line}"));
+            let frames = stack.split(';').map(str::to_string).collect();
+            (
+                frames,
+                n.parse().unwrap_or_else(|_| panic!("bad count in: {line}")),
+            )
+        })
+        .collect()
+}
+
+/// True when `needle` occurs in `frames` as a contiguous run.
+pub fn has_run(frames: &[String], needle: &[&str]) -> bool {
+    frames
+        .windows(needle.len())
+        .any(|w| w.iter().zip(needle).all(|(a, b)| a == b))
+}
+
+/// Samples whose stack contains the contiguous run `needle`.
+pub fn count_with(stacks: &[(Vec<String>, u64)], needle: &[&str]) -> u64 {
+    stacks
+        .iter()
+        .filter(|(f, _)| has_run(f, needle))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// No bpfprof program may remain loaded after the tool exits.
+pub fn assert_nothing_left_attached() {
+    let out = Command::new("bpftool")
+        .args(["prog", "show"])
+        .output()
+        .expect("running bpftool");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("do_sample"),
+        "a profile BPF program is still loaded:\n{text}"
+    );
+}

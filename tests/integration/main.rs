@@ -1,0 +1,6 @@
+//! Integration tests: the real bpfprof binary, as root, against workloads with known behaviour.
+//!
+//! Tests that load BPF take a global lock (they run one at a time: they measure ratios on a 2-core machine).
+//! Without root they fail when CI=true and say they skipped otherwise.
+mod common;
+mod profile;

@@ -1,0 +1,361 @@
+//! `bpfprof profile` against the burn workload (tests/workloads/burn.c), whose stacks and CPU split are known.
+use std::process::Stdio;
+use std::thread::sleep;
+use std::time::Duration;
+
+use crate::common::*;
+
+/// The frames the burn workload's cpu mode samples in, outermost first, for the function `hot`.
+fn cpu_chain(hot: &str) -> [&str; 4] {
+    ["main", "work_loop", hot, "spin"]
+}
+
+#[test]
+fn samples_split_two_to_one_under_the_right_callers() {
+    let Some(_lock) = bpf_test("samples_split_two_to_one_under_the_right_callers") else {
+        return;
+    };
+    let burn = workload("burn");
+    let w = Workload::start(&burn, &["cpu", "8"]);
+    let pid = w.pid().to_string();
+    let out = run_ok(&["profile", "-F", "999", "-f", "-p", &pid, "4"]);
+    let stacks = parse_folded(&out.stdout);
+
+    // Every sample is the workload's own.
+    assert!(
+        stacks.iter().all(|(f, _)| f[0] == "burn"),
+        "other processes in -p output"
+    );
+    let two = count_with(&stacks, &cpu_chain("hot_two_thirds"));
+    let one = count_with(&stacks, &cpu_chain("hot_one_third"));
+    let total: u64 = stacks.iter().map(|(_, n)| n).sum();
+    // The named chain, in order, must hold nearly all samples (the rest: the clock check in work_loop).
+    assert!(
+        two + one >= total * 9 / 10,
+        "only {} of {total} samples under main;work_loop;hot_*;spin:\n{}",
+        two + one,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(total >= 500, "too few samples ({total}) to judge a ratio");
+
+    // Tolerance from sampling error: p = 2/3 of n samples is binomial-like, sd(p) = sqrt(p(1-p)/n);
+    // the ratio p/(1-p) moves by sd(p)/(1-p)^2. Allow 4 sd, and never less than 8% (call overhead makes the
+    // split slightly below 2:1: measured 1.92 here).
+    let n = (two + one) as f64;
+    let p = 2.0 / 3.0;
+    let sd_ratio = (p * (1.0 - p) / n).sqrt() / (1.0 - p).powi(2);
+    let tol = (4.0 * sd_ratio).max(0.16);
+    let ratio = two as f64 / one as f64;
+    assert!(
+        (ratio - 2.0).abs() <= tol,
+        "hot_two_thirds:hot_one_third = {two}:{one} = {ratio:.3}, expected 2 +- {tol:.3}"
+    );
+}
+
+#[test]
+fn svg_is_well_formed_and_names_the_functions() {
+    let Some(_lock) = bpf_test("svg_is_well_formed_and_names_the_functions") else {
+        return;
+    };
+    let burn = workload("burn");
+    let w = Workload::start(&burn, &["cpu", "5"]);
+    let svg = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("profile-test.svg");
+    let _ = std::fs::remove_file(&svg);
+    let out = run_ok(&[
+        "profile",
+        "-F",
+        "499",
+        "--svg",
+        svg.to_str().unwrap(),
+        "-p",
+        &w.pid().to_string(),
+        "2",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wrote"),
+        "no summary line"
+    );
+    let text = std::fs::read_to_string(&svg).expect("SVG written");
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(&text, opts).expect("well-formed XML");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let titles: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("title"))
+        .filter_map(|n| n.text())
+        .collect();
+    for f in [
+        "hot_two_thirds",
+        "hot_one_third",
+        "spin",
+        "work_loop",
+        "main",
+    ] {
+        assert!(
+            titles.iter().any(|t| t.starts_with(&format!("{f} ("))),
+            "no frame titled {f}"
+        );
+    }
+    assert!(text.contains("CPU Flame Graph"), "no title");
+    assert!(
+        text.contains(&format!("PID {}", w.pid())),
+        "subtitle does not say what was sampled"
+    );
+}
+
+#[test]
+fn pid_filter_keeps_only_the_chosen_process() {
+    let Some(_lock) = bpf_test("pid_filter_keeps_only_the_chosen_process") else {
+        return;
+    };
+    let burn = workload("burn");
+    let a = Workload::start(&burn, &["cpu", "8"]);
+    let b = Workload::start(&burn, &["cpu", "8"]);
+    let tag = |p: u32| format!("burn ({p})");
+
+    // Unfiltered, both are there: the filter has something to remove.
+    let all = String::from_utf8(run_ok(&["profile", "-F", "199", "2"]).stdout).unwrap();
+    assert!(
+        all.contains(&tag(a.pid())) && all.contains(&tag(b.pid())),
+        "both workloads expected:\n{all}"
+    );
+
+    let only_a = String::from_utf8(
+        run_ok(&["profile", "-F", "199", "-p", &a.pid().to_string(), "2"]).stdout,
+    )
+    .unwrap();
+    assert!(only_a.contains(&tag(a.pid())));
+    let owners: Vec<&str> = only_a
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- "))
+        .collect();
+    assert!(!owners.is_empty());
+    for line in owners {
+        assert!(
+            line.ends_with(&tag(a.pid())),
+            "sample of another process with -p: {line}"
+        );
+    }
+}
+
+#[test]
+fn user_only_and_kernel_only_stacks() {
+    let Some(_lock) = bpf_test("user_only_and_kernel_only_stacks") else {
+        return;
+    };
+    let burn = workload("burn");
+    let w = Workload::start(&burn, &["sys", "8"]);
+    let pid = w.pid().to_string();
+
+    let user =
+        parse_folded(&run_ok(&["profile", "-F", "499", "-a", "-f", "-U", "-p", &pid, "2"]).stdout);
+    assert!(
+        count_with(&user, &["main", "sys_loop", "read_zeros"]) > 0,
+        "user chain missing: {user:?}"
+    );
+    assert!(
+        user.iter()
+            .all(|(f, _)| f.iter().all(|x| !x.ends_with("_[k]"))),
+        "kernel frame with -U"
+    );
+
+    let kernel =
+        parse_folded(&run_ok(&["profile", "-F", "499", "-a", "-f", "-K", "-p", &pid, "2"]).stdout);
+    assert!(
+        count_with(&kernel, &["ksys_read_[k]", "vfs_read_[k]"]) > 0,
+        "kernel chain missing: {kernel:?}"
+    );
+    assert!(
+        kernel
+            .iter()
+            .all(|(f, _)| f[1..].iter().all(|x| x.ends_with("_[k]"))),
+        "user frame with -K"
+    );
+
+    // Both, delimited: the user chain, the delimiter, then the kernel chain, on one line.
+    let both =
+        parse_folded(&run_ok(&["profile", "-F", "499", "-a", "-d", "-f", "-p", &pid, "2"]).stdout);
+    assert!(
+        count_with(
+            &both,
+            &[
+                "sys_loop",
+                "read_zeros",
+                "-",
+                "entry_SYSCALL_64_after_hwframe_[k]"
+            ]
+        ) > 0,
+        "no user;-;kernel line: {both:?}"
+    );
+}
+
+#[test]
+fn a_process_that_exits_during_the_trace_keeps_named_frames() {
+    let Some(_lock) = bpf_test("a_process_that_exits_during_the_trace_keeps_named_frames") else {
+        return;
+    };
+    // A whole-system trace: give the workload a comm no other process has.
+    let burn = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("exitburn");
+    std::fs::copy(workload("burn"), &burn).expect("copying the workload");
+    let prof = bpfprof()
+        .args(["profile", "-F", "499", "-f", "4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting bpfprof");
+    sleep(Duration::from_millis(1000)); // loaded and attached
+    let mut w = Workload::start(&burn, &["cpu", "1"]);
+    w.wait(); // gone well before the trace ends
+    let out = prof.wait_with_output().expect("bpfprof output");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mine: Vec<_> = parse_folded(&out.stdout)
+        .into_iter()
+        .filter(|(f, _)| f[0] == "exitburn")
+        .collect();
+    let burn_samples: u64 = mine.iter().map(|(_, n)| n).sum();
+    let named = count_with(&mine, &cpu_chain("hot_two_thirds"))
+        + count_with(&mine, &cpu_chain("hot_one_third"));
+    assert!(
+        burn_samples >= 100,
+        "too few samples of the exited process: {burn_samples}"
+    );
+    assert!(
+        named * 10 >= burn_samples * 9,
+        "only {named} of {burn_samples} samples of the exited process have named frames"
+    );
+}
+
+#[test]
+fn ctrl_c_ends_sampling_and_still_prints() {
+    let Some(_lock) = bpf_test("ctrl_c_ends_sampling_and_still_prints") else {
+        return;
+    };
+    let burn = workload("burn");
+    let w = Workload::start(&burn, &["cpu", "8"]);
+    let prof = bpfprof()
+        .args(["profile", "-F", "499", "-f", "-p", &w.pid().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting bpfprof");
+    sleep(Duration::from_secs(2));
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(prof.id() as i32, libc::SIGINT) };
+    let out = prof.wait_with_output().expect("bpfprof output");
+    assert!(
+        out.status.success(),
+        "SIGINT should end cleanly: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(count_with(&parse_folded(&out.stdout), &cpu_chain("hot_two_thirds")) > 0);
+    assert_nothing_left_attached();
+}
+
+#[test]
+fn full_stack_storage_is_reported_not_hidden() {
+    let Some(_lock) = bpf_test("full_stack_storage_is_reported_not_hidden") else {
+        return;
+    };
+    let burn = workload("burn");
+    let w = Workload::start(&burn, &["sys", "5"]);
+    // Room for one stack: the workload has several (user and kernel), so some must be lost and said so.
+    let out = run_ok(&[
+        "profile",
+        "-F",
+        "499",
+        "-f",
+        "--stack-storage-size",
+        "1",
+        "-p",
+        &w.pid().to_string(),
+        "2",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("stacks lost: the stack storage (1 stacks) was full"),
+        "no loss report: {stderr}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("[Missed"),
+        "lost stacks not marked in the output"
+    );
+}
+
+#[test]
+fn bad_input_gives_one_line_and_nonzero_exit() {
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["profile", "-p", "999999999", "1"],
+            "no such process: 999999999",
+        ),
+        (
+            &["profile", "-L", "999999999", "1"],
+            "no such thread: 999999999",
+        ),
+        (
+            &["profile", "-F", "0", "1"],
+            "sample frequency (-F) must be greater than 0",
+        ),
+        (&["profile", "-C", "4096", "1"], "no such CPU: 4096"),
+        (
+            &["profile", "--perf-max-stack-depth", "1000"],
+            "--perf-max-stack-depth must be between 1 and 127",
+        ),
+        (&["profile", "-p", "abc"], "invalid value 'abc'"),
+    ];
+    for (args, want) in cases {
+        let out = bpfprof().args(args).output().expect("running bpfprof");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            stderr.contains(want),
+            "{args:?}: expected {want:?} in: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+        // bpfprof's own errors are one line; clap's usage errors add its "For more information" hint.
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.contains(want),
+            "{args:?}: the first line should say it: {stderr}"
+        );
+        if first.starts_with("bpfprof:") {
+            assert_eq!(
+                stderr.trim_end().lines().count(),
+                1,
+                "{args:?}: not one line: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn unprivileged_user_is_told_what_is_needed() {
+    let Some(_lock) = bpf_test("unprivileged_user_is_told_what_is_needed") else {
+        return;
+    };
+    // setpriv drops to nobody with no capabilities: bpfprof must refuse before loading anything.
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_bpfprof"))
+        .args(["profile", "1"])
+        .output()
+        .expect("running setpriv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("run as root, or with CAP_BPF and CAP_PERFMON"),
+        "{stderr}"
+    );
+}
