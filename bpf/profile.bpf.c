@@ -52,11 +52,17 @@ static __always_inline void announce_proc(__u32 pid)
 {
 	struct new_proc_event *e;
 	__u8 one = 1;
+	long err;
 
 	if (bpf_map_lookup_elem(&seen_procs, &pid))
 		return;
-	if (bpf_map_update_elem(&seen_procs, &pid, &one, BPF_NOEXIST))
-		return; /* raced with another CPU, or full: the stacks are still symbolized while it lives */
+	err = bpf_map_update_elem(&seen_procs, &pid, &one, BPF_NOEXIST);
+	if (err == -EEXIST)
+		return; /* another CPU announced it first */
+	if (err) {
+		stat_inc(STAT_PROC_EVENTS_LOST); /* full: named only if it still lives at the end */
+		return;
+	}
 	e = bpf_ringbuf_reserve(&proc_events, sizeof(*e), 0);
 	if (!e) {
 		stat_inc(STAT_PROC_EVENTS_LOST);
