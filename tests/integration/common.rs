@@ -26,28 +26,42 @@ pub fn bpf_test(name: &str) -> Option<MutexGuard<'static, ()>> {
     Some(BPF_LOCK.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
-/// Builds tests/workloads/NAME.c once per test run, with frame pointers in every function.
+/// Builds a workload from tests/workloads/ once per test run, with frame pointers in every function:
+/// NAME.c with clang, NAME.cc with clang++, NAME.rs with rustc.
 pub fn workload(name: &str) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if !built.iter().any(|b| b == name) {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/workloads/{name}.c"));
-        let status = Command::new("clang")
-            .args([
-                "-O1",
-                "-g",
-                "-fno-omit-frame-pointer",
-                "-mno-omit-leaf-frame-pointer",
-                "-o",
-            ])
-            .arg(&out)
-            .arg(&src)
-            .status()
-            .expect("running clang (scripts/setup.sh installs it)");
-        assert!(status.success(), "building {}", src.display());
-        built.push(name.to_string());
+    if built.iter().any(|b| b == name) {
+        return out;
     }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads");
+    let fp = ["-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer"];
+    let mut cmd = if dir.join(format!("{name}.c")).exists() {
+        let mut c = Command::new("clang");
+        c.args(["-O1", "-g"])
+            .args(fp)
+            .arg(dir.join(format!("{name}.c")));
+        c
+    } else if dir.join(format!("{name}.cc")).exists() {
+        let mut c = Command::new("clang++");
+        c.args(["-O1", "-g"])
+            .args(fp)
+            .arg(dir.join(format!("{name}.cc")));
+        c
+    } else {
+        let mut c = Command::new("rustc");
+        c.args(["-O", "-g", "-C", "force-frame-pointers=yes"])
+            .arg(dir.join(format!("{name}.rs")));
+        c
+    };
+    let status = cmd
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .expect("running the compiler (scripts/setup.sh installs clang)");
+    assert!(status.success(), "building workload {name}");
+    built.push(name.to_string());
     out
 }
 

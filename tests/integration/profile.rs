@@ -359,3 +359,29 @@ fn unprivileged_user_is_told_what_is_needed() {
         "{stderr}"
     );
 }
+
+#[test]
+fn cxx_and_rust_frames_are_demangled() {
+    let Some(_lock) = bpf_test("cxx_and_rust_frames_are_demangled") else {
+        return;
+    };
+    let cxx = Workload::start(&workload("cxxburn"), &["5"]);
+    let rs = Workload::start(&workload("rsburn"), &["5"]);
+    let pids = format!("{},{}", cxx.pid(), rs.pid());
+    let stacks = parse_folded(&run_ok(&["profile", "-F", "199", "-f", "-p", &pids, "2"]).stdout);
+    assert!(
+        count_with(
+            &stacks,
+            &[
+                "main",
+                "void burn::Worker::run<unsigned long>(unsigned long, double)",
+                "burn::Worker::spin(unsigned long)"
+            ]
+        ) > 0,
+        "C++ frames not demangled in order: {stacks:?}"
+    );
+    assert!(
+        count_with(&stacks, &["rsburn::run", "rsburn::burn::Worker::spin"]) > 0,
+        "Rust frames not demangled in order: {stacks:?}"
+    );
+}
