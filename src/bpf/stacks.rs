@@ -1,6 +1,8 @@
 //! Reading the maps that stack tools share: stored stacks (bpf/stacks.bpf.h) and the loss counters.
 use std::collections::HashMap;
 
+use std::os::fd::AsRawFd;
+
 use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
 
@@ -19,7 +21,7 @@ pub mod stat {
 }
 
 /// Entries fetched per bpf(BPF_MAP_LOOKUP_BATCH) call.
-const BATCH: u32 = 4096;
+const BATCH: u32 = 1024;
 
 /// Copies a value of a skeleton-generated BPF type out of map bytes.
 pub fn from_bytes<T: Copy>(bytes: &[u8]) -> T {
@@ -32,21 +34,86 @@ pub fn from_bytes<T: Copy>(bytes: &[u8]) -> T {
     unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) }
 }
 
-/// Reads every (key, value) of a hash map, in batches where the kernel supports it.
+/// Reads every (key, value) of a hash map, in batches where the kernel supports it (5.6+).
+///
+/// Written against the syscall rather than libbpf-rs's `lookup_batch` iterator, which takes any short batch
+/// for the last one; the kernel returns short batches of hash maps whenever the next bucket does not fit,
+/// so that iterator silently stops early on large maps. Here only ENOENT ends the walk.
 pub fn read_all(map: &dyn MapCore) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    match map.lookup_batch(BATCH, MapFlags::ANY, MapFlags::ANY) {
-        Ok(iter) => Ok(iter.collect()),
-        Err(_) => {
-            // Kernels before 5.6 have no batch lookups: one key at a time.
-            let mut out = Vec::new();
-            for key in map.keys() {
-                if let Some(v) = map.lookup(&key, MapFlags::ANY)? {
-                    out.push((key, v));
-                }
+    let (ks, vs) = (map.key_size() as usize, map.value_size() as usize);
+    let fd = map.as_fd().as_raw_fd();
+    let mut batch = BATCH as usize;
+    let mut keys = vec![0u8; ks * batch];
+    let mut values = vec![0u8; vs * batch];
+    // The resume token: a bucket index for hash maps, a key for arrays. Room for either.
+    let mut token_in = vec![0u8; ks.max(8)];
+    let mut token_out = vec![0u8; ks.max(8)];
+    let mut first = true;
+    let mut out = Vec::new();
+    let opts = libbpf_sys::bpf_map_batch_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+        elem_flags: 0,
+        flags: 0,
+    };
+    loop {
+        let mut count = batch as u32;
+        let in_ptr = if first {
+            std::ptr::null_mut()
+        } else {
+            token_in.as_mut_ptr().cast()
+        };
+        // SAFETY: keys/values hold `count` entries of the map's key and value sizes, the tokens are at least
+        // as large as a key (and 8 bytes), and `opts` is a valid, sized options struct.
+        let ret = unsafe {
+            libbpf_sys::bpf_map_lookup_batch(
+                fd,
+                in_ptr,
+                token_out.as_mut_ptr().cast(),
+                keys.as_mut_ptr().cast(),
+                values.as_mut_ptr().cast(),
+                &mut count,
+                &opts,
+            )
+        };
+        let errno = if ret < 0 { -ret } else { 0 };
+        if ret < 0 && errno != libc::ENOENT {
+            if errno == libc::ENOSPC && batch < 1 << 20 {
+                // One bucket holds more entries than a batch: retry this step with a larger batch.
+                batch *= 2;
+                keys.resize(ks * batch, 0);
+                values.resize(vs * batch, 0);
+                continue;
             }
-            Ok(out)
+            if first
+                && (errno == libc::EINVAL || errno == libc::ENOTSUP || errno == 524/* ENOTSUPP */)
+            {
+                return read_one_by_one(map);
+            }
+            return Err(std::io::Error::from_raw_os_error(errno)).context("BPF_MAP_LOOKUP_BATCH");
+        }
+        for i in 0..count as usize {
+            out.push((
+                keys[i * ks..(i + 1) * ks].to_vec(),
+                values[i * vs..(i + 1) * vs].to_vec(),
+            ));
+        }
+        if errno == libc::ENOENT {
+            return Ok(out);
+        }
+        std::mem::swap(&mut token_in, &mut token_out);
+        first = false;
+    }
+}
+
+/// Kernels before 5.6 have no batch lookups: one key at a time.
+fn read_one_by_one(map: &dyn MapCore) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for key in map.keys() {
+        if let Some(v) = map.lookup(&key, MapFlags::ANY)? {
+            out.push((key, v));
         }
     }
+    Ok(out)
 }
 
 /// All stored stacks by id, each innermost frame first.

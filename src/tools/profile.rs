@@ -213,12 +213,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
             count_name: "samples".into(),
         };
         write_svg_file(path, &spec, &lines)?;
-        eprintln!(
-            "bpfprof: wrote {} ({} samples, {} stacks)",
-            path.display(),
-            stats[stat::SAMPLES],
-            lines.len()
-        );
+        eprintln!("bpfprof: wrote {}", path.display());
     } else if cfg.folded {
         let lines = merge_folded(folded::fold_all(&records, &style));
         let mut text = lines.join("\n");
@@ -233,6 +228,12 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
             .collect();
         write_stdout(&blocks.concat())?;
     }
+    // On stderr, so that folded output stays clean: what was counted, to check nothing went missing.
+    eprintln!(
+        "bpfprof: {} samples, {} distinct stacks",
+        stats[stat::SAMPLES],
+        records.len()
+    );
     for line in loss_report(&stats, cfg.stack_storage_size) {
         eprintln!("{line}");
     }

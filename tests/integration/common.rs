@@ -36,7 +36,12 @@ pub fn workload(name: &str) -> PathBuf {
         return out;
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads");
-    let fp = ["-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer"];
+    // Frame pointers everywhere, and no tail calls: each call stays a frame.
+    let fp = [
+        "-fno-omit-frame-pointer",
+        "-mno-omit-leaf-frame-pointer",
+        "-fno-optimize-sibling-calls",
+    ];
     let mut cmd = if dir.join(format!("{name}.c")).exists() {
         let mut c = Command::new("clang");
         c.args(["-O1", "-g"])
