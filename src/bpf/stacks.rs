@@ -34,12 +34,13 @@ pub fn from_bytes<T: Copy>(bytes: &[u8]) -> T {
     unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) }
 }
 
-/// Reads every (key, value) of a hash map, in batches where the kernel supports it (5.6+).
+/// Calls `f(key, value)` for every entry of a hash map, read in batches where the kernel supports it (5.6+),
+/// straight from the batch buffers (no copy per entry).
 ///
 /// Written against the syscall rather than libbpf-rs's `lookup_batch` iterator, which takes any short batch
 /// for the last one; the kernel returns short batches of hash maps whenever the next bucket does not fit,
 /// so that iterator silently stops early on large maps. Here only ENOENT ends the walk.
-pub fn read_all(map: &dyn MapCore) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+pub fn for_each_entry(map: &dyn MapCore, mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
     let (ks, vs) = (map.key_size() as usize, map.value_size() as usize);
     let fd = map.as_fd().as_raw_fd();
     let mut batch = BATCH as usize;
@@ -49,7 +50,6 @@ pub fn read_all(map: &dyn MapCore) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut token_in = vec![0u8; ks.max(8)];
     let mut token_out = vec![0u8; ks.max(8)];
     let mut first = true;
-    let mut out = Vec::new();
     let opts = libbpf_sys::bpf_map_batch_opts {
         sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
         elem_flags: 0,
@@ -87,18 +87,15 @@ pub fn read_all(map: &dyn MapCore) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
             if first
                 && (errno == libc::EINVAL || errno == libc::ENOTSUP || errno == 524/* ENOTSUPP */)
             {
-                return read_one_by_one(map);
+                return read_one_by_one(map, f);
             }
             return Err(std::io::Error::from_raw_os_error(errno)).context("BPF_MAP_LOOKUP_BATCH");
         }
         for i in 0..count as usize {
-            out.push((
-                keys[i * ks..(i + 1) * ks].to_vec(),
-                values[i * vs..(i + 1) * vs].to_vec(),
-            ));
+            f(&keys[i * ks..(i + 1) * ks], &values[i * vs..(i + 1) * vs]);
         }
         if errno == libc::ENOENT {
-            return Ok(out);
+            return Ok(());
         }
         std::mem::swap(&mut token_in, &mut token_out);
         first = false;
@@ -106,28 +103,26 @@ pub fn read_all(map: &dyn MapCore) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
 }
 
 /// Kernels before 5.6 have no batch lookups: one key at a time.
-fn read_one_by_one(map: &dyn MapCore) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut out = Vec::new();
+fn read_one_by_one(map: &dyn MapCore, mut f: impl FnMut(&[u8], &[u8])) -> Result<()> {
     for key in map.keys() {
         if let Some(v) = map.lookup(&key, MapFlags::ANY)? {
-            out.push((key, v));
+            f(&key, &v);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// All stored stacks by id, each innermost frame first.
 pub fn read_stacks(map: &dyn MapCore) -> Result<HashMap<u64, Vec<u64>>> {
-    let entries = read_all(map).context("reading the stack map")?;
-    Ok(entries
-        .into_iter()
-        .map(|(k, v)| {
-            let id = u64::from_ne_bytes(k[..8].try_into().expect("8-byte key"));
-            let st: stored_stack = from_bytes(&v);
-            let nr = (st.nr as usize).min(st.ips.len());
-            (id, st.ips[..nr].to_vec())
-        })
-        .collect())
+    let mut stacks = HashMap::new();
+    for_each_entry(map, |k, v| {
+        let id = u64::from_ne_bytes(k[..8].try_into().expect("8-byte key"));
+        let st: stored_stack = from_bytes(v);
+        let nr = (st.nr as usize).min(st.ips.len());
+        stacks.insert(id, st.ips[..nr].to_vec());
+    })
+    .context("reading the stack map")?;
+    Ok(stacks)
 }
 
 /// Sums the per-CPU loss and sample counters.

@@ -11,8 +11,8 @@ pub fn stack_block(rec: &StackRecord, style: &StackStyle) -> String {
             StackPart::None => {}
             StackPart::Missed => out.push_str("    [Missed Kernel Stack]\n"),
             StackPart::Frames(f) => {
-                for name in f {
-                    let _ = writeln!(out, "    {}", style.kernel_name(name));
+                for name in f.iter() {
+                    let _ = writeln!(out, "    {name}{}", style.kernel_suffix());
                 }
             }
         }
@@ -25,7 +25,7 @@ pub fn stack_block(rec: &StackRecord, style: &StackStyle) -> String {
             StackPart::None => {}
             StackPart::Missed => out.push_str("    [Missed User Stack]\n"),
             StackPart::Frames(f) => {
-                for name in f {
+                for name in f.iter() {
                     let _ = writeln!(out, "    {name}");
                 }
             }
@@ -61,8 +61,8 @@ mod tests {
         StackRecord {
             comm: "burn".into(),
             pid: 4242,
-            user: StackPart::Frames(vec!["spin".into(), "hot_two_thirds".into(), "main".into()]),
-            kernel: StackPart::Frames(vec!["vfs_read".into(), "ksys_read".into()]),
+            user: StackPart::Frames(["spin".into(), "hot_two_thirds".into(), "main".into()].into()),
+            kernel: StackPart::Frames(["vfs_read".into(), "ksys_read".into()].into()),
             value: 12,
         }
     }

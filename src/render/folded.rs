@@ -1,47 +1,53 @@
 //! Folded stacks (`comm;outer;...;inner count`), as bcc's -f prints them and flame graph tools read them.
+use std::borrow::Cow;
+
 use rayon::prelude::*;
 
 use super::{StackPart, StackRecord, StackStyle};
 
 /// Folds one record into `comm;user root..leaf;[-;]kernel root..leaf`, without the count.
 pub fn fold(rec: &StackRecord, style: &StackStyle) -> String {
-    let mut line: Vec<String> = vec![sanitize(&rec.comm)];
+    let mut line = String::with_capacity(256);
+    line.push_str(&sanitize(&rec.comm));
+    let mut push = |frame: &str, suffix: &str| {
+        line.push(';');
+        line.push_str(&sanitize(frame));
+        line.push_str(suffix);
+    };
     if !style.kernel_stacks_only {
         match &rec.user {
             StackPart::None => {}
-            StackPart::Missed => line.push("[Missed User Stack]".into()),
-            StackPart::Frames(f) => line.extend(f.iter().rev().map(|n| sanitize(n))),
+            StackPart::Missed => push("[Missed User Stack]", ""),
+            StackPart::Frames(f) => f.iter().rev().for_each(|n| push(n, "")),
         }
     }
     if !style.user_stacks_only {
         if style.need_delimiter() && rec.user.is_present() && rec.kernel.is_present() {
-            line.push("-".into());
+            push("-", "");
         }
         match &rec.kernel {
             StackPart::None => {}
-            StackPart::Missed => line.push("[Missed Kernel Stack]".into()),
-            StackPart::Frames(f) => {
-                line.extend(f.iter().rev().map(|n| sanitize(&style.kernel_name(n))))
-            }
+            StackPart::Missed => push("[Missed Kernel Stack]", ""),
+            StackPart::Frames(f) => f.iter().rev().for_each(|n| push(n, style.kernel_suffix())),
         }
     }
-    line.join(";")
+    line
 }
 
-/// All records as folded lines (`stack count`), in the order given. Folding runs in parallel.
-pub fn fold_all(records: &[StackRecord], style: &StackStyle) -> Vec<String> {
+/// All records folded, as (stack, count) in the order given. Folding runs in parallel.
+pub fn fold_all(records: &[StackRecord], style: &StackStyle) -> Vec<(String, u64)> {
     records
         .par_iter()
-        .map(|r| format!("{} {}", fold(r, style), r.value))
+        .map(|r| (fold(r, style), r.value))
         .collect()
 }
 
 /// A frame may not contain the separator `;`, nor a newline.
-fn sanitize(name: &str) -> String {
+fn sanitize(name: &str) -> Cow<'_, str> {
     if name.contains([';', '\n']) {
-        name.replace([';', '\n'], "_")
+        Cow::Owned(name.replace([';', '\n'], "_"))
     } else {
-        name.to_string()
+        Cow::Borrowed(name)
     }
 }
 
@@ -60,7 +66,7 @@ mod tests {
     }
 
     fn frames(names: &[&str]) -> StackPart {
-        StackPart::Frames(names.iter().map(|s| s.to_string()).collect())
+        StackPart::Frames(names.iter().map(|&s| s.into()).collect())
     }
 
     #[test]
@@ -73,7 +79,7 @@ mod tests {
         assert_eq!(fold(&r, &style), "burn;main;mid;leaf;ksys_read;vfs_read");
         assert_eq!(
             fold_all(&[r], &style),
-            vec!["burn;main;mid;leaf;ksys_read;vfs_read 7"]
+            vec![("burn;main;mid;leaf;ksys_read;vfs_read".to_string(), 7)]
         );
     }
 

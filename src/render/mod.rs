@@ -1,17 +1,21 @@
 //! Pure renderers: data in, text out. Golden-testable without root.
+use std::sync::Arc;
 pub mod bcc;
 pub mod flamegraph;
 pub mod folded;
 
+/// A frame's name; shared by every stack it appears in.
+pub type Frame = Arc<str>;
+
 /// One side (user or kernel) of a sampled stack.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StackPart {
     /// There is none: a kernel thread's user stack, or the kernel stack of a sample taken in user mode.
     None,
     /// It could not be captured or stored (counted in the loss report).
     Missed,
-    /// Frame names, innermost first.
-    Frames(Vec<String>),
+    /// Frame names, innermost first (shared: many records have the same stack).
+    Frames(Arc<[Frame]>),
 }
 
 impl StackPart {
@@ -46,11 +50,12 @@ impl StackStyle {
         self.delimited && !(self.user_stacks_only || self.kernel_stacks_only)
     }
 
-    fn kernel_name(&self, name: &str) -> String {
+    /// The suffix kernel frames carry: `_[k]` with -a, else nothing.
+    fn kernel_suffix(&self) -> &'static str {
         if self.annotations {
-            format!("{name}_[k]")
+            "_[k]"
         } else {
-            name.to_string()
+            ""
         }
     }
 }
@@ -62,8 +67,7 @@ pub fn sort_ascending(records: &mut [StackRecord]) {
             .cmp(&b.value)
             .then_with(|| a.comm.cmp(&b.comm))
             .then_with(|| a.pid.cmp(&b.pid))
-            .then_with(|| {
-                format!("{:?}{:?}", a.user, a.kernel).cmp(&format!("{:?}{:?}", b.user, b.kernel))
-            })
+            .then_with(|| a.user.cmp(&b.user))
+            .then_with(|| a.kernel.cmp(&b.kernel))
     });
 }

@@ -4,10 +4,13 @@
 //! their memory mappings, and we keep their module list, so their frames still get names afterwards.
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use blazesym::symbolize::source::{Kernel, Process, Source};
 use blazesym::symbolize::{cache, Input, Symbolized, Symbolizer as Blaze};
 use blazesym::Pid;
+
+use crate::render::Frame;
 
 /// One mapped file of a process: [start, end) and the file's name.
 #[derive(Clone, Debug)]
@@ -32,7 +35,9 @@ impl Symbolizer {
         let blaze = Blaze::builder()
             .enable_code_info(false)
             .enable_inlined_fns(false)
-            .enable_demangling(true)
+            // Demangled here instead (`demangle`): blazesym runs the C++ demangler on any name of unknown
+            // language, which mangles plain C names such as `L2_0` into `_0`.
+            .enable_demangling(false)
             .build();
         Self {
             blaze,
@@ -54,16 +59,21 @@ impl Symbolizer {
         }
     }
 
+    /// Loads the kernel's symbols now (parsing /proc/kallsyms takes tens of ms), so that it happens while a
+    /// tool samples rather than after.
+    pub fn warm_kernel(&self) {
+        let _ = self
+            .blaze
+            .symbolize_single(&kernel_source(), Input::AbsAddr(u64::MAX));
+    }
+
     /// Names every frame of the given kernel stacks (`stacks`: id -> addresses, innermost first).
     pub fn kernel_stacks(
         &self,
         ids: &HashSet<u64>,
         stacks: &HashMap<u64, Vec<u64>>,
-    ) -> HashMap<u64, Vec<String>> {
-        let src = Source::Kernel(Kernel {
-            debug_syms: false,
-            ..Kernel::default()
-        });
+    ) -> HashMap<u64, Arc<[Frame]>> {
+        let src = kernel_source();
         let wanted: Vec<&[u64]> = ids
             .iter()
             .filter_map(|id| stacks.get(id).map(Vec::as_slice))
@@ -79,7 +89,7 @@ impl Symbolizer {
         &mut self,
         wanted: &HashSet<(u32, u64)>,
         stacks: &HashMap<u64, Vec<u64>>,
-    ) -> HashMap<(u32, u64), Vec<String>> {
+    ) -> HashMap<(u32, u64), Arc<[Frame]>> {
         let mut by_pid: HashMap<u32, Vec<u64>> = HashMap::new();
         for &(pid, id) in wanted {
             by_pid.entry(pid).or_default().push(id);
@@ -111,7 +121,7 @@ impl Symbolizer {
         src: &Source,
         stacks: &[&[u64]],
         modules: Option<&[Module]>,
-    ) -> HashMap<u64, String> {
+    ) -> HashMap<u64, Frame> {
         let mut lookup: Vec<u64> = stacks.iter().flat_map(|s| lookup_addrs(s)).collect();
         lookup.sort_unstable();
         lookup.dedup();
@@ -122,13 +132,21 @@ impl Symbolizer {
         let mut names = HashMap::with_capacity(lookup.len());
         for (i, &addr) in lookup.iter().enumerate() {
             let name = match results.get(i) {
-                Some(Symbolized::Sym(sym)) => sym.name.to_string(),
+                Some(Symbolized::Sym(sym)) => demangle(&sym.name),
                 _ => unknown_name(addr, modules),
             };
-            names.insert(addr, name);
+            names.insert(addr, Frame::from(name));
         }
         names
     }
+}
+
+/// Kernel symbols from /proc/kallsyms (a vmlinux with DWARF is slow to parse and rarely installed).
+fn kernel_source() -> Source<'static> {
+    Source::Kernel(Kernel {
+        debug_syms: false,
+        ..Kernel::default()
+    })
 }
 
 /// The addresses to look up for a stack, innermost first. Every frame but the innermost is a return
@@ -141,15 +159,30 @@ fn lookup_addrs(stack: &[u64]) -> impl Iterator<Item = u64> + '_ {
         .map(|(i, &a)| if i == 0 { a } else { a.saturating_sub(1) })
 }
 
-fn frame_names(stack: &[u64], names: &HashMap<u64, String>) -> Vec<String> {
+fn frame_names(stack: &[u64], names: &HashMap<u64, Frame>) -> Arc<[Frame]> {
     lookup_addrs(stack)
         .map(|a| {
             names
                 .get(&a)
                 .cloned()
-                .unwrap_or_else(|| UNKNOWN.to_string())
+                .unwrap_or_else(|| Frame::from(UNKNOWN))
         })
         .collect()
+}
+
+/// Demangles Rust (legacy `_ZN..17h<hash>E` and v0 `_R`) and C++ (`_Z`) names; anything else, a C name
+/// among them, is returned as it is.
+pub fn demangle(name: &str) -> String {
+    if !name.starts_with("_Z") && !name.starts_with("_R") && !name.starts_with("__Z") {
+        return name.to_string();
+    }
+    if let Ok(d) = rustc_demangle::try_demangle(name) {
+        return format!("{d:#}"); // without the hash
+    }
+    cpp_demangle::Symbol::new(name)
+        .ok()
+        .and_then(|s| s.demangle().ok())
+        .unwrap_or_else(|| name.to_string())
 }
 
 /// `[unknown]`, with the module's name where the address falls in a mapped file: `[unknown] (libc.so.6)`.
@@ -195,6 +228,22 @@ mod tests {
 ";
 
     #[test]
+    fn only_mangled_names_are_demangled() {
+        assert_eq!(demangle("L2_0"), "L2_0");
+        assert_eq!(demangle("main"), "main");
+        assert_eq!(
+            demangle("_ZN4burn6Worker4spinEm"),
+            "burn::Worker::spin(unsigned long)"
+        );
+        assert_eq!(
+            demangle("_ZN6rsburn4burn6Worker4spin17h0123456789abcdefE"),
+            "rsburn::burn::Worker::spin"
+        );
+        assert_eq!(demangle("_RNvCs1234_6rsburn3run"), "rsburn::run");
+        assert_eq!(demangle("_Znot-a-name"), "_Znot-a-name");
+    }
+
+    #[test]
     fn modules_are_named_by_file() {
         let ms = parse_modules(MAPS);
         assert_eq!(ms.len(), 3);
@@ -231,7 +280,7 @@ mod tests {
         let named = syms.kernel_stacks(&HashSet::from([7]), &stacks);
         assert_eq!(
             named[&7],
-            vec!["vfs_read".to_string(), "vfs_read".to_string()]
+            [Frame::from("vfs_read"), Frame::from("vfs_read")].into()
         );
     }
 }

@@ -6,6 +6,7 @@ use std::io::BufWriter;
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -15,10 +16,10 @@ use rayon::prelude::*;
 
 use crate::bpf::skel::profile::types::sample_key;
 use crate::bpf::skel::profile::ProfileSkelBuilder;
-use crate::bpf::stacks::{from_bytes, loss_report, read_all, read_stacks, read_stats, stat};
+use crate::bpf::stacks::{for_each_entry, from_bytes, loss_report, read_stacks, read_stats, stat};
 use crate::bpf::{self, perf};
 use crate::render::flamegraph::{write_svg, FlameGraphSpec};
-use crate::render::{bcc, folded, sort_ascending, StackPart, StackRecord, StackStyle};
+use crate::render::{bcc, folded, sort_ascending, Frame, StackPart, StackRecord, StackStyle};
 use crate::symbolize::Symbolizer;
 use crate::util::{write_stdout, StopFlag};
 
@@ -87,6 +88,7 @@ impl ProfileConfig {
 
 /// Runs the profile tool: load, sample until the duration ends or a signal arrives, then print.
 pub fn run(cfg: &ProfileConfig) -> Result<()> {
+    let mut timing = Timing::from_env();
     check_targets(cfg)?;
     let cpus = chosen_cpus(cfg.cpu)?;
     bpf::prepare()?;
@@ -113,6 +115,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         .counts
         .set_max_entries(cfg.stack_storage_size.saturating_mul(4))?;
     let skel = open.load().map_err(|e| bpf::load_error("profile", e))?;
+    timing.mark("load");
 
     let one = [1u8];
     for pid in &cfg.pids {
@@ -144,6 +147,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     let rb = rb.build()?;
 
     let samplers = perf::attach_cpu_clock(&skel.progs.do_sample, &cpus, cfg.sampling)?;
+    timing.mark("attach");
     let started = Instant::now();
     if !cfg.folded && cfg.svg.is_none() {
         let header = bcc::profile_header(
@@ -157,6 +161,9 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     }
 
     let deadline = cfg.duration.map(|d| started + d);
+    if !cfg.user_stacks_only {
+        syms.warm_kernel();
+    }
     let remember_announced = |syms: &mut Symbolizer| {
         for pid in announced.borrow_mut().drain(..) {
             syms.remember(pid);
@@ -174,6 +181,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         let _ = rb.poll(wait);
         remember_announced(&mut syms);
     }
+    timing.mark("sampling");
     drop(samplers); // detach: no samples arrive while the maps are read
     let _ = rb.consume();
     remember_announced(&mut syms);
@@ -181,23 +189,25 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
 
     let stats = read_stats(&skel.maps.stats)?;
     let stacks = read_stacks(&skel.maps.stacks)?;
-    let counts: Vec<(sample_key, u64)> = read_all(&skel.maps.counts)
-        .context("reading the sample counts")?
-        .into_iter()
-        .map(|(k, v)| {
-            (
-                from_bytes(&k),
-                u64::from_ne_bytes(v[..8].try_into().expect("8-byte count")),
-            )
-        })
-        .collect();
+    let mut counts: Vec<(sample_key, u64)> = Vec::new();
+    for_each_entry(&skel.maps.counts, |k, v| {
+        counts.push((
+            from_bytes(k),
+            u64::from_ne_bytes(v[..8].try_into().expect("8-byte count")),
+        ));
+    })
+    .context("reading the sample counts")?;
+    timing.mark("detach+read maps");
 
-    let mut records = symbolize(counts, &stacks, &mut syms);
+    let mut records = symbolize(counts, &stacks, &mut syms, &mut timing);
+    timing.mark("records");
     sort_ascending(&mut records);
     let style = cfg.style();
 
+    let shown; // stacks in the output, after merging those that read the same
     if let Some(path) = &cfg.svg {
         let lines = merge_folded(folded::fold_all(&records, &style));
+        shown = lines.len();
         let spec = FlameGraphSpec {
             title: "CPU Flame Graph".into(),
             subtitle: Some(format!(
@@ -216,6 +226,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         eprintln!("bpfprof: wrote {}", path.display());
     } else if cfg.folded {
         let lines = merge_folded(folded::fold_all(&records, &style));
+        shown = lines.len();
         let mut text = lines.join("\n");
         if !text.is_empty() {
             text.push('\n');
@@ -227,17 +238,54 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
             .map(|r| bcc::stack_block(r, &style))
             .collect();
         write_stdout(&blocks.concat())?;
+        shown = blocks.len();
     }
+    timing.mark("render+write");
+    timing.report();
     // On stderr, so that folded output stays clean: what was counted, to check nothing went missing.
     eprintln!(
         "bpfprof: {} samples, {} distinct stacks",
         stats[stat::SAMPLES],
-        records.len()
+        shown
     );
     for line in loss_report(&stats, cfg.stack_storage_size) {
         eprintln!("{line}");
     }
     Ok(())
+}
+
+/// Phase times on stderr with BPFPROF_TIMING=1, to see where a run's time goes (benchmarks use it).
+struct Timing {
+    on: bool,
+    last: Instant,
+    phases: Vec<(&'static str, Duration)>,
+}
+
+impl Timing {
+    fn from_env() -> Self {
+        Self {
+            on: std::env::var_os("BPFPROF_TIMING").is_some(),
+            last: Instant::now(),
+            phases: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, phase: &'static str) {
+        let now = Instant::now();
+        self.phases.push((phase, now - self.last));
+        self.last = now;
+    }
+
+    fn report(&self) {
+        if self.on {
+            let parts: Vec<String> = self
+                .phases
+                .iter()
+                .map(|(p, d)| format!("{p} {:.3}s", d.as_secs_f64()))
+                .collect();
+            eprintln!("bpfprof: timing: {}", parts.join(", "));
+        }
+    }
 }
 
 /// Refuses PIDs and TIDs that do not exist, before anything is loaded.
@@ -273,6 +321,7 @@ fn symbolize(
     counts: Vec<(sample_key, u64)>,
     stacks: &HashMap<u64, Vec<u64>>,
     syms: &mut Symbolizer,
+    timing: &mut Timing,
 ) -> Vec<StackRecord> {
     type Merged = (u32, [i8; 16], u64, u64, i32, i32);
     let mut merged: HashMap<Merged, u64> = HashMap::new();
@@ -295,13 +344,15 @@ fn symbolize(
         .map(|k| (k.0, k.2))
         .collect();
     let kernel_names = syms.kernel_stacks(&kernel_ids, stacks);
+    timing.mark("symbolize kernel");
     let user_names = syms.user_stacks(&user_ids, stacks);
+    timing.mark("symbolize user");
 
-    let part = |id: u64, err: i32, names: Option<&Vec<String>>| -> StackPart {
+    let part = |id: u64, err: i32, names: Option<&Arc<[Frame]>>| -> StackPart {
         match (id, err, names) {
             (_, e, _) if e != 0 => StackPart::Missed,
             (0, _, _) => StackPart::None,
-            (_, _, Some(n)) => StackPart::Frames(n.clone()),
+            (_, _, Some(n)) => StackPart::Frames(Arc::clone(n)),
             (_, _, None) => StackPart::Missed, // id without a stored stack: cannot happen, but never hide it
         }
     };
@@ -328,18 +379,18 @@ fn comm_str(comm: &[i8; 16]) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// Sums folded lines that read the same (threads of one process, or stacks that differ only in
-/// addresses within the same functions) and sorts them ascending by count, as bcc sorts.
-fn merge_folded(lines: Vec<String>) -> Vec<String> {
-    let mut sums: HashMap<String, u64> = HashMap::with_capacity(lines.len());
-    for line in lines {
-        if let Some((stack, n)) = line.rsplit_once(' ') {
-            *sums.entry(stack.to_string()).or_default() += n.parse::<u64>().unwrap_or(0);
-        }
+/// Sums folded stacks that read the same (threads of one process, or stacks that differ only in addresses
+/// within the same functions) and sorts them ascending by count, as bcc sorts; returns `stack count` lines.
+fn merge_folded(stacks: Vec<(String, u64)>) -> Vec<String> {
+    let mut sums: HashMap<String, u64> = HashMap::with_capacity(stacks.len());
+    for (stack, n) in stacks {
+        *sums.entry(stack).or_default() += n;
     }
     let mut out: Vec<(String, u64)> = sums.into_iter().collect();
-    out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-    out.into_iter().map(|(s, n)| format!("{s} {n}")).collect()
+    out.par_sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    out.into_par_iter()
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect()
 }
 
 fn write_svg_file(path: &Path, spec: &FlameGraphSpec, lines: &[String]) -> Result<()> {
@@ -356,13 +407,13 @@ mod tests {
 
     #[test]
     fn folded_lines_merge_and_sort() {
-        let lines = vec![
-            "a;b 3".to_string(),
-            "a;c 1".to_string(),
-            "a;b 2".to_string(),
+        let stacks = vec![
+            ("a;b".to_string(), 3),
+            ("a;c".to_string(), 1),
+            ("a;b".to_string(), 2),
         ];
         assert_eq!(
-            merge_folded(lines),
+            merge_folded(stacks),
             vec!["a;c 1".to_string(), "a;b 5".to_string()]
         );
     }
