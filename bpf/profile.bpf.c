@@ -93,9 +93,9 @@ int do_sample(struct bpf_perf_event_data *ctx)
 	key.tid = tid;
 	bpf_get_current_comm(&key.comm, sizeof(key.comm));
 	if (!kernel_stacks_only)
-		key.user_err = stack_capture(ctx, BPF_F_USER_STACK, &key.user_stack, STAT_USTACK_ERR);
+		key.user_err = stack_capture(ctx, BPF_F_USER_STACK, pid, &key.user_stack, STAT_USTACK_ERR);
 	if (!user_stacks_only)
-		key.kern_err = stack_capture(ctx, 0, &key.kern_stack, STAT_KSTACK_ERR);
+		key.kern_err = stack_capture(ctx, 0, pid, &key.kern_stack, STAT_KSTACK_ERR);
 	if (key.user_stack)
 		announce_proc(pid);
 

@@ -19,12 +19,20 @@
 /* Frames to capture (<= MAX_STACK_DEPTH), from --perf-max-stack-depth. */
 const volatile __u32 max_stack_depth = MAX_STACK_DEPTH;
 
+/* Per-CPU scratch: a new-stack event whose `st` is captured in place, stored and sent without a copy. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct stored_stack);
+	__type(value, struct new_stack_event);
 } stack_scratch SEC(".maps");
+
+/* New stacks, for user space to name while sampling. Only an accelerator: one that does not fit is read
+ * from `stacks` at the end. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 * 1024 * 1024);
+} stack_events SEC(".maps");
 
 /* max_entries is set by user space from --stack-storage-size. */
 struct {
@@ -61,22 +69,24 @@ static __always_inline __u64 mix64(__u64 h)
 }
 
 /*
- * Captures the current stack (BPF_F_USER_STACK in flags for the user one) and stores it.
+ * Captures the current stack (BPF_F_USER_STACK in flags for the user one) of process `pid` and stores it.
  * Returns 0 with *id = 0 when there is no stack (a kernel thread's user stack, the kernel stack of a sample
  * taken in user mode), 0 with *id = the stack's key when stored, or a negative errno when the stack is lost
  * (the loss is counted in `stats` under lost_stat, or STAT_STACKS_FULL / STAT_STACK_COLLISION).
  */
-static __always_inline long stack_capture(void *ctx, __u64 flags, __u64 *id, __u32 lost_stat)
+static __always_inline long stack_capture(void *ctx, __u64 flags, __u32 pid, __u64 *id, __u32 lost_stat)
 {
 	__u32 zero = 0, nr, i, depth = max_stack_depth;
+	struct new_stack_event *ev;
 	struct stored_stack *st, *old;
-	__u64 h = 0x9e3779b97f4a7c15ULL;
+	__u64 h = 0x9e3779b97f4a7c15ULL, size;
 	long n, err;
 
 	*id = 0;
-	st = bpf_map_lookup_elem(&stack_scratch, &zero);
-	if (!st)
+	ev = bpf_map_lookup_elem(&stack_scratch, &zero);
+	if (!ev)
 		return -EFAULT;
+	st = &ev->st;
 	if (depth > MAX_STACK_DEPTH || depth == 0)
 		depth = MAX_STACK_DEPTH;
 	n = bpf_get_stack(ctx, st->ips, depth * sizeof(__u64), flags);
@@ -112,11 +122,23 @@ static __always_inline long stack_capture(void *ctx, __u64 flags, __u64 *id, __u
 		return 0;
 	}
 	err = bpf_map_update_elem(&stacks, &h, st, BPF_NOEXIST);
-	if (err && err != -EEXIST) { /* -EEXIST: another CPU stored it first */
+	if (err == -EEXIST) { /* another CPU stored it first */
+		*id = h;
+		return 0;
+	}
+	if (err) {
 		stat_inc(STAT_STACKS_FULL);
 		return err;
 	}
 	*id = h;
+	ev->id = h;
+	ev->pid = pid;
+	ev->user = (flags & BPF_F_USER_STACK) ? 1 : 0;
+	size = sizeof(*ev) - sizeof(st->ips) + nr * sizeof(__u64);
+	if (size > sizeof(*ev))
+		size = sizeof(*ev);
+	if (bpf_ringbuf_output(&stack_events, ev, size, 0))
+		stat_inc(STAT_STACK_EVENTS_LOST);
 	return 0;
 
 collision:

@@ -12,6 +12,15 @@ struct stored_stack {
 	__u64 ips[MAX_STACK_DEPTH];
 };
 
+/* A newly stored stack, sent to user space so it can name the frames while sampling goes on. The stack's
+ * frames follow the header; only `st.nr` of them are sent. */
+struct new_stack_event {
+	__u64 id;
+	__u32 pid;  /* the process it was first seen in (for user stacks) */
+	__u32 user; /* 1: a user stack, 0: a kernel stack */
+	struct stored_stack st;
+};
+
 /* Indexes into the per-CPU `stats` array: every loss is counted here and printed by user space. */
 enum stat_idx {
 	STAT_SAMPLES = 0,       /* samples that passed the filters */
@@ -21,6 +30,7 @@ enum stat_idx {
 	STAT_STACK_COLLISION,   /* two different stacks with one 64-bit hash: the newer one lost */
 	STAT_COUNTS_FULL,       /* aggregation map full: sample lost */
 	STAT_PROC_EVENTS_LOST,  /* ring buffer full: a new process not announced to user space */
+	STAT_STACK_EVENTS_LOST, /* ring buffer full: a new stack is read from the map at the end instead */
 	STAT_MAX,
 };
 

@@ -1,7 +1,9 @@
 //! Folded stacks (`comm;outer;...;inner count`), as bcc's -f prints them and flame graph tools read them.
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 
 use super::{StackPart, StackRecord, StackStyle};
 
@@ -34,12 +36,35 @@ pub fn fold(rec: &StackRecord, style: &StackStyle) -> String {
     line
 }
 
-/// All records folded, as (stack, count) in the order given. Folding runs in parallel.
-pub fn fold_all(records: &[StackRecord], style: &StackStyle) -> Vec<(String, u64)> {
-    records
-        .par_iter()
-        .map(|r| (fold(r, style), r.value))
+/// All records folded, as (stack, count), in no particular order. Records whose comm and stacks are the same
+/// shared values (by pointer: the symbolizer interns names and sequences of them) are summed first,
+/// whatever process or raw addresses they came from, and only the merged stacks are turned into text: much
+/// faster when many raw stacks differ only in addresses within the same functions. Records that are equal
+/// but not shared are merely folded separately (`merge_folded`-style summing of the text still applies).
+pub fn fold_merged(records: &[StackRecord], style: &StackStyle) -> Vec<(String, u64)> {
+    let mut groups: FxHashMap<[usize; 3], (&StackRecord, u64)> = FxHashMap::default();
+    groups.reserve(records.len());
+    for r in records {
+        let key = [
+            Arc::as_ptr(&r.comm).cast::<u8>() as usize,
+            identity(&r.user),
+            identity(&r.kernel),
+        ];
+        groups.entry(key).or_insert((r, 0)).1 += r.value;
+    }
+    groups
+        .into_par_iter()
+        .map(|(_, (r, value))| (fold(r, style), value))
         .collect()
+}
+
+/// What identifies a stack part: 0 none, 1 missed, else the address of its shared frames.
+fn identity(part: &StackPart) -> usize {
+    match part {
+        StackPart::None => 0,
+        StackPart::Missed => 1,
+        StackPart::Frames(f) => Arc::as_ptr(f).cast::<u8>() as usize,
+    }
 }
 
 /// A frame may not contain the separator `;`, nor a newline.
@@ -78,7 +103,7 @@ mod tests {
         let style = StackStyle::default();
         assert_eq!(fold(&r, &style), "burn;main;mid;leaf;ksys_read;vfs_read");
         assert_eq!(
-            fold_all(&[r], &style),
+            fold_merged(&[r], &style),
             vec![("burn;main;mid;leaf;ksys_read;vfs_read".to_string(), 7)]
         );
     }
@@ -115,6 +140,25 @@ mod tests {
         assert_eq!(
             fold(&r, &StackStyle::default()),
             "burn;a;[Missed Kernel Stack]"
+        );
+    }
+
+    #[test]
+    fn merged_folding_sums_records_with_the_same_frames() {
+        let (a, b): (crate::render::Frame, crate::render::Frame) = ("a".into(), "b".into());
+        let user = |v: &[&crate::render::Frame]| {
+            StackPart::Frames(v.iter().map(|f| Arc::clone(f)).collect())
+        };
+        let mut r1 = rec(user(&[&a, &b]), StackPart::None);
+        let mut r2 = r1.clone();
+        r2.pid = 43; // another process, same frames: merged
+        r1.value = 2;
+        let r3 = rec(user(&[&b, &a]), StackPart::None);
+        let mut out = fold_merged(&[r1, r2, r3], &StackStyle::default());
+        out.sort();
+        assert_eq!(
+            out,
+            vec![("burn;a;b".to_string(), 7), ("burn;b;a".to_string(), 9)]
         );
     }
 

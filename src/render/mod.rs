@@ -27,7 +27,7 @@ impl StackPart {
 /// A symbolized stack and the value summed for it (samples, or microseconds for off-CPU tools).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StackRecord {
-    pub comm: String,
+    pub comm: Arc<str>,
     pub pid: u32,
     pub user: StackPart,
     pub kernel: StackPart,

@@ -2,6 +2,8 @@
 //!
 //! Processes that may exit before the trace ends are cached while they live (`remember`): blazesym keeps
 //! their memory mappings, and we keep their module list, so their frames still get names afterwards.
+pub mod stackbook;
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +27,8 @@ struct Module {
 pub struct Symbolizer {
     blaze: Blaze,
     modules: HashMap<u32, Vec<Module>>,
+    /// One shared Frame per distinct name, so that stacks can be compared by pointer.
+    interned: HashMap<String, Frame>,
 }
 
 /// The name of a frame no symbol covers.
@@ -42,6 +46,7 @@ impl Symbolizer {
         Self {
             blaze,
             modules: HashMap::new(),
+            interned: HashMap::new(),
         }
     }
 
@@ -69,7 +74,7 @@ impl Symbolizer {
 
     /// Names every frame of the given kernel stacks (`stacks`: id -> addresses, innermost first).
     pub fn kernel_stacks(
-        &self,
+        &mut self,
         ids: &HashSet<u64>,
         stacks: &HashMap<u64, Vec<u64>>,
     ) -> HashMap<u64, Arc<[Frame]>> {
@@ -105,7 +110,7 @@ impl Symbolizer {
                 .iter()
                 .filter_map(|id| stacks.get(id).map(Vec::as_slice))
                 .collect();
-            let names = self.name_addrs(&src, &addrs, self.modules.get(&pid).map(Vec::as_slice));
+            let names = self.name_addrs(&src, &addrs, Some(pid));
             for id in ids {
                 if let Some(stack) = stacks.get(&id) {
                     out.insert((pid, id), frame_names(stack, &names));
@@ -117,11 +122,12 @@ impl Symbolizer {
 
     /// Symbolizes the distinct lookup addresses of `stacks` in one batch: lookup address -> name.
     fn name_addrs(
-        &self,
+        &mut self,
         src: &Source,
         stacks: &[&[u64]],
-        modules: Option<&[Module]>,
+        pid: Option<u32>,
     ) -> HashMap<u64, Frame> {
+        let modules = pid.and_then(|p| self.modules.get(&p)).map(Vec::as_slice);
         let mut lookup: Vec<u64> = stacks.iter().flat_map(|s| lookup_addrs(s)).collect();
         lookup.sort_unstable();
         lookup.dedup();
@@ -135,7 +141,15 @@ impl Symbolizer {
                 Some(Symbolized::Sym(sym)) => demangle(&sym.name),
                 _ => unknown_name(addr, modules),
             };
-            names.insert(addr, Frame::from(name));
+            let frame = match self.interned.get(&name) {
+                Some(f) => Arc::clone(f),
+                None => {
+                    let f = Frame::from(name.as_str());
+                    self.interned.insert(name, Arc::clone(&f));
+                    f
+                }
+            };
+            names.insert(addr, frame);
         }
         names
     }
@@ -262,7 +276,7 @@ mod tests {
     #[test]
     fn kernel_symbols_resolve() {
         // /proc/kallsyms is readable by anyone, but shows zero addresses to the unprivileged.
-        let syms = Symbolizer::new();
+        let mut syms = Symbolizer::new();
         let Some(addr) = std::fs::read_to_string("/proc/kallsyms")
             .ok()
             .and_then(|s| {

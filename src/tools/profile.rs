@@ -1,6 +1,6 @@
 //! `profile`: sampled on-CPU stacks of all or chosen threads, as bcc's profile, to text, folded stacks or SVG.
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::mem::MaybeUninit;
@@ -13,13 +13,15 @@ use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, RingBufferBuilder};
 use rayon::prelude::*;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::bpf::skel::profile::types::sample_key;
 use crate::bpf::skel::profile::ProfileSkelBuilder;
-use crate::bpf::stacks::{for_each_entry, from_bytes, loss_report, read_stacks, read_stats, stat};
+use crate::bpf::stacks::{for_each_entry, from_bytes, loss_report, read_stats, stat};
 use crate::bpf::{self, perf};
 use crate::render::flamegraph::{write_svg, FlameGraphSpec};
 use crate::render::{bcc, folded, sort_ascending, Frame, StackPart, StackRecord, StackStyle};
+use crate::symbolize::stackbook::StackBook;
 use crate::symbolize::Symbolizer;
 use crate::util::{write_stdout, StopFlag};
 
@@ -144,6 +146,13 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         }
         0
     })?;
+    // New stacks are announced too, and named while sampling goes on.
+    let book = Rc::new(RefCell::new(StackBook::default()));
+    let sink = Rc::clone(&book);
+    rb.add(&skel.maps.stack_events, move |data: &[u8]| {
+        sink.borrow_mut().add_event(data);
+        0
+    })?;
     let rb = rb.build()?;
 
     let samplers = perf::attach_cpu_clock(&skel.progs.do_sample, &cpus, cfg.sampling)?;
@@ -180,15 +189,17 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         // EINTR from Ctrl-C is not an error: the loop condition sees the flag.
         let _ = rb.poll(wait);
         remember_announced(&mut syms);
+        book.borrow_mut().name_pending(&mut syms);
     }
     timing.mark("sampling");
     drop(samplers); // detach: no samples arrive while the maps are read
+    timing.mark("detach");
     let _ = rb.consume();
     remember_announced(&mut syms);
     let elapsed = started.elapsed();
 
+    timing.mark("drain events");
     let stats = read_stats(&skel.maps.stats)?;
-    let stacks = read_stacks(&skel.maps.stacks)?;
     let mut counts: Vec<(sample_key, u64)> = Vec::new();
     for_each_entry(&skel.maps.counts, |k, v| {
         counts.push((
@@ -197,17 +208,32 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         ));
     })
     .context("reading the sample counts")?;
-    timing.mark("detach+read maps");
+    timing.mark("read counts");
 
-    let mut records = symbolize(counts, &stacks, &mut syms, &mut timing);
+    let merged = merge_threads(counts);
+    let kernel_ids: FxHashSet<u64> = merged
+        .keys()
+        .map(|k| k.kern_stack)
+        .filter(|&id| id != 0)
+        .collect();
+    let user_pairs: FxHashSet<(u32, u64)> = merged
+        .keys()
+        .filter(|k| k.user_stack != 0)
+        .map(|k| (k.pid, k.user_stack))
+        .collect();
+    let mut book = book.borrow_mut();
+    timing.mark("ids");
+    book.complete(&kernel_ids, &user_pairs, &skel.maps.stacks, &mut syms)?;
+    timing.mark("name the rest");
+    let mut records = build_records(merged, &book);
     timing.mark("records");
-    sort_ascending(&mut records);
     let style = cfg.style();
 
     let shown; // stacks in the output, after merging those that read the same
     if let Some(path) = &cfg.svg {
-        let lines = merge_folded(folded::fold_all(&records, &style));
+        let lines = merge_folded(folded::fold_merged(&records, &style));
         shown = lines.len();
+        timing.mark("fold");
         let spec = FlameGraphSpec {
             title: "CPU Flame Graph".into(),
             subtitle: Some(format!(
@@ -225,7 +251,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         write_svg_file(path, &spec, &lines)?;
         eprintln!("bpfprof: wrote {}", path.display());
     } else if cfg.folded {
-        let lines = merge_folded(folded::fold_all(&records, &style));
+        let lines = merge_folded(folded::fold_merged(&records, &style));
         shown = lines.len();
         let mut text = lines.join("\n");
         if !text.is_empty() {
@@ -233,6 +259,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         }
         write_stdout(&text)?;
     } else {
+        sort_ascending(&mut records); // folded lines are sorted once merged
         let blocks: Vec<String> = records
             .par_iter()
             .map(|r| bcc::stack_block(r, &style))
@@ -241,7 +268,10 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         shown = blocks.len();
     }
     timing.mark("render+write");
-    timing.report();
+    timing.report(&format!(
+        "{} new stacks came from the map rather than the ring buffer",
+        stats[stat::STACK_EVENTS_LOST]
+    ));
     // On stderr, so that folded output stays clean: what was counted, to check nothing went missing.
     eprintln!(
         "bpfprof: {} samples, {} distinct stacks",
@@ -276,14 +306,14 @@ impl Timing {
         self.last = now;
     }
 
-    fn report(&self) {
+    fn report(&self, note: &str) {
         if self.on {
             let parts: Vec<String> = self
                 .phases
                 .iter()
                 .map(|(p, d)| format!("{p} {:.3}s", d.as_secs_f64()))
                 .collect();
-            eprintln!("bpfprof: timing: {}", parts.join(", "));
+            eprintln!("bpfprof: timing: {}; {note}", parts.join(", "));
         }
     }
 }
@@ -316,57 +346,62 @@ fn chosen_cpus(cpu: Option<u32>) -> Result<Vec<u32>> {
     }
 }
 
-/// Merges counts of the same (pid, comm, stacks) across threads and names their frames.
-fn symbolize(
-    counts: Vec<(sample_key, u64)>,
-    stacks: &HashMap<u64, Vec<u64>>,
-    syms: &mut Symbolizer,
-    timing: &mut Timing,
-) -> Vec<StackRecord> {
-    type Merged = (u32, [i8; 16], u64, u64, i32, i32);
-    let mut merged: HashMap<Merged, u64> = HashMap::new();
-    for (k, n) in counts {
-        *merged
-            .entry((
-                k.pid,
-                k.comm,
-                k.user_stack,
-                k.kern_stack,
-                k.user_err,
-                k.kern_err,
-            ))
-            .or_default() += n;
-    }
-    let kernel_ids: HashSet<u64> = merged.keys().map(|k| k.3).filter(|&id| id != 0).collect();
-    let user_ids: HashSet<(u32, u64)> = merged
-        .keys()
-        .filter(|k| k.2 != 0)
-        .map(|k| (k.0, k.2))
-        .collect();
-    let kernel_names = syms.kernel_stacks(&kernel_ids, stacks);
-    timing.mark("symbolize kernel");
-    let user_names = syms.user_stacks(&user_ids, stacks);
-    timing.mark("symbolize user");
+/// What a count is kept by once threads are merged: the process, its comm, and its two stacks.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct ProcStack {
+    pid: u32,
+    comm: [i8; 16],
+    user_stack: u64,
+    kern_stack: u64,
+    user_err: i32,
+    kern_err: i32,
+}
 
+/// Sums the counts of one process's threads that share comm and stacks (bcc prints per process).
+fn merge_threads(counts: Vec<(sample_key, u64)>) -> FxHashMap<ProcStack, u64> {
+    let mut merged: FxHashMap<ProcStack, u64> = FxHashMap::default();
+    merged.reserve(counts.len());
+    for (k, n) in counts {
+        let key = ProcStack {
+            pid: k.pid,
+            comm: k.comm,
+            user_stack: k.user_stack,
+            kern_stack: k.kern_stack,
+            user_err: k.user_err,
+            kern_err: k.kern_err,
+        };
+        *merged.entry(key).or_default() += n;
+    }
+    merged
+}
+
+/// Gives every merged count its named frames.
+fn build_records(merged: FxHashMap<ProcStack, u64>, book: &StackBook) -> Vec<StackRecord> {
+    // One shared name per distinct comm.
+    let mut comms: FxHashMap<[i8; 16], Arc<str>> = FxHashMap::default();
+    for k in merged.keys() {
+        comms
+            .entry(k.comm)
+            .or_insert_with(|| comm_str(&k.comm).into());
+    }
     let part = |id: u64, err: i32, names: Option<&Arc<[Frame]>>| -> StackPart {
         match (id, err, names) {
             (_, e, _) if e != 0 => StackPart::Missed,
             (0, _, _) => StackPart::None,
             (_, _, Some(n)) => StackPart::Frames(Arc::clone(n)),
-            (_, _, None) => StackPart::Missed, // id without a stored stack: cannot happen, but never hide it
+            // An id whose stack could not be read back: never hide it.
+            (_, _, None) => StackPart::Missed,
         }
     };
     merged
         .into_par_iter()
-        .map(
-            |((pid, comm, ustack, kstack, uerr, kerr), value)| StackRecord {
-                comm: comm_str(&comm),
-                pid,
-                user: part(ustack, uerr, user_names.get(&(pid, ustack))),
-                kernel: part(kstack, kerr, kernel_names.get(&kstack)),
-                value,
-            },
-        )
+        .map(|(k, value)| StackRecord {
+            comm: Arc::clone(&comms[&k.comm]),
+            pid: k.pid,
+            user: part(k.user_stack, k.user_err, book.user(k.pid, k.user_stack)),
+            kernel: part(k.kern_stack, k.kern_err, book.kernel(k.kern_stack)),
+            value,
+        })
         .collect()
 }
 
