@@ -73,10 +73,12 @@ pub fn workload(name: &str) -> PathBuf {
 /// A running workload, killed when dropped (tests never leave one behind).
 pub struct Workload {
     child: Child,
+    /// Words the workload printed after "ready" (e.g. thread ids).
+    pub info: Vec<String>,
 }
 
 impl Workload {
-    /// Starts `bin args` and waits until it prints its "ready" line.
+    /// Starts `bin args` and waits until it prints its "ready" line (which may carry more words: `info`).
     pub fn start(bin: &Path, args: &[&str]) -> Self {
         let mut child = Command::new(bin)
             .args(args)
@@ -87,8 +89,16 @@ impl Workload {
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
             .expect("reading workload");
-        assert_eq!(line.trim(), "ready", "workload did not start");
-        Self { child }
+        let mut words = line.split_whitespace().map(str::to_string);
+        assert_eq!(
+            words.next().as_deref(),
+            Some("ready"),
+            "workload did not start"
+        );
+        Self {
+            child,
+            info: words.collect(),
+        }
     }
 
     pub fn pid(&self) -> u32 {

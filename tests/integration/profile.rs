@@ -433,3 +433,44 @@ fn every_counted_sample_is_in_the_output() {
         "samples without their stack, and no warning said why"
     );
 }
+
+#[test]
+fn tid_filter_keeps_only_the_chosen_thread() {
+    let Some(_lock) = bpf_test("tid_filter_keeps_only_the_chosen_thread") else {
+        return;
+    };
+    let w = Workload::start(&workload("threads"), &["6"]);
+    let (tid_a, tid_b) = (w.info[0].as_str(), w.info[1].as_str());
+
+    // Both threads run: filtering by process shows both functions.
+    let both = parse_folded(
+        &run_ok(&[
+            "profile",
+            "-F",
+            "199",
+            "-f",
+            "-p",
+            &w.pid().to_string(),
+            "1",
+        ])
+        .stdout,
+    );
+    assert!(count_with(&both, &["thread_a_work"]) > 0 && count_with(&both, &["thread_b_work"]) > 0);
+
+    for (tid, mine, other) in [
+        (tid_a, "thread_a_work", "thread_b_work"),
+        (tid_b, "thread_b_work", "thread_a_work"),
+    ] {
+        let out = run_ok(&["profile", "-F", "199", "-f", "-L", tid, "1"]);
+        let stacks = parse_folded(&out.stdout);
+        assert!(
+            count_with(&stacks, &[mine]) > 50,
+            "-L {tid}: {mine} missing: {stacks:?}"
+        );
+        assert_eq!(
+            count_with(&stacks, &[other]),
+            0,
+            "-L {tid}: another thread's {other} sampled"
+        );
+    }
+}
