@@ -53,14 +53,40 @@ impl Symbolizer {
     /// Caches what symbolizing `pid` needs, while it lives. Best effort: a process that is already gone
     /// is not an error (its frames fall back to [unknown]).
     pub fn remember(&mut self, pid: u32) {
-        if self.modules.contains_key(&pid) {
-            return;
+        if !self.modules.contains_key(&pid) {
+            self.refresh(pid);
         }
+    }
+
+    /// Reads `pid`'s mappings again (it may have loaded a library or exec'd since). A process that is gone
+    /// keeps what was cached before.
+    fn refresh(&mut self, pid: u32) {
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+            return;
+        };
         let _ = self
             .blaze
             .cache(&cache::Cache::Process(cache::Process::new(Pid::from(pid))));
-        if let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
-            self.modules.insert(pid, parse_modules(&maps));
+        self.modules.insert(pid, parse_modules(&maps));
+    }
+
+    /// Makes sure the cached mappings of `pid` cover every address of `stacks`: code mapped after the process
+    /// was first cached (dlopen, exec, or libc of a process first seen inside ld.so) would otherwise get no
+    /// names. Re-reads them when not, which works while the process lives.
+    fn cover(&mut self, pid: u32, stacks: &[&[u64]]) {
+        let covered = |ms: &[Module], a: u64| {
+            let i = ms.partition_point(|m| m.start <= a);
+            i > 0 && a < ms[i - 1].end
+        };
+        let stale = match self.modules.get(&pid) {
+            None => true,
+            Some(ms) => stacks
+                .iter()
+                .flat_map(|s| lookup_addrs(s))
+                .any(|a| !covered(ms, a)),
+        };
+        if stale {
+            self.refresh(pid);
         }
     }
 
@@ -101,15 +127,15 @@ impl Symbolizer {
         }
         let mut out = HashMap::with_capacity(wanted.len());
         for (pid, ids) in by_pid {
-            self.remember(pid);
-            let mut process = Process::new(Pid::from(pid));
-            // Read binaries by path, not through /proc/PID/map_files: that still works after the process exits.
-            process.map_files = false;
-            let src = Source::Process(process);
             let addrs: Vec<&[u64]> = ids
                 .iter()
                 .filter_map(|id| stacks.get(id).map(Vec::as_slice))
                 .collect();
+            self.cover(pid, &addrs);
+            let mut process = Process::new(Pid::from(pid));
+            // Read binaries by path, not through /proc/PID/map_files: that still works after the process exits.
+            process.map_files = false;
+            let src = Source::Process(process);
             let names = self.name_addrs(&src, &addrs, Some(pid));
             for id in ids {
                 if let Some(stack) = stacks.get(&id) {

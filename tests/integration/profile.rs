@@ -474,3 +474,52 @@ fn tid_filter_keeps_only_the_chosen_thread() {
         );
     }
 }
+
+/// A process first seen running one program, then exec'ing another: the new program's frames must be named
+/// (its mappings are read again when its addresses fall outside the cached ones).
+#[test]
+fn frames_are_named_after_the_process_execs() {
+    let Some(_lock) = bpf_test("frames_are_named_after_the_process_execs") else {
+        return;
+    };
+    let burn = workload("burn");
+    // A shell busy for ~2 s (sampled, so its mappings are cached), then exec'ing the workload for 2 s.
+    let script = format!(
+        "i=0; while [ $i -lt 3000000 ]; do i=$((i+1)); done; exec {} cpu 2",
+        burn.display()
+    );
+    let mut sh = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting sh");
+    let out = run_ok(&[
+        "profile",
+        "-F",
+        "199",
+        "-f",
+        "-p",
+        &sh.id().to_string(),
+        "7",
+    ]);
+    let _ = sh.wait();
+    let stacks = parse_folded(&out.stdout);
+    let shell: u64 = stacks
+        .iter()
+        .filter(|(f, _)| f[0] == "sh")
+        .map(|(_, n)| n)
+        .sum();
+    let mine: Vec<_> = stacks.into_iter().filter(|(f, _)| f[0] == "burn").collect();
+    let total: u64 = mine.iter().map(|(_, n)| n).sum();
+    let named = count_with(&mine, &cpu_chain("hot_two_thirds"))
+        + count_with(&mine, &cpu_chain("hot_one_third"));
+    assert!(
+        shell > 20,
+        "the shell was not sampled before the exec ({shell} samples): nothing tested"
+    );
+    assert!(total > 100, "too few samples after the exec: {total}");
+    assert!(
+        named * 10 >= total * 9,
+        "only {named} of {total} samples after the exec have named frames: {mine:?}"
+    );
+}
