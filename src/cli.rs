@@ -7,9 +7,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::tools::profile::{ProfileConfig, Sampling};
 
-/// eBPF performance analysis: sampled stacks, flame graphs and more, in one binary.
+/// eBPF performance analysis in one binary: sampled stacks and flame graphs, with bcc's flags and layouts.
 #[derive(Debug, Parser)]
-#[command(name = "bpfprof", version, about)]
+#[command(name = "bpfprof", version)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -36,7 +36,13 @@ pub struct TargetArgs {
     #[arg(short = 'p', long = "pid", value_name = "PID", value_delimiter = ',')]
     pub pids: Vec<u32>,
     /// Trace these threads only (repeat or comma-separate)
-    #[arg(short = 'L', long = "tid", value_name = "TID", value_delimiter = ',')]
+    #[arg(
+        short = 'L',
+        long = "tid",
+        value_name = "TID",
+        value_delimiter = ',',
+        conflicts_with = "pids"
+    )]
     pub tids: Vec<u32>,
 }
 
@@ -171,9 +177,9 @@ mod tests {
 
     #[test]
     fn pids_repeat_and_comma_separate_and_duration_is_positional() {
-        let c = parse(&["-F", "999", "-p", "1,2", "-p", "3", "-L", "7", "10"]).unwrap();
+        let c = parse(&["-F", "999", "-p", "1,2", "-p", "3", "10"]).unwrap();
         assert_eq!(c.pids, vec![1, 2, 3]);
-        assert_eq!(c.tids, vec![7]);
+        assert_eq!(parse(&["-L", "7,8"]).unwrap().tids, vec![7, 8]);
         assert_eq!(c.sampling, Sampling::Frequency(999));
         assert_eq!(c.duration, Some(Duration::from_secs(10)));
     }
@@ -194,6 +200,7 @@ mod tests {
             &["-F", "49", "-c", "10"],
             &["-U", "-K"],
             &["-p", "abc"],
+            &["-p", "1", "-L", "2"],
             &["--perf-max-stack-depth", "500"],
             &["--stack-storage-size", "0"],
             &["-f", "--svg", "x.svg"],

@@ -66,11 +66,9 @@ pub fn verifier_log_hint(_err: &anyhow::Error) -> Option<String> {
     }
 }
 
+/// Checks capabilities, not the user id: root can run without them (containers, setpriv), and then the
+/// load would fail with a bare EPERM.
 fn check_privileges() -> Result<()> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return Ok(());
-    }
     let caps = effective_caps().unwrap_or(0);
     let has = |cap: u32| caps & (1u64 << cap) != 0;
     if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {

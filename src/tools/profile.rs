@@ -272,15 +272,15 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         "{} new stacks came from the map rather than the ring buffer",
         stats[stat::STACK_EVENTS_LOST]
     ));
-    // On stderr, so that folded output stays clean: what was counted, to check nothing went missing.
+    for line in loss_report(&stats, cfg.stack_storage_size) {
+        eprintln!("{line}");
+    }
+    // Last on stderr (stdout stays clean for pipes): what was counted, to check nothing went missing.
     eprintln!(
         "bpfprof: {} samples, {} distinct stacks",
         stats[stat::SAMPLES],
         shown
     );
-    for line in loss_report(&stats, cfg.stack_storage_size) {
-        eprintln!("{line}");
-    }
     // The report is out and the probes are detached (samplers dropped above). What is left only owns memory
     // and file handles, tens of thousands of small allocations for a large profile: freeing them one by one
     // would add ~10 ms before the process exits, and the kernel reclaims them at exit anyway.
@@ -328,9 +328,19 @@ fn check_targets(cfg: &ProfileConfig) -> Result<()> {
     if cfg.pids.len() > MAX_FILTER_ENTRIES || cfg.tids.len() > MAX_FILTER_ENTRIES {
         bail!("at most {MAX_FILTER_ENTRIES} PIDs and {MAX_FILTER_ENTRIES} TIDs can be traced");
     }
-    for pid in &cfg.pids {
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            bail!("no such process: {pid}");
+    for &pid in &cfg.pids {
+        match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            Err(_) => bail!("no such process: {pid}"),
+            Ok(status) => {
+                // /proc/TID exists for every thread too: a thread given as a process would match nothing.
+                let tgid = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Tgid:"))
+                    .map(str::trim);
+                if let Some(tgid) = tgid.filter(|t| *t != pid.to_string()) {
+                    bail!("{pid} is a thread of process {tgid}: use -p {tgid}, or -L {pid} for this thread only");
+                }
+            }
         }
     }
     for tid in &cfg.tids {

@@ -290,7 +290,7 @@ fn full_stack_storage_is_reported_not_hidden() {
 
 #[test]
 fn bad_input_gives_one_line_and_nonzero_exit() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (
             &["profile", "-p", "999999999", "1"],
             "no such process: 999999999",
@@ -309,6 +309,7 @@ fn bad_input_gives_one_line_and_nonzero_exit() {
             "--perf-max-stack-depth must be between 1 and 127",
         ),
         (&["profile", "-p", "abc"], "invalid value 'abc'"),
+        (&["profile", "-p", "1", "-L", "1"], "cannot be used with"),
     ];
     for (args, want) in cases {
         let out = bpfprof().args(args).output().expect("running bpfprof");
@@ -456,6 +457,18 @@ fn tid_filter_keeps_only_the_chosen_thread() {
         .stdout,
     );
     assert!(count_with(&both, &["thread_a_work"]) > 0 && count_with(&both, &["thread_b_work"]) > 0);
+
+    // A thread given as a process would match nothing: refused, with what to use instead.
+    let out = bpfprof()
+        .args(["profile", "-p", tid_b, "1"])
+        .output()
+        .expect("running bpfprof");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("{tid_b} is a thread of process {}", w.pid())),
+        "{stderr}"
+    );
 
     for (tid, mine, other) in [
         (tid_a, "thread_a_work", "thread_b_work"),
