@@ -264,7 +264,8 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
             .par_iter()
             .map(|r| bcc::stack_block(r, &style))
             .collect();
-        write_stdout(&blocks.concat())?;
+        // bcc prints an empty line when sampling ends, before the stacks.
+        write_stdout(&format!("\n{}", blocks.concat()))?;
         shown = blocks.len();
     }
     timing.mark("render+write");
