@@ -114,14 +114,19 @@ fn read_one_by_one(map: &dyn MapCore, mut f: impl FnMut(&[u8], &[u8])) -> Result
     Ok(())
 }
 
+/// The frames of a stored stack (a `struct stored_stack` value), innermost first.
+pub fn stack_frames(value: &[u8]) -> Vec<u64> {
+    let st: stored_stack = from_bytes(value);
+    let nr = (st.nr as usize).min(st.ips.len());
+    st.ips[..nr].to_vec()
+}
+
 /// All stored stacks by id, each innermost frame first.
 pub fn read_stacks(map: &dyn MapCore) -> Result<HashMap<u64, Vec<u64>>> {
     let mut stacks = HashMap::new();
     for_each_entry(map, |k, v| {
         let id = u64::from_ne_bytes(k[..8].try_into().expect("8-byte key"));
-        let st: stored_stack = from_bytes(v);
-        let nr = (st.nr as usize).min(st.ips.len());
-        stacks.insert(id, st.ips[..nr].to_vec());
+        stacks.insert(id, stack_frames(v));
     })
     .context("reading the stack map")?;
     Ok(stacks)

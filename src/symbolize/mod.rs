@@ -74,16 +74,12 @@ impl Symbolizer {
     /// was first cached (dlopen, exec, or libc of a process first seen inside ld.so) would otherwise get no
     /// names. Re-reads them when not, which works while the process lives.
     fn cover(&mut self, pid: u32, stacks: &[&[u64]]) {
-        let covered = |ms: &[Module], a: u64| {
-            let i = ms.partition_point(|m| m.start <= a);
-            i > 0 && a < ms[i - 1].end
-        };
         let stale = match self.modules.get(&pid) {
             None => true,
             Some(ms) => stacks
                 .iter()
                 .flat_map(|s| lookup_addrs(s))
-                .any(|a| !covered(ms, a)),
+                .any(|a| module_at(ms, a).is_none()),
         };
         if stale {
             self.refresh(pid);
@@ -167,14 +163,11 @@ impl Symbolizer {
                 Some(Symbolized::Sym(sym)) => demangle(&sym.name),
                 _ => unknown_name(addr, modules),
             };
-            let frame = match self.interned.get(&name) {
-                Some(f) => Arc::clone(f),
-                None => {
-                    let f = Frame::from(name.as_str());
-                    self.interned.insert(name, Arc::clone(&f));
-                    f
-                }
-            };
+            let frame = self
+                .interned
+                .entry(name)
+                .or_insert_with_key(|n| Frame::from(n.as_str()));
+            let frame = Arc::clone(frame);
             names.insert(addr, frame);
         }
         names
@@ -225,9 +218,15 @@ pub fn demangle(name: &str) -> String {
         .unwrap_or_else(|| name.to_string())
 }
 
+/// The mapping that holds `addr` (`modules` sorted by address, as /proc/PID/maps lists them).
+fn module_at(modules: &[Module], addr: u64) -> Option<&Module> {
+    let i = modules.partition_point(|m| m.start <= addr);
+    modules[..i].last().filter(|m| addr < m.end)
+}
+
 /// `[unknown]`, with the module's name where the address falls in a mapped file: `[unknown] (libc.so.6)`.
 fn unknown_name(addr: u64, modules: Option<&[Module]>) -> String {
-    let module = modules.and_then(|ms| ms.iter().find(|m| m.start <= addr && addr < m.end));
+    let module = modules.and_then(|ms| module_at(ms, addr));
     match module {
         Some(m) => format!("{UNKNOWN} ({})", m.name),
         None => UNKNOWN.to_string(),

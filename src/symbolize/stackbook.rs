@@ -12,7 +12,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::Symbolizer;
 use crate::bpf::skel::profile::types::{new_stack_event, stored_stack};
-use crate::bpf::stacks::{from_bytes, read_stacks};
+use crate::bpf::stacks::{read_stacks, stack_frames};
 use crate::render::Frame;
 
 /// Below this many stacks missing at the end, look them up one by one; above, read the whole map.
@@ -106,9 +106,7 @@ impl StackBook {
                     .lookup(&id.to_ne_bytes(), MapFlags::ANY)
                     .context("reading the stack map")?;
                 if let Some(v) = value {
-                    let st: stored_stack = from_bytes(&v);
-                    let nr = (st.nr as usize).min(st.ips.len());
-                    self.stacks.insert(id, st.ips[..nr].to_vec());
+                    self.stacks.insert(id, stack_frames(&v));
                 }
             }
         }

@@ -230,10 +230,16 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     let style = cfg.style();
 
     let shown; // stacks in the output, after merging those that read the same
-    if let Some(path) = &cfg.svg {
+               // Folded lines serve both the folded output and the flame graph.
+    let lines = if cfg.folded || cfg.svg.is_some() {
         let lines = merge_folded(folded::fold_merged(&records, &style));
-        shown = lines.len();
         timing.mark("fold");
+        lines
+    } else {
+        Vec::new()
+    };
+    if let Some(path) = &cfg.svg {
+        shown = lines.len();
         let spec = FlameGraphSpec {
             title: "CPU Flame Graph".into(),
             subtitle: Some(format!(
@@ -251,7 +257,6 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         write_svg_file(path, &spec, &lines)?;
         eprintln!("bpfprof: wrote {}", path.display());
     } else if cfg.folded {
-        let lines = merge_folded(folded::fold_merged(&records, &style));
         shown = lines.len();
         let mut text = lines.join("\n");
         if !text.is_empty() {
