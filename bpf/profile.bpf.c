@@ -5,6 +5,7 @@
 #include <bpf/bpf_tracing.h>
 #include "profile.h"
 #include "stacks.bpf.h"
+#include "procs.bpf.h"
 
 const volatile bool user_stacks_only = false;
 const volatile bool kernel_stacks_only = false;
@@ -34,43 +35,6 @@ struct {
 	__type(key, struct sample_key);
 	__type(value, __u64);
 } counts SEC(".maps");
-
-/* Processes already announced through proc_events. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, __u8);
-} seen_procs SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
-} proc_events SEC(".maps");
-
-static __always_inline void announce_proc(__u32 pid)
-{
-	struct new_proc_event *e;
-	__u8 one = 1;
-	long err;
-
-	if (bpf_map_lookup_elem(&seen_procs, &pid))
-		return;
-	err = bpf_map_update_elem(&seen_procs, &pid, &one, BPF_NOEXIST);
-	if (err == -EEXIST)
-		return; /* another CPU announced it first */
-	if (err) {
-		stat_inc(STAT_PROC_EVENTS_LOST); /* full: named only if it still lives at the end */
-		return;
-	}
-	e = bpf_ringbuf_reserve(&proc_events, sizeof(*e), 0);
-	if (!e) {
-		stat_inc(STAT_PROC_EVENTS_LOST);
-		return;
-	}
-	e->pid = pid;
-	bpf_ringbuf_submit(e, 0);
-}
 
 SEC("perf_event")
 int do_sample(struct bpf_perf_event_data *ctx)

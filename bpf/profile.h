@@ -2,7 +2,7 @@
 #ifndef BPFPROF_PROFILE_H
 #define BPFPROF_PROFILE_H
 
-#define TASK_COMM_LEN 16
+#include "stacks.h"
 
 /* Aggregation key: one count per (process, thread, comm, user stack, kernel stack). */
 struct sample_key {
@@ -13,11 +13,6 @@ struct sample_key {
 	__s32 user_err; /* negative errno when the user stack was lost, else 0 */
 	__s32 kern_err;
 	char comm[TASK_COMM_LEN];
-};
-
-/* Sent once per process seen with a user stack, so user space can cache its mappings while it lives. */
-struct new_proc_event {
-	__u32 pid;
 };
 
 #endif

@@ -1,28 +1,25 @@
 //! `profile`: sampled on-CPU stacks of all or chosen threads, as bcc's profile, to text, folded stacks or SVG.
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::BufWriter;
 use std::mem::MaybeUninit;
-use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags, RingBufferBuilder};
+use libbpf_rs::{MapCore, MapFlags};
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use super::common::{
+    check_targets, comm_str, merge_folded, stack_part, write_svg_file, Collector, Timing,
+};
 use crate::bpf::skel::profile::types::sample_key;
 use crate::bpf::skel::profile::ProfileSkelBuilder;
 use crate::bpf::stacks::{for_each_entry, from_bytes, loss_report, read_stats, stat};
 use crate::bpf::{self, perf};
-use crate::render::flamegraph::{write_svg, FlameGraphSpec};
-use crate::render::{bcc, folded, sort_ascending, Frame, StackPart, StackRecord, StackStyle};
+use crate::render::flamegraph::{FlameGraphSpec, GraphPalette};
+use crate::render::{bcc, folded, sort_ascending, StackRecord, StackStyle};
 use crate::symbolize::stackbook::StackBook;
-use crate::symbolize::Symbolizer;
 use crate::util::{write_stdout, StopFlag};
 
 pub use crate::bpf::perf::Sampling;
@@ -45,9 +42,6 @@ pub struct ProfileConfig {
     pub include_idle: bool,
     pub duration: Option<Duration>,
 }
-
-/// Entries allowed in each filter map (bpf/profile.bpf.c).
-const MAX_FILTER_ENTRIES: usize = 1024;
 
 impl ProfileConfig {
     fn style(&self) -> StackStyle {
@@ -91,7 +85,7 @@ impl ProfileConfig {
 /// Runs the profile tool: load, sample until the duration ends or a signal arrives, then print.
 pub fn run(cfg: &ProfileConfig) -> Result<()> {
     let mut timing = Timing::from_env();
-    check_targets(cfg)?;
+    check_targets(&cfg.pids, &cfg.tids, "-L")?;
     let cpus = chosen_cpus(cfg.cpu)?;
     bpf::prepare()?;
     let stop = StopFlag::install()?;
@@ -131,30 +125,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
             .update(&tid.to_ne_bytes(), &one, MapFlags::ANY)?;
     }
 
-    let mut syms = Symbolizer::new();
-    for &pid in &cfg.pids {
-        syms.remember(pid);
-    }
-    // New processes are announced by the BPF program, so their mappings are cached while they live.
-    let announced = Rc::new(RefCell::new(Vec::<u32>::new()));
-    let mut rb = RingBufferBuilder::new();
-    let sink = Rc::clone(&announced);
-    rb.add(&skel.maps.proc_events, move |data: &[u8]| {
-        if data.len() >= 4 {
-            sink.borrow_mut()
-                .push(u32::from_ne_bytes([data[0], data[1], data[2], data[3]]));
-        }
-        0
-    })?;
-    // New stacks are announced too, and named while sampling goes on.
-    let book = Rc::new(RefCell::new(StackBook::default()));
-    let sink = Rc::clone(&book);
-    rb.add(&skel.maps.stack_events, move |data: &[u8]| {
-        sink.borrow_mut().add_event(data);
-        0
-    })?;
-    let rb = rb.build()?;
-
+    let mut collector = Collector::new(&skel.maps.proc_events, &skel.maps.stack_events, &cfg.pids)?;
     let samplers = perf::attach_cpu_clock(&skel.progs.do_sample, &cpus, cfg.sampling)?;
     timing.mark("attach");
     let started = Instant::now();
@@ -169,33 +140,14 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         write_stdout(&format!("{header}\n"))?;
     }
 
-    let deadline = cfg.duration.map(|d| started + d);
     if !cfg.user_stacks_only {
-        syms.warm_kernel();
+        collector.syms.warm_kernel();
     }
-    let remember_announced = |syms: &mut Symbolizer| {
-        for pid in announced.borrow_mut().drain(..) {
-            syms.remember(pid);
-        }
-    };
-    while !stop.raised() {
-        let wait = match deadline {
-            Some(d) => match d.checked_duration_since(Instant::now()) {
-                Some(left) => left.min(Duration::from_millis(100)),
-                None => break,
-            },
-            None => Duration::from_millis(100),
-        };
-        // EINTR from Ctrl-C is not an error: the loop condition sees the flag.
-        let _ = rb.poll(wait);
-        remember_announced(&mut syms);
-        book.borrow_mut().name_pending(&mut syms);
-    }
+    collector.run(&stop, cfg.duration.map(|d| started + d));
     timing.mark("sampling");
     drop(samplers); // detach: no samples arrive while the maps are read
     timing.mark("detach");
-    let _ = rb.consume();
-    remember_announced(&mut syms);
+    collector.drain();
     let elapsed = started.elapsed();
 
     timing.mark("drain events");
@@ -221,9 +173,8 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         .filter(|k| k.user_stack != 0)
         .map(|k| (k.pid, k.user_stack))
         .collect();
-    let mut book = book.borrow_mut();
     timing.mark("ids");
-    book.complete(&kernel_ids, &user_pairs, &skel.maps.stacks, &mut syms)?;
+    let (book, syms, rb) = collector.finish(&kernel_ids, &user_pairs, &skel.maps.stacks)?;
     timing.mark("name the rest");
     let mut records = build_records(merged, &book);
     timing.mark("records");
@@ -253,6 +204,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
                 stats[stat::SAMPLES]
             )),
             count_name: "samples".into(),
+            palette: GraphPalette::Cpu,
         };
         write_svg_file(path, &spec, &lines)?;
         eprintln!("bpfprof: wrote {}", path.display());
@@ -290,70 +242,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     // The report is out and the probes are detached (samplers dropped above). What is left only owns memory
     // and file handles, tens of thousands of small allocations for a large profile: freeing them one by one
     // would add ~10 ms before the process exits, and the kernel reclaims them at exit anyway.
-    drop(book);
-    std::mem::forget((rb, syms, records));
-    Ok(())
-}
-
-/// Phase times on stderr with BPFPROF_TIMING=1, to see where a run's time goes (benchmarks use it).
-struct Timing {
-    on: bool,
-    last: Instant,
-    phases: Vec<(&'static str, Duration)>,
-}
-
-impl Timing {
-    fn from_env() -> Self {
-        Self {
-            on: std::env::var_os("BPFPROF_TIMING").is_some(),
-            last: Instant::now(),
-            phases: Vec::new(),
-        }
-    }
-
-    fn mark(&mut self, phase: &'static str) {
-        let now = Instant::now();
-        self.phases.push((phase, now - self.last));
-        self.last = now;
-    }
-
-    fn report(&self, note: &str) {
-        if self.on {
-            let parts: Vec<String> = self
-                .phases
-                .iter()
-                .map(|(p, d)| format!("{p} {:.3}s", d.as_secs_f64()))
-                .collect();
-            eprintln!("bpfprof: timing: {}; {note}", parts.join(", "));
-        }
-    }
-}
-
-/// Refuses PIDs and TIDs that do not exist, before anything is loaded.
-fn check_targets(cfg: &ProfileConfig) -> Result<()> {
-    if cfg.pids.len() > MAX_FILTER_ENTRIES || cfg.tids.len() > MAX_FILTER_ENTRIES {
-        bail!("at most {MAX_FILTER_ENTRIES} PIDs and {MAX_FILTER_ENTRIES} TIDs can be traced");
-    }
-    for &pid in &cfg.pids {
-        match std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            Err(_) => bail!("no such process: {pid}"),
-            Ok(status) => {
-                // /proc/TID exists for every thread too: a thread given as a process would match nothing.
-                let tgid = status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Tgid:"))
-                    .map(str::trim);
-                if let Some(tgid) = tgid.filter(|t| *t != pid.to_string()) {
-                    bail!("{pid} is a thread of process {tgid}: use -p {tgid}, or -L {pid} for this thread only");
-                }
-            }
-        }
-    }
-    for tid in &cfg.tids {
-        if !Path::new(&format!("/proc/{tid}")).exists() {
-            bail!("no such thread: {tid}");
-        }
-    }
+    std::mem::forget((book, rb, syms, records));
     Ok(())
 }
 
@@ -405,81 +294,14 @@ fn build_records(merged: FxHashMap<ProcStack, u64>, book: &StackBook) -> Vec<Sta
             .entry(k.comm)
             .or_insert_with(|| comm_str(&k.comm).into());
     }
-    let part = |id: u64, err: i32, names: Option<&Arc<[Frame]>>| -> StackPart {
-        match (id, err, names) {
-            (_, e, _) if e != 0 => StackPart::Missed,
-            (0, _, _) => StackPart::None,
-            (_, _, Some(n)) => StackPart::Frames(Arc::clone(n)),
-            // An id whose stack could not be read back: never hide it.
-            (_, _, None) => StackPart::Missed,
-        }
-    };
     merged
         .into_par_iter()
         .map(|(k, value)| StackRecord {
             comm: Arc::clone(&comms[&k.comm]),
             pid: k.pid,
-            user: part(k.user_stack, k.user_err, book.user(k.pid, k.user_stack)),
-            kernel: part(k.kern_stack, k.kern_err, book.kernel(k.kern_stack)),
+            user: stack_part(k.user_stack, k.user_err, book.user(k.pid, k.user_stack)),
+            kernel: stack_part(k.kern_stack, k.kern_err, book.kernel(k.kern_stack)),
             value,
         })
         .collect()
-}
-
-fn comm_str(comm: &[i8; 16]) -> String {
-    let bytes: Vec<u8> = comm
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// Sums folded stacks that read the same (threads of one process, or stacks that differ only in addresses
-/// within the same functions) and sorts them ascending by count, as bcc sorts; returns `stack count` lines.
-fn merge_folded(stacks: Vec<(String, u64)>) -> Vec<String> {
-    let mut sums: HashMap<String, u64> = HashMap::with_capacity(stacks.len());
-    for (stack, n) in stacks {
-        *sums.entry(stack).or_default() += n;
-    }
-    let mut out: Vec<(String, u64)> = sums.into_iter().collect();
-    out.par_sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-    out.into_par_iter()
-        .map(|(s, n)| format!("{s} {n}"))
-        .collect()
-}
-
-fn write_svg_file(path: &Path, spec: &FlameGraphSpec, lines: &[String]) -> Result<()> {
-    if lines.is_empty() {
-        bail!("no stacks were sampled: {} not written", path.display());
-    }
-    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    write_svg(spec, lines, BufWriter::new(file))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn folded_lines_merge_and_sort() {
-        let stacks = vec![
-            ("a;b".to_string(), 3),
-            ("a;c".to_string(), 1),
-            ("a;b".to_string(), 2),
-        ];
-        assert_eq!(
-            merge_folded(stacks),
-            vec!["a;c 1".to_string(), "a;b 5".to_string()]
-        );
-    }
-
-    #[test]
-    fn comm_stops_at_nul() {
-        let mut comm = [0i8; 16];
-        for (i, b) in b"burn".iter().enumerate() {
-            comm[i] = *b as i8;
-        }
-        assert_eq!(comm_str(&comm), "burn");
-    }
 }

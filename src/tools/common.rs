@@ -1,0 +1,261 @@
+//! What every stack tool shares: refusing bad targets, collecting new processes and stacks while tracing,
+//! naming stack parts, merging folded lines, writing flame graphs, and phase timing.
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use libbpf_rs::{MapCore, RingBuffer, RingBufferBuilder};
+use rayon::prelude::*;
+
+use crate::render::flamegraph::{write_svg, FlameGraphSpec};
+use crate::render::{Frame, StackPart};
+use crate::symbolize::stackbook::StackBook;
+use crate::symbolize::Symbolizer;
+use crate::util::StopFlag;
+
+/// Entries allowed in each PID/TID filter map (bpf/*.bpf.c).
+pub const MAX_FILTER_ENTRIES: usize = 1024;
+
+/// Refuses PIDs and TIDs that do not exist, before anything is loaded. `tid_flag` is the tool's flag
+/// for a thread (`-L` in profile, `-t` in the off-CPU tools), named when a thread is given as a process.
+pub fn check_targets(pids: &[u32], tids: &[u32], tid_flag: &str) -> Result<()> {
+    if pids.len() > MAX_FILTER_ENTRIES || tids.len() > MAX_FILTER_ENTRIES {
+        bail!("at most {MAX_FILTER_ENTRIES} PIDs and {MAX_FILTER_ENTRIES} TIDs can be traced");
+    }
+    for &pid in pids {
+        match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            Err(_) => bail!("no such process: {pid}"),
+            Ok(status) => {
+                // /proc/TID exists for every thread too: a thread given as a process would match nothing.
+                let tgid = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Tgid:"))
+                    .map(str::trim);
+                if let Some(tgid) = tgid.filter(|t| *t != pid.to_string()) {
+                    bail!("{pid} is a thread of process {tgid}: use -p {tgid}, or {tid_flag} {pid} for this thread only");
+                }
+            }
+        }
+    }
+    for tid in tids {
+        if !Path::new(&format!("/proc/{tid}")).exists() {
+            bail!("no such thread: {tid}");
+        }
+    }
+    Ok(())
+}
+
+/// Gathers, while a tool traces, what its BPF program announces over two ring buffers (bpf/procs.bpf.h
+/// and bpf/stacks.bpf.h): new processes, whose mappings are cached while they live, and new stacks,
+/// named as they come.
+pub struct Collector {
+    rb: RingBuffer<'static>,
+    announced: Rc<RefCell<Vec<u32>>>,
+    book: Rc<RefCell<StackBook>>,
+    pub syms: Symbolizer,
+}
+
+impl Collector {
+    /// `pids`: processes known from the start (-p), cached at once.
+    pub fn new(
+        proc_events: &dyn MapCore,
+        stack_events: &dyn MapCore,
+        pids: &[u32],
+    ) -> Result<Self> {
+        let mut syms = Symbolizer::new();
+        for &pid in pids {
+            syms.remember(pid);
+        }
+        let announced = Rc::new(RefCell::new(Vec::<u32>::new()));
+        let book = Rc::new(RefCell::new(StackBook::default()));
+        let mut rb = RingBufferBuilder::new();
+        let sink = Rc::clone(&announced);
+        rb.add(proc_events, move |data: &[u8]| {
+            if let Some(pid) = data.get(..4) {
+                sink.borrow_mut()
+                    .push(u32::from_ne_bytes(pid.try_into().expect("4 bytes")));
+            }
+            0
+        })?;
+        let sink = Rc::clone(&book);
+        rb.add(stack_events, move |data: &[u8]| {
+            sink.borrow_mut().add_event(data);
+            0
+        })?;
+        Ok(Self {
+            rb: rb.build()?,
+            announced,
+            book,
+            syms,
+        })
+    }
+
+    /// Collects until the deadline passes or a signal arrives.
+    pub fn run(&mut self, stop: &StopFlag, deadline: Option<Instant>) {
+        while !stop.raised() {
+            let wait = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) => left.min(Duration::from_millis(100)),
+                    None => break,
+                },
+                None => Duration::from_millis(100),
+            };
+            // EINTR from Ctrl-C is not an error: the loop condition sees the flag.
+            let _ = self.rb.poll(wait);
+            self.take_announced();
+            self.book.borrow_mut().name_pending(&mut self.syms);
+        }
+    }
+
+    /// After the probes are detached: takes what is still in the ring buffers.
+    pub fn drain(&mut self) {
+        let _ = self.rb.consume();
+        self.take_announced();
+    }
+
+    fn take_announced(&mut self) {
+        for pid in self.announced.borrow_mut().drain(..) {
+            self.syms.remember(pid);
+        }
+    }
+
+    /// Names every stack the counts refer to (reading from `stack_map` those not announced), and gives
+    /// the book and the symbolizer (whose names the book's stacks share) to the caller.
+    pub fn finish(
+        self,
+        kernel_ids: &rustc_hash::FxHashSet<u64>,
+        user_pairs: &rustc_hash::FxHashSet<(u32, u64)>,
+        stack_map: &dyn MapCore,
+    ) -> Result<(StackBook, Symbolizer, RingBuffer<'static>)> {
+        let Self {
+            rb, book, mut syms, ..
+        } = self;
+        // The ring buffer's callback holds the other reference: the book is taken out, not unwrapped.
+        let mut book = std::mem::take(&mut *book.borrow_mut());
+        book.complete(kernel_ids, user_pairs, stack_map, &mut syms)?;
+        Ok((book, syms, rb))
+    }
+}
+
+/// A stack part from a BPF key's stack id and error: missed, none, or its named frames.
+pub fn stack_part(id: u64, err: i32, names: Option<&Arc<[Frame]>>) -> StackPart {
+    match (id, err, names) {
+        (_, e, _) if e != 0 => StackPart::Missed,
+        (0, _, _) => StackPart::None,
+        (_, _, Some(n)) => StackPart::Frames(Arc::clone(n)),
+        // An id whose stack could not be read back: never hide it.
+        (_, _, None) => StackPart::Missed,
+    }
+}
+
+/// A kernel comm (NUL-padded) as text.
+pub fn comm_str(comm: &[i8; 16]) -> String {
+    let bytes: Vec<u8> = comm
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Sums folded stacks that read the same (threads of one process, or stacks that differ only in addresses
+/// within the same functions) and sorts them ascending by count, as bcc sorts; returns `stack count` lines.
+pub fn merge_folded(stacks: Vec<(String, u64)>) -> Vec<String> {
+    let mut sums: HashMap<String, u64> = HashMap::with_capacity(stacks.len());
+    for (stack, n) in stacks {
+        *sums.entry(stack).or_default() += n;
+    }
+    let mut out: Vec<(String, u64)> = sums.into_iter().collect();
+    out.par_sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    out.into_par_iter()
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect()
+}
+
+/// Writes an SVG flame graph of folded lines to `path`; refuses to write an empty one.
+pub fn write_svg_file(path: &Path, spec: &FlameGraphSpec, lines: &[String]) -> Result<()> {
+    if lines.is_empty() {
+        bail!("no stacks were recorded: {} not written", path.display());
+    }
+    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    write_svg(spec, lines, BufWriter::new(file))
+}
+
+/// Phase times on stderr with BPFPROF_TIMING=1, to see where a run's time goes (benchmarks use it).
+pub struct Timing {
+    on: bool,
+    last: Instant,
+    phases: Vec<(&'static str, Duration)>,
+}
+
+impl Timing {
+    pub fn from_env() -> Self {
+        Self {
+            on: std::env::var_os("BPFPROF_TIMING").is_some(),
+            last: Instant::now(),
+            phases: Vec::new(),
+        }
+    }
+
+    pub fn mark(&mut self, phase: &'static str) {
+        let now = Instant::now();
+        self.phases.push((phase, now - self.last));
+        self.last = now;
+    }
+
+    pub fn report(&self, note: &str) {
+        if self.on {
+            let parts: Vec<String> = self
+                .phases
+                .iter()
+                .map(|(p, d)| format!("{p} {:.3}s", d.as_secs_f64()))
+                .collect();
+            eprintln!("bpfprof: timing: {}; {note}", parts.join(", "));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folded_lines_merge_and_sort() {
+        let stacks = vec![
+            ("a;b".to_string(), 3),
+            ("a;c".to_string(), 1),
+            ("a;b".to_string(), 2),
+        ];
+        assert_eq!(
+            merge_folded(stacks),
+            vec!["a;c 1".to_string(), "a;b 5".to_string()]
+        );
+    }
+
+    #[test]
+    fn comm_stops_at_nul() {
+        let mut comm = [0i8; 16];
+        for (i, b) in b"burn".iter().enumerate() {
+            comm[i] = *b as i8;
+        }
+        assert_eq!(comm_str(&comm), "burn");
+    }
+
+    #[test]
+    fn stack_parts() {
+        let names: Arc<[Frame]> = vec![Frame::from("f")].into();
+        assert_eq!(stack_part(5, -14, Some(&names)), StackPart::Missed);
+        assert_eq!(stack_part(0, 0, None), StackPart::None);
+        assert_eq!(stack_part(5, 0, None), StackPart::Missed);
+        assert_eq!(
+            stack_part(5, 0, Some(&names)),
+            StackPart::Frames(names.clone())
+        );
+    }
+}
