@@ -6,34 +6,85 @@ use super::{StackPart, StackRecord, StackStyle};
 /// Renders one record exactly as bcc's profile.py prints it (leaf first, four-space indent, blank line after).
 pub fn stack_block(rec: &StackRecord, style: &StackStyle) -> String {
     let mut out = String::new();
-    if !style.user_stacks_only {
-        match &rec.kernel {
-            StackPart::None => {}
-            StackPart::Missed => out.push_str("    [Missed Kernel Stack]\n"),
-            StackPart::Frames(f) => {
-                for name in f.iter() {
-                    let _ = writeln!(out, "    {name}{}", style.kernel_suffix());
-                }
-            }
-        }
-    }
-    if !style.kernel_stacks_only {
-        if style.need_delimiter() && rec.user.is_present() && rec.kernel.is_present() {
-            out.push_str("    --\n");
-        }
-        match &rec.user {
-            StackPart::None => {}
-            StackPart::Missed => out.push_str("    [Missed User Stack]\n"),
-            StackPart::Frames(f) => {
-                for name in f.iter() {
-                    let _ = writeln!(out, "    {name}");
-                }
-            }
-        }
-    }
+    lines_leaf_first(&mut out, &rec.user, &rec.kernel, style, "--");
     let _ = writeln!(out, "    {:<16} {} ({})", "-", rec.comm, rec.pid);
     let _ = writeln!(out, "        {}\n", rec.value);
     out
+}
+
+/// One thread's frames, a line each, innermost first: kernel leaf..root, `delimiter` with -d, user
+/// leaf..root.
+pub fn lines_leaf_first(
+    out: &mut String,
+    user: &StackPart,
+    kernel: &StackPart,
+    style: &StackStyle,
+    delimiter: &str,
+) {
+    if !style.user_stacks_only {
+        kernel_lines(out, kernel, style, false);
+    }
+    if !style.kernel_stacks_only {
+        if style.need_delimiter() && user.is_present() && kernel.is_present() {
+            let _ = writeln!(out, "    {delimiter}");
+        }
+        user_lines(out, user, false);
+    }
+}
+
+/// One thread's frames outermost first: user root..leaf, `delimiter` with -d, kernel root..leaf (the
+/// waker's half of bcc's offwaketime block, which reads down to the wakeup).
+pub fn lines_root_first(
+    out: &mut String,
+    user: &StackPart,
+    kernel: &StackPart,
+    style: &StackStyle,
+    delimiter: &str,
+) {
+    if !style.kernel_stacks_only {
+        user_lines(out, user, true);
+    }
+    if !style.user_stacks_only {
+        if style.need_delimiter() && user.is_present() && kernel.is_present() {
+            let _ = writeln!(out, "    {delimiter}");
+        }
+        kernel_lines(out, kernel, style, true);
+    }
+}
+
+fn kernel_lines(out: &mut String, kernel: &StackPart, style: &StackStyle, root_first: bool) {
+    match kernel {
+        StackPart::None => {}
+        StackPart::Missed => out.push_str("    [Missed Kernel Stack]\n"),
+        StackPart::Frames(f) => {
+            let suffix = style.kernel_suffix();
+            let mut line = |name: &super::Frame| {
+                let _ = writeln!(out, "    {name}{suffix}");
+            };
+            if root_first {
+                f.iter().rev().for_each(&mut line);
+            } else {
+                f.iter().for_each(&mut line);
+            }
+        }
+    }
+}
+
+fn user_lines(out: &mut String, user: &StackPart, root_first: bool) {
+    match user {
+        StackPart::None => {}
+        StackPart::Missed => out.push_str("    [Missed User Stack]\n"),
+        StackPart::Frames(f) => {
+            let mut line = |name: &super::Frame| {
+                let _ = writeln!(out, "    {name}");
+            };
+            if root_first {
+                f.iter().rev().for_each(&mut line);
+            } else {
+                f.iter().for_each(&mut line);
+            }
+        }
+    }
 }
 
 /// bcc profile's header line, e.g. `Sampling at 49 Hertz of all threads by user + kernel stack... Hit Ctrl-C to end.`

@@ -2,8 +2,24 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use inferno::flamegraph::color::{MultiPalette, Palette};
+use inferno::flamegraph::color::{BasicPalette, Color, MultiPalette, Palette, PaletteMap};
 use inferno::flamegraph::{self, Options};
+
+use super::wait::WAKER_SUFFIX;
+
+/// Which colours, as flamegraph.pl's --colors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphPalette {
+    /// On-CPU: kernel frames (`_[k]`) orange, C++/Rust (`::`) yellow, the rest red.
+    Cpu,
+    /// Off-CPU time: blues (`--colors=io`).
+    Io,
+    /// Wakeup time: aqua on blue (`--colors=wakeup`).
+    Wakeup,
+    /// Off-CPU and waker stacks in one graph (`--colors=chain`): the blocked half blue, the waker's
+    /// frames (suffix `_[w]`) aqua.
+    Chain,
+}
 
 /// What a flame graph says about itself.
 #[derive(Clone, Debug)]
@@ -12,23 +28,56 @@ pub struct FlameGraphSpec {
     pub subtitle: Option<String>,
     /// What a frame's width counts ("samples", "us").
     pub count_name: String,
+    pub palette: GraphPalette,
 }
 
-/// Writes an SVG flame graph of folded lines (`a;b;c count`). Kernel frames should carry `_[k]`:
-/// the palette colours them orange, C++/Rust (`::`) yellow and the rest red, the same for every run.
+/// Writes an SVG flame graph of folded lines (`a;b;c count`), coloured by the spec's palette from each
+/// frame's name: the same colours for every run.
 pub fn write_svg<W: Write>(spec: &FlameGraphSpec, lines: &[String], out: W) -> Result<()> {
     let mut opts = Options::default();
     opts.title = spec.title.clone();
     opts.subtitle = spec.subtitle.clone();
     opts.count_name = spec.count_name.clone();
-    opts.colors = Palette::Multi(MultiPalette::Perl);
     opts.hash = true;
     opts.deterministic = true;
+    let mut waker_colours = PaletteMap::default();
+    opts.colors = match spec.palette {
+        GraphPalette::Cpu => Palette::Multi(MultiPalette::Perl),
+        GraphPalette::Io => Palette::Basic(BasicPalette::Io),
+        GraphPalette::Wakeup => Palette::Multi(MultiPalette::Wakeup),
+        GraphPalette::Chain => {
+            // inferno has no chain palette: waker frames get their aqua through a palette map filled
+            // beforehand, every other frame falls back to blue.
+            for line in lines {
+                let stack = line.rsplit_once(' ').map_or(line.as_str(), |(s, _)| s);
+                for frame in stack.split(';').filter(|f| f.ends_with(WAKER_SUFFIX)) {
+                    if waker_colours.get(frame).is_none() {
+                        waker_colours.insert(frame, aqua(frame));
+                    }
+                }
+            }
+            opts.palette_map = Some(&mut waker_colours);
+            Palette::Basic(BasicPalette::Blue)
+        }
+    };
     if lines.is_empty() {
         anyhow::bail!("no stacks were sampled: nothing to draw");
     }
     flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), out)
         .context("rendering the flame graph")
+}
+
+/// flamegraph.pl's aqua, its shade chosen by a hash of the name (FNV-1a), so that a name keeps its colour.
+fn aqua(name: &str) -> Color {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let v = (hash >> 40) as f32 / (1u64 << 24) as f32;
+    Color {
+        r: 50 + (60.0 * v) as u8,
+        g: 165 + (55.0 * v) as u8,
+        b: 165 + (55.0 * v) as u8,
+    }
 }
 
 #[cfg(test)]
@@ -41,6 +90,7 @@ mod tests {
             title: "CPU Flame Graph".into(),
             subtitle: Some("bpfprof profile".into()),
             count_name: "samples".into(),
+            palette: GraphPalette::Cpu,
         };
         let lines = vec![
             "burn;main;hot_two_thirds 20".to_string(),
@@ -62,7 +112,32 @@ mod tests {
             title: "t".into(),
             subtitle: None,
             count_name: "samples".into(),
+            palette: GraphPalette::Cpu,
         };
         assert!(write_svg(&spec, &[], Vec::new()).is_err());
+    }
+
+    #[test]
+    fn chain_palette_colours_waker_frames_aqua() {
+        let spec = FlameGraphSpec {
+            title: "Off-Wake Time Flame Graph".into(),
+            subtitle: None,
+            count_name: "us".into(),
+            palette: GraphPalette::Chain,
+        };
+        let lines = vec!["reader;read;schedule;--;try_to_wake_up_[w];writer_[w] 100".to_string()];
+        let mut out = Vec::new();
+        write_svg(&spec, &lines, &mut out).unwrap();
+        let svg = String::from_utf8(out).unwrap();
+        let c = aqua("try_to_wake_up_[w]");
+        assert!(
+            svg.contains(&format!("rgb({},{},{})", c.r, c.g, c.b)),
+            "no aqua frame in {svg}"
+        );
+        // The suffix only colours: the frame reads as the function's name.
+        assert!(
+            svg.contains(">try_to_wake_up<") || svg.contains(">try_to_wake_up "),
+            "{svg}"
+        );
     }
 }

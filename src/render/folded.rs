@@ -11,29 +11,75 @@ use super::{StackPart, StackRecord, StackStyle};
 pub fn fold(rec: &StackRecord, style: &StackStyle) -> String {
     let mut line = String::with_capacity(256);
     line.push_str(&sanitize(&rec.comm));
-    let mut push = |frame: &str, suffix: &str| {
-        line.push(';');
-        line.push_str(&sanitize(frame));
-        line.push_str(suffix);
-    };
+    push_root_first(&mut line, &rec.user, &rec.kernel, style, "");
+    line
+}
+
+/// Appends `;`-separated frames of one thread, outermost first: user root..leaf, `-` with -d, kernel
+/// root..leaf. `side` is a suffix for every frame (`_[w]` marks a waker's frames), else kernel frames
+/// carry the style's `_[k]`.
+pub fn push_root_first(
+    line: &mut String,
+    user: &StackPart,
+    kernel: &StackPart,
+    style: &StackStyle,
+    side: &str,
+) {
     if !style.kernel_stacks_only {
-        match &rec.user {
-            StackPart::None => {}
-            StackPart::Missed => push("[Missed User Stack]", ""),
-            StackPart::Frames(f) => f.iter().rev().for_each(|n| push(n, "")),
-        }
+        push_part(line, user, "[Missed User Stack]", side, false);
     }
     if !style.user_stacks_only {
-        if style.need_delimiter() && rec.user.is_present() && rec.kernel.is_present() {
-            push("-", "");
+        if style.need_delimiter() && user.is_present() && kernel.is_present() {
+            push_frame(line, "-", "");
         }
-        match &rec.kernel {
-            StackPart::None => {}
-            StackPart::Missed => push("[Missed Kernel Stack]", ""),
-            StackPart::Frames(f) => f.iter().rev().for_each(|n| push(n, style.kernel_suffix())),
+        let ksuffix = if side.is_empty() {
+            style.kernel_suffix()
+        } else {
+            side
+        };
+        push_part(line, kernel, "[Missed Kernel Stack]", ksuffix, false);
+    }
+}
+
+/// As `push_root_first`, innermost first: kernel leaf..root, `-` with -d, user leaf..root (the waker's
+/// half of bcc's offwaketime line, which reads from the wakeup back to the waker's root).
+pub fn push_leaf_first(
+    line: &mut String,
+    user: &StackPart,
+    kernel: &StackPart,
+    style: &StackStyle,
+    side: &str,
+) {
+    if !style.user_stacks_only {
+        let ksuffix = if side.is_empty() {
+            style.kernel_suffix()
+        } else {
+            side
+        };
+        push_part(line, kernel, "[Missed Kernel Stack]", ksuffix, true);
+        if style.need_delimiter() && user.is_present() && kernel.is_present() {
+            push_frame(line, "-", "");
         }
     }
-    line
+    if !style.kernel_stacks_only {
+        push_part(line, user, "[Missed User Stack]", side, true);
+    }
+}
+
+/// Appends `;frame` with its suffix.
+pub fn push_frame(line: &mut String, frame: &str, suffix: &str) {
+    line.push(';');
+    line.push_str(&sanitize(frame));
+    line.push_str(suffix);
+}
+
+fn push_part(line: &mut String, part: &StackPart, missed: &str, suffix: &str, leaf_first: bool) {
+    match part {
+        StackPart::None => {}
+        StackPart::Missed => push_frame(line, missed, suffix),
+        StackPart::Frames(f) if leaf_first => f.iter().for_each(|n| push_frame(line, n, suffix)),
+        StackPart::Frames(f) => f.iter().rev().for_each(|n| push_frame(line, n, suffix)),
+    }
 }
 
 /// All records folded, as (stack, count), in no particular order. Records whose comm and stacks are the same
@@ -68,7 +114,7 @@ fn identity(part: &StackPart) -> usize {
 }
 
 /// A frame may not contain the separator `;`, nor a newline.
-fn sanitize(name: &str) -> Cow<'_, str> {
+pub fn sanitize(name: &str) -> Cow<'_, str> {
     if name.contains([';', '\n']) {
         Cow::Owned(name.replace([';', '\n'], "_"))
     } else {

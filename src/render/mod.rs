@@ -3,6 +3,7 @@ use std::sync::Arc;
 pub mod bcc;
 pub mod flamegraph;
 pub mod folded;
+pub mod wait;
 
 /// A frame's name; shared by every stack it appears in.
 pub type Frame = Arc<str>;
@@ -19,7 +20,7 @@ pub enum StackPart {
 }
 
 impl StackPart {
-    fn is_present(&self) -> bool {
+    pub fn is_present(&self) -> bool {
         !matches!(self, StackPart::None)
     }
 }
@@ -46,12 +47,12 @@ pub struct StackStyle {
 }
 
 impl StackStyle {
-    fn need_delimiter(&self) -> bool {
+    pub fn need_delimiter(&self) -> bool {
         self.delimited && !(self.user_stacks_only || self.kernel_stacks_only)
     }
 
     /// The suffix kernel frames carry: `_[k]` with -a, else nothing.
-    fn kernel_suffix(&self) -> &'static str {
+    pub fn kernel_suffix(&self) -> &'static str {
         if self.annotations {
             "_[k]"
         } else {

@@ -59,7 +59,7 @@ impl StackBook {
         if !self.pending_kernel.is_empty() {
             let ids = std::mem::take(&mut self.pending_kernel);
             for (id, frames) in syms.kernel_stacks(&ids, &self.stacks) {
-                let frames = self.share(frames);
+                let frames = self.share(without_tracing_frames(frames));
                 self.kernel_names.insert(id, frames);
             }
         }
@@ -135,8 +135,41 @@ impl StackBook {
     }
 }
 
+/// A stack captured in a tracepoint program starts in the BPF program and the tracepoint's dispatcher
+/// (`bpf_prog_<tag>_<name>`, `bpf_trace_run4`, `__bpf_trace_sched_switch`, `__traceiter_...`): the
+/// machinery, not the traced code. Those innermost frames are dropped; others are left as they are.
+fn without_tracing_frames(frames: Arc<[Frame]>) -> Arc<[Frame]> {
+    let tracing = |f: &Frame| {
+        ["bpf_prog_", "bpf_trace_run", "__bpf_trace_", "__traceiter_"]
+            .iter()
+            .any(|p| f.starts_with(p))
+    };
+    let skip = frames.iter().take_while(|f| tracing(f)).count();
+    if skip == 0 || skip == frames.len() {
+        return frames;
+    }
+    frames[skip..].into()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tracing_frames_are_dropped_from_the_top_only() {
+        let f =
+            |names: &[&str]| -> Arc<[Frame]> { names.iter().map(|&n| Frame::from(n)).collect() };
+        assert_eq!(
+            without_tracing_frames(f(&[
+                "bpf_prog_089c_switch_btf",
+                "bpf_trace_run4",
+                "__schedule",
+                "schedule"
+            ])),
+            f(&["__schedule", "schedule"])
+        );
+        let plain = f(&["__schedule", "bpf_trace_run4"]);
+        assert_eq!(without_tracing_frames(plain.clone()), plain);
+    }
+
     use super::*;
 
     fn event(id: u64, pid: u32, user: bool, ips: &[u64]) -> Vec<u8> {
