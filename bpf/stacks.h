@@ -2,6 +2,8 @@
 #ifndef BPFPROF_STACKS_H
 #define BPFPROF_STACKS_H
 
+#define TASK_COMM_LEN 16
+
 /* The kernel's own default for kernel.perf_event_max_stack. */
 #define MAX_STACK_DEPTH 127
 
@@ -21,6 +23,11 @@ struct new_stack_event {
 	struct stored_stack st;
 };
 
+/* Sent once per process seen with a user stack, so user space can cache its mappings while it lives. */
+struct new_proc_event {
+	__u32 pid;
+};
+
 /* Indexes into the per-CPU `stats` array: every loss is counted here and printed by user space. */
 enum stat_idx {
 	STAT_SAMPLES = 0,       /* samples that passed the filters */
@@ -31,6 +38,8 @@ enum stat_idx {
 	STAT_COUNTS_FULL,       /* aggregation map full: sample lost */
 	STAT_PROC_EVENTS_LOST,  /* ring buffer full: a new process not announced to user space */
 	STAT_STACK_EVENTS_LOST, /* ring buffer full: a new stack is read from the map at the end instead */
+	STAT_START_FULL,        /* off-CPU tools: too many blocked threads at once; one block not timed */
+	STAT_WAKER_FULL,        /* offwake: too many pending wakeups at once; one waker not recorded */
 	STAT_MAX,
 };
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 
+use crate::tools::offcpu::{WaitConfig, WaitMode};
 use crate::tools::profile::{ProfileConfig, Sampling};
 
 /// eBPF performance analysis in one binary: sampled stacks and flame graphs, with bcc's flags and layouts.
@@ -20,7 +21,36 @@ pub enum Command {
     /// Sample on-CPU stacks (as bcc's profile): text, folded stacks or an SVG flame graph.
     #[command(after_help = PROFILE_EXAMPLES)]
     Profile(ProfileArgs),
+    /// Time threads spend blocked, summed by stack (as bcc's offcputime).
+    #[command(name = "offcpu", after_help = OFFCPU_EXAMPLES)]
+    OffCpu(WaitArgs),
+    /// Time threads spend blocked, summed by the stack of the thread that woke them (as bcc's wakeuptime).
+    #[command(after_help = WAKEUP_EXAMPLES)]
+    Wakeup(WaitArgs),
+    /// Blocked stacks and their wakers' stacks, one line each (as bcc's offwaketime).
+    #[command(name = "offwake", after_help = OFFWAKE_EXAMPLES)]
+    OffWake(WaitArgs),
 }
+
+const OFFCPU_EXAMPLES: &str = "\
+Examples:
+  bpfprof offcpu                      # blocked time of all threads by stack, until Ctrl-C
+  bpfprof offcpu -p 1234 5            # one process for 5 seconds
+  bpfprof offcpu -m 1000 -f 10        # blocks of 1 ms or more, folded (values in us)
+  bpfprof offcpu --state 2            # only TASK_UNINTERRUPTIBLE sleeps (2: see include/linux/sched.h)
+  bpfprof offcpu --svg off.svg 10     # off-CPU time flame graph";
+
+const WAKEUP_EXAMPLES: &str = "\
+Examples:
+  bpfprof wakeup 5                    # blocked time by waker stack for 5 seconds
+  bpfprof wakeup -p 1234 -f 5         # wakers of one process's threads, folded: waker;stack;target us
+  bpfprof wakeup --svg wake.svg 10    # wakeup time flame graph";
+
+const OFFWAKE_EXAMPLES: &str = "\
+Examples:
+  bpfprof offwake 5                   # blocked stacks with their wakers' stacks for 5 seconds
+  bpfprof offwake -p 1234 -f 5        # folded: target;stack;--;waker stack;waker us
+  bpfprof offwake --svg chain.svg 10  # both halves in one flame graph (waker frames in aqua)";
 
 const PROFILE_EXAMPLES: &str = "\
 Examples:
@@ -107,6 +137,109 @@ pub struct ProfileArgs {
     pub duration: Option<u64>,
 }
 
+/// The off-CPU tools' arguments (offcpu, wakeup, offwake): bcc's offcputime flags. Thread filters apply to
+/// the blocked thread.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Trace these processes only (repeat or comma-separate)
+    #[arg(
+        short = 'p',
+        long = "pid",
+        value_name = "PID",
+        value_delimiter = ',',
+        conflicts_with_all = ["tids", "user_threads_only", "kernel_threads_only"]
+    )]
+    pub pids: Vec<u32>,
+    /// Trace these threads only (repeat or comma-separate)
+    #[arg(
+        short = 't',
+        long = "tid",
+        value_name = "TID",
+        value_delimiter = ',',
+        conflicts_with_all = ["user_threads_only", "kernel_threads_only"]
+    )]
+    pub tids: Vec<u32>,
+    /// User threads only (no kernel threads)
+    #[arg(
+        short = 'u',
+        long = "user-threads-only",
+        conflicts_with = "kernel_threads_only"
+    )]
+    pub user_threads_only: bool,
+    /// Kernel threads only (no user threads)
+    #[arg(short = 'k', long = "kernel-threads-only")]
+    pub kernel_threads_only: bool,
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Count only blocks of at least this many microseconds
+    #[arg(
+        short = 'm',
+        long = "min-block-time",
+        value_name = "US",
+        default_value_t = 1
+    )]
+    pub min_block_time: u64,
+    /// Count only blocks of at most this many microseconds
+    #[arg(short = 'M', long = "max-block-time", value_name = "US")]
+    pub max_block_time: Option<u64>,
+    /// Count only blocks that began in these task states: a bitmask (1 TASK_INTERRUPTIBLE,
+    /// 2 TASK_UNINTERRUPTIBLE, ...), or 0 for TASK_RUNNING (preempted)
+    #[arg(long = "state", value_name = "STATE")]
+    pub state: Option<u32>,
+    /// Seconds to trace (default: until Ctrl-C)
+    #[arg(value_name = "DURATION")]
+    pub duration: Option<u64>,
+}
+
+impl WaitArgs {
+    /// Validates the arguments and turns them into the off-CPU tools' plain configuration.
+    pub fn into_config(self, mode: WaitMode) -> Result<WaitConfig> {
+        let s = &self.stack;
+        s.check()?;
+        let max_block_us = self.max_block_time.unwrap_or(u64::MAX);
+        if self.min_block_time > max_block_us {
+            bail!("-m (min block time) must not be greater than -M (max block time)");
+        }
+        if self.duration == Some(0) {
+            bail!("duration must be at least 1 second");
+        }
+        Ok(WaitConfig {
+            mode,
+            pids: self.pids,
+            tids: self.tids,
+            user_threads_only: self.user_threads_only,
+            kernel_threads_only: self.kernel_threads_only,
+            user_stacks_only: s.user_stacks_only,
+            kernel_stacks_only: s.kernel_stacks_only,
+            delimited: s.delimited,
+            annotations: s.annotations,
+            folded: s.folded,
+            svg: s.svg.clone(),
+            stack_storage_size: s.stack_storage_size,
+            max_stack_depth: s.perf_max_stack_depth,
+            min_block_us: self.min_block_time,
+            max_block_us,
+            state: self.state,
+            duration: self.duration.map(Duration::from_secs),
+        })
+    }
+}
+
+impl StackArgs {
+    fn check(&self) -> Result<()> {
+        if self.folded && self.svg.is_some() {
+            bail!("choose one output: -f (folded) or --svg FILE");
+        }
+        if self.stack_storage_size == 0 {
+            bail!("--stack-storage-size must be greater than 0");
+        }
+        if self.perf_max_stack_depth == 0 || self.perf_max_stack_depth > MAX_STACK_DEPTH {
+            bail!("--perf-max-stack-depth must be between 1 and {MAX_STACK_DEPTH}");
+        }
+        Ok(())
+    }
+}
+
 /// The most frames bpf_get_stack gives (the kernel's default perf_event_max_stack).
 pub const MAX_STACK_DEPTH: u32 = 127;
 
@@ -121,15 +254,7 @@ impl ProfileArgs {
             (None, None) => Sampling::Frequency(49),
         };
         let s = &self.stack;
-        if s.folded && s.svg.is_some() {
-            bail!("choose one output: -f (folded) or --svg FILE");
-        }
-        if s.stack_storage_size == 0 {
-            bail!("--stack-storage-size must be greater than 0");
-        }
-        if s.perf_max_stack_depth == 0 || s.perf_max_stack_depth > MAX_STACK_DEPTH {
-            bail!("--perf-max-stack-depth must be between 1 and {MAX_STACK_DEPTH}");
-        }
+        s.check()?;
         if self.duration == Some(0) {
             bail!("duration must be at least 1 second");
         }
@@ -162,6 +287,7 @@ mod tests {
         let cli = Cli::try_parse_from(argv)?;
         match cli.command {
             Command::Profile(p) => p.into_config(),
+            _ => unreachable!("a profile command"),
         }
     }
 
@@ -208,6 +334,58 @@ mod tests {
             &["--no-such-flag"],
         ] {
             assert!(parse(args).is_err(), "{args:?} was accepted");
+        }
+    }
+
+    fn parse_wait(args: &[&str]) -> Result<WaitConfig> {
+        let cli = Cli::try_parse_from(args)?;
+        match cli.command {
+            Command::OffCpu(a) => a.into_config(WaitMode::OffCpu),
+            Command::Wakeup(a) => a.into_config(WaitMode::Wakeup),
+            Command::OffWake(a) => a.into_config(WaitMode::OffWake),
+            Command::Profile(_) => unreachable!("an off-CPU command"),
+        }
+    }
+
+    #[test]
+    fn offcpu_defaults_and_flags_are_bccs() {
+        let c = parse_wait(&["bpfprof", "offcpu"]).unwrap();
+        assert_eq!((c.min_block_us, c.max_block_us), (1, u64::MAX));
+        assert_eq!((c.state, c.duration), (None, None));
+        let c = parse_wait(&[
+            "bpfprof", "offwake", "-t", "5,6", "-m", "10", "-M", "20", "--state", "2", "-K", "-f",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(c.mode, WaitMode::OffWake);
+        assert_eq!(c.tids, vec![5, 6]);
+        assert_eq!((c.min_block_us, c.max_block_us, c.state), (10, 20, Some(2)));
+        assert!(c.kernel_stacks_only && c.folded);
+        assert_eq!(c.duration, Some(Duration::from_secs(3)));
+        assert!(
+            parse_wait(&["bpfprof", "wakeup", "-u"])
+                .unwrap()
+                .user_threads_only
+        );
+    }
+
+    #[test]
+    fn offcpu_bad_values_are_refused() {
+        for args in [
+            &["-p", "1", "-t", "2"][..],
+            &["-p", "1", "-u"],
+            &["-u", "-k"],
+            &["-t", "1", "-k"],
+            &["-m", "10", "-M", "5"],
+            &["-U", "-K"],
+            &["-f", "--svg", "x.svg"],
+            &["--state", "x"],
+            &["0"],
+            &["-L", "1"],
+        ] {
+            let mut argv = vec!["bpfprof", "offcpu"];
+            argv.extend_from_slice(args);
+            assert!(parse_wait(&argv).is_err(), "{args:?} was accepted");
         }
     }
 }

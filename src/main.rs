@@ -16,6 +16,15 @@ fn main() -> ExitCode {
         cli::Command::Profile(args) => args
             .into_config()
             .and_then(|config| tools::profile::run(&config)),
+        cli::Command::OffCpu(args) => args
+            .into_config(tools::offcpu::WaitMode::OffCpu)
+            .and_then(|config| tools::offcpu::run(&config)),
+        cli::Command::Wakeup(args) => args
+            .into_config(tools::offcpu::WaitMode::Wakeup)
+            .and_then(|config| tools::offcpu::run(&config)),
+        cli::Command::OffWake(args) => args
+            .into_config(tools::offcpu::WaitMode::OffWake)
+            .and_then(|config| tools::offcpu::run(&config)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,6 +15,9 @@ pub mod skel {
     pub mod profile {
         include!(concat!(env!("OUT_DIR"), "/profile.skel.rs"));
     }
+    pub mod offcpu {
+        include!(concat!(env!("OUT_DIR"), "/offcpu.skel.rs"));
+    }
 }
 
 /// libbpf's messages (the verifier's log among them), kept to be shown when a load fails.

@@ -19,7 +19,9 @@ pub mod stat {
     pub const PROC_EVENTS_LOST: usize = 6;
     /// Not a loss: those stacks are read from the map at the end instead.
     pub const STACK_EVENTS_LOST: usize = 7;
-    pub const MAX: usize = 8;
+    pub const START_FULL: usize = 8;
+    pub const WAKER_FULL: usize = 9;
+    pub const MAX: usize = 10;
 }
 
 /// Entries fetched per bpf(BPF_MAP_LOOKUP_BATCH) call.
@@ -173,7 +175,16 @@ pub fn loss_report(stats: &[u64; stat::MAX], stack_storage_size: u32) -> Vec<Str
     );
     say(
         stats[stat::COUNTS_FULL],
-        "samples lost: the count map was full; raise --stack-storage-size".into(),
+        "counts lost (samples or blocks): the count map was full; raise --stack-storage-size"
+            .into(),
+    );
+    say(
+        stats[stat::START_FULL],
+        "blocks not timed: too many threads were off-CPU at once for the start map".into(),
+    );
+    say(
+        stats[stat::WAKER_FULL],
+        "wakers not recorded (shown without a waker): too many wakeups pending at once".into(),
     );
     say(
         stats[stat::PROC_EVENTS_LOST],
@@ -189,13 +200,13 @@ mod tests {
 
     #[test]
     fn nothing_lost_says_nothing() {
-        assert!(loss_report(&[5, 0, 0, 0, 0, 0, 0, 9], 10).is_empty());
+        assert!(loss_report(&[5, 0, 0, 0, 0, 0, 0, 9, 0, 0], 10).is_empty());
     }
 
     #[test]
     fn every_loss_is_reported() {
-        let lines = loss_report(&[9, 1, 2, 3, 4, 5, 6, 7], 10);
-        assert_eq!(lines.len(), 6);
+        let lines = loss_report(&[9, 1, 2, 3, 4, 5, 6, 7, 8, 9], 10);
+        assert_eq!(lines.len(), 8);
         assert!(lines[2].starts_with("WARNING: 3 stacks lost") && lines[2].contains("10 stacks"));
     }
 }

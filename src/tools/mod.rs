@@ -1,2 +1,4 @@
 //! The tools, one file each: configuration in, BPF loaded and read, data handed to a renderer.
+pub mod common;
+pub mod offcpu;
 pub mod profile;

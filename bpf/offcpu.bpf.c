@@ -1,0 +1,281 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * offcpu, wakeup, offwake: time threads spend blocked, summed in the kernel by the blocked thread's stack
+ * (offcpu), by the stack of the thread that woke it (wakeup), or by both (offwake).
+ *
+ * sched_switch: the thread switching out is stamped (and its stacks captured: at this tracepoint it is still
+ * `current`); the thread switching in is looked up, and its blocked time added (offcpu, offwake).
+ * sched_waking runs in the waker's context: the waker's stacks are captured there (wakeup, offwake).
+ *
+ * Each hook exists twice: tp_btf (5.5+) and raw_tp; user space loads one of the two (set_autoload).
+ * Both read the task through CO-RE, so one body serves both.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "offcpu.h"
+#include "stacks.bpf.h"
+#include "procs.bpf.h"
+#include "core_fixes.bpf.h"
+
+#define PF_KTHREAD 0x00200000 /* include/linux/sched.h */
+#define TASK_DEAD 0x00000080
+
+const volatile __u32 mode = MODE_OFFCPU;
+const volatile bool user_stacks_only = false;
+const volatile bool kernel_stacks_only = false;
+const volatile bool filter_pid = false;
+const volatile bool filter_tid = false;
+const volatile bool user_threads_only = false;
+const volatile bool kernel_threads_only = false;
+/* -1: any state; 0: TASK_RUNNING only (preempted); else a bitmask of states (bcc's --state). */
+const volatile __s64 state_filter = -1;
+const volatile __u64 min_block_ns = 0;
+const volatile __u64 max_block_ns = ~0ULL;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} tids SEC(".maps");
+
+/* Threads off-CPU now, by tid. max_entries is set by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct block_start);
+} start SEC(".maps");
+
+/* offwake: the waker of each thread woken but not yet back on a CPU, by the woken tid. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct wait_side);
+} wokeby SEC(".maps");
+
+/* max_entries is set by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct wait_key);
+	__type(value, struct wait_val);
+} counts SEC(".maps");
+
+/* Per-CPU scratch for keys and starts: too large to build on the 512-byte BPF stack next to the rest. */
+struct scratch {
+	struct wait_key key;
+	struct block_start start;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch_buf SEC(".maps");
+
+static __always_inline bool traced(struct task_struct *t, __u32 tgid, __u32 tid)
+{
+	__u32 state, flags;
+
+	if (tid == 0)
+		return false; /* the idle task: its "blocked" time is the CPU's busy time */
+	if (filter_pid && !bpf_map_lookup_elem(&pids, &tgid))
+		return false;
+	if (filter_tid && !bpf_map_lookup_elem(&tids, &tid))
+		return false;
+	if (user_threads_only || kernel_threads_only) {
+		flags = BPF_CORE_READ(t, flags);
+		if (user_threads_only && (flags & PF_KTHREAD))
+			return false;
+		if (kernel_threads_only && !(flags & PF_KTHREAD))
+			return false;
+	}
+	state = task_state(t);
+	if (state & TASK_DEAD)
+		return false; /* its last switch: it never comes back to be timed */
+	if (state_filter == 0 && state != 0)
+		return false;
+	if (state_filter > 0 && !(state & (__u32)state_filter))
+		return false;
+	return true;
+}
+
+/* Fills `side` with the current thread and, as chosen, its stacks. */
+static __always_inline void capture_current(void *ctx, struct wait_side *side, bool kthread)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	side->pid = id >> 32;
+	side->tid = (__u32)id;
+	bpf_get_current_comm(&side->comm, sizeof(side->comm));
+	side->user_stack = 0;
+	side->kern_stack = 0;
+	side->user_err = 0;
+	side->kern_err = 0;
+	if (!kernel_stacks_only && !kthread)
+		side->user_err = stack_capture(ctx, BPF_F_USER_STACK, side->pid, &side->user_stack,
+					       STAT_USTACK_ERR);
+	if (!user_stacks_only)
+		side->kern_err = stack_capture(ctx, 0, side->pid, &side->kern_stack, STAT_KSTACK_ERR);
+	if (side->user_stack)
+		announce_proc(side->pid);
+}
+
+static __always_inline void account(struct wait_key *key, __u64 delta)
+{
+	struct wait_val *val, first = { .ns = delta, .blocks = 1 };
+	long err;
+
+	stat_inc(STAT_SAMPLES);
+	val = bpf_map_lookup_elem(&counts, key);
+	if (val) {
+		__sync_fetch_and_add(&val->ns, delta);
+		__sync_fetch_and_add(&val->blocks, 1);
+		return;
+	}
+	err = bpf_map_update_elem(&counts, key, &first, BPF_NOEXIST);
+	if (err == -EEXIST) {
+		val = bpf_map_lookup_elem(&counts, key);
+		if (val) {
+			__sync_fetch_and_add(&val->ns, delta);
+			__sync_fetch_and_add(&val->blocks, 1);
+		}
+	} else if (err) {
+		stat_inc(STAT_COUNTS_FULL);
+	}
+}
+
+static __always_inline bool in_bounds(__u64 delta)
+{
+	return delta >= min_block_ns && delta <= max_block_ns;
+}
+
+static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct task_struct *next)
+{
+	__u32 zero = 0, tid;
+	struct scratch *s;
+	struct block_start *b;
+	struct wait_side *w;
+	__u64 now, delta;
+
+	s = bpf_map_lookup_elem(&scratch_buf, &zero);
+	if (!s)
+		return 0;
+	now = bpf_ktime_get_ns();
+
+	/* The thread going off-CPU: stamp it. It is still current here. */
+	tid = BPF_CORE_READ(prev, pid);
+	if (traced(prev, BPF_CORE_READ(prev, tgid), tid)) {
+		b = &s->start;
+		if (mode == MODE_WAKEUP && task_state(prev) == 0)
+			goto next; /* preempted, still runnable: no wakeup will come */
+		if (mode == MODE_WAKEUP) {
+			/* Only the time and comm matter: the stacks that count are the waker's. */
+			__builtin_memset(&b->side, 0, sizeof(b->side));
+			bpf_get_current_comm(&b->side.comm, sizeof(b->side.comm));
+		} else {
+			capture_current(ctx, &b->side, BPF_CORE_READ(prev, flags) & PF_KTHREAD);
+		}
+		b->ts = now;
+		if (bpf_map_update_elem(&start, &tid, b, BPF_ANY))
+			stat_inc(STAT_START_FULL);
+	}
+
+next:
+	/* The thread coming on-CPU: account its blocked time (wakeup accounts at the wakeup instead). */
+	if (mode == MODE_WAKEUP)
+		return 0;
+	tid = BPF_CORE_READ(next, pid);
+	b = bpf_map_lookup_elem(&start, &tid);
+	if (!b)
+		return 0; /* not traced, or blocked since before tracing began */
+	delta = now - b->ts;
+	__builtin_memcpy(&s->key.target, &b->side, sizeof(s->key.target));
+	bpf_map_delete_elem(&start, &tid);
+	__builtin_memset(&s->key.waker, 0, sizeof(s->key.waker));
+	if (mode == MODE_OFFWAKE) {
+		w = bpf_map_lookup_elem(&wokeby, &tid);
+		if (w) {
+			__builtin_memcpy(&s->key.waker, w, sizeof(s->key.waker));
+			bpf_map_delete_elem(&wokeby, &tid);
+		}
+	}
+	if ((__s64)delta < 0 || !in_bounds(delta))
+		return 0;
+	account(&s->key, delta);
+	return 0;
+}
+
+static __always_inline int on_waking(void *ctx, struct task_struct *p)
+{
+	__u32 zero = 0, tid = BPF_CORE_READ(p, pid);
+	struct block_start *b;
+	struct scratch *s;
+	__u64 delta;
+	bool kthread;
+
+	/* Only wakeups of traced threads that are off-CPU: the start stamp says both. */
+	b = bpf_map_lookup_elem(&start, &tid);
+	if (!b)
+		return 0;
+	s = bpf_map_lookup_elem(&scratch_buf, &zero);
+	if (!s)
+		return 0;
+	kthread = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), flags) & PF_KTHREAD;
+
+	if (mode == MODE_OFFWAKE) {
+		capture_current(ctx, &s->key.waker, kthread);
+		if (bpf_map_update_elem(&wokeby, &tid, &s->key.waker, BPF_ANY))
+			stat_inc(STAT_WAKER_FULL);
+		return 0;
+	}
+
+	/* wakeup: the time from blocking to this wakeup, by the waker's stack. */
+	delta = bpf_ktime_get_ns() - b->ts;
+	__builtin_memset(&s->key.target, 0, sizeof(s->key.target));
+	__builtin_memcpy(&s->key.target.comm, &b->side.comm, sizeof(s->key.target.comm));
+	bpf_map_delete_elem(&start, &tid);
+	if ((__s64)delta < 0 || !in_bounds(delta))
+		return 0;
+	capture_current(ctx, &s->key.waker, kthread);
+	account(&s->key, delta);
+	return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(switch_btf, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	return on_switch(ctx, prev, next);
+}
+
+SEC("raw_tp/sched_switch")
+int BPF_PROG(switch_raw, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	return on_switch(ctx, prev, next);
+}
+
+SEC("tp_btf/sched_waking")
+int BPF_PROG(waking_btf, struct task_struct *p)
+{
+	return on_waking(ctx, p);
+}
+
+SEC("raw_tp/sched_waking")
+int BPF_PROG(waking_raw, struct task_struct *p)
+{
+	return on_waking(ctx, p);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

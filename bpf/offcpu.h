@@ -1,0 +1,43 @@
+/* Types shared by offcpu.bpf.c and user space: the off-CPU, wakeup and offwake tools. */
+#ifndef BPFPROF_OFFCPU_H
+#define BPFPROF_OFFCPU_H
+
+#include "stacks.h"
+
+/* What the program aggregates (rodata `mode`). */
+enum wait_mode {
+	MODE_OFFCPU = 0,  /* blocked time by the blocked thread's stack */
+	MODE_WAKEUP = 1,  /* blocked time by the waker's stack */
+	MODE_OFFWAKE = 2, /* blocked time by both */
+};
+
+/* One thread and its stacks at a moment: the blocked thread when it switched out, or its waker. */
+struct wait_side {
+	__u32 pid; /* tgid */
+	__u32 tid;
+	__u64 user_stack; /* key in `stacks`, 0 = none */
+	__u64 kern_stack;
+	__s32 user_err; /* negative errno when the stack was lost, else 0 */
+	__s32 kern_err;
+	char comm[TASK_COMM_LEN];
+};
+
+/* Aggregation key. offcpu fills `target` only; wakeup the waker and the target's comm; offwake both. */
+struct wait_key {
+	struct wait_side target;
+	struct wait_side waker;
+};
+
+/* Summed per key: nanoseconds blocked, and how many blocks. */
+struct wait_val {
+	__u64 ns;
+	__u64 blocks;
+};
+
+/* A thread that switched out: when, and (offcpu, offwake) with what stacks. */
+struct block_start {
+	__u64 ts;
+	struct wait_side side;
+};
+
+#endif

@@ -1,0 +1,592 @@
+//! `offcpu`, `wakeup` and `offwake`: where threads wait and who wakes them, as bcc's offcputime, wakeuptime
+//! and offwaketime, from one BPF program (bpf/offcpu.bpf.c) in three modes.
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
+use rayon::prelude::*;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::common::{
+    check_targets, comm_str, merge_folded, stack_part, write_svg_file, Collector, Timing,
+};
+use crate::bpf::skel::offcpu::types::{wait_key, wait_side, wait_val};
+use crate::bpf::skel::offcpu::{OffcpuSkel, OffcpuSkelBuilder};
+use crate::bpf::stacks::{for_each_entry, from_bytes, loss_report, read_stats, stat};
+use crate::bpf::{self};
+use crate::render::flamegraph::{FlameGraphSpec, GraphPalette};
+use crate::render::wait::{self as layout, Side, WaitRecord, WAKER_SUFFIX};
+use crate::render::{bcc, folded, sort_ascending, StackRecord, StackStyle};
+use crate::symbolize::stackbook::StackBook;
+use crate::util::{write_stdout, StopFlag};
+
+/// Which of the three tools (enum wait_mode in bpf/offcpu.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitMode {
+    /// Blocked time by the blocked thread's stack.
+    OffCpu,
+    /// Blocked time by the waker's stack.
+    Wakeup,
+    /// Blocked time by both stacks.
+    OffWake,
+}
+
+impl WaitMode {
+    fn bpf_value(self) -> u32 {
+        match self {
+            WaitMode::OffCpu => 0,
+            WaitMode::Wakeup => 1,
+            WaitMode::OffWake => 2,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            WaitMode::OffCpu => "offcpu",
+            WaitMode::Wakeup => "wakeup",
+            WaitMode::OffWake => "offwake",
+        }
+    }
+}
+
+/// Everything the off-CPU tools need to know, free of clap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitConfig {
+    pub mode: WaitMode,
+    pub pids: Vec<u32>,
+    pub tids: Vec<u32>,
+    pub user_threads_only: bool,
+    pub kernel_threads_only: bool,
+    pub user_stacks_only: bool,
+    pub kernel_stacks_only: bool,
+    pub delimited: bool,
+    pub annotations: bool,
+    pub folded: bool,
+    pub svg: Option<PathBuf>,
+    pub stack_storage_size: u32,
+    pub max_stack_depth: u32,
+    /// Blocks shorter than this (microseconds) are not counted.
+    pub min_block_us: u64,
+    /// Blocks longer than this (microseconds) are not counted.
+    pub max_block_us: u64,
+    /// Only blocks that began in these task states (a bitmask; 0 = TASK_RUNNING, i.e. preempted).
+    pub state: Option<u32>,
+    pub duration: Option<Duration>,
+}
+
+/// Threads that can be off-CPU (and, for offwake, woken but not yet running) at once.
+const MAX_BLOCKED_THREADS: u32 = 65536;
+
+impl WaitConfig {
+    fn style(&self) -> StackStyle {
+        StackStyle {
+            user_stacks_only: self.user_stacks_only,
+            kernel_stacks_only: self.kernel_stacks_only,
+            delimited: self.delimited,
+            annotations: self.annotations,
+        }
+    }
+
+    fn who_desc(&self) -> String {
+        let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        if !self.pids.is_empty() {
+            format!("PID {}", list(&self.pids))
+        } else if !self.tids.is_empty() {
+            format!("TID {}", list(&self.tids))
+        } else if self.user_threads_only {
+            "user threads".into()
+        } else if self.kernel_threads_only {
+            "kernel threads".into()
+        } else {
+            "all threads".into()
+        }
+    }
+
+    fn stacks_desc(&self) -> &'static str {
+        if self.user_stacks_only {
+            "user"
+        } else if self.kernel_stacks_only {
+            "kernel"
+        } else {
+            "user + kernel"
+        }
+    }
+
+    /// bcc's header line, printed before tracing in the text layout.
+    fn header(&self) -> String {
+        let what = match self.mode {
+            WaitMode::OffCpu => format!(
+                "Tracing off-CPU time (us) of {} by {} stack",
+                self.who_desc(),
+                self.stacks_desc()
+            ),
+            WaitMode::Wakeup => format!(
+                "Tracing blocked time (us) of {} by {} waker stack",
+                self.who_desc(),
+                self.stacks_desc()
+            ),
+            WaitMode::OffWake => format!(
+                "Tracing blocked time (us) of {} by {} off-CPU and waker stack",
+                self.who_desc(),
+                self.stacks_desc()
+            ),
+        };
+        match self.duration {
+            Some(d) => format!("{what} for {} secs.", d.as_secs()),
+            None => format!("{what}... Hit Ctrl-C to end."),
+        }
+    }
+}
+
+/// The scheduler hooks in use: BTF-enabled tracepoints where the kernel has them, else raw tracepoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hooks {
+    TpBtf,
+    RawTp,
+}
+
+/// Runs offcpu, wakeup or offwake: load, trace until the duration ends or a signal arrives, then print.
+pub fn run(cfg: &WaitConfig) -> Result<()> {
+    let mut timing = Timing::from_env();
+    check_targets(&cfg.pids, &cfg.tids, "-t")?;
+    bpf::prepare()?;
+    let stop = StopFlag::install()?;
+
+    let mut first = MaybeUninit::uninit();
+    let mut second = MaybeUninit::uninit();
+    let (skel, links, hooks) = if std::env::var_os("BPFPROF_NO_TP_BTF").is_some() {
+        eprintln!("bpfprof: BPFPROF_NO_TP_BTF is set: using raw tracepoints");
+        let (skel, links) = load_and_attach(cfg, &mut first, Hooks::RawTp)?;
+        (skel, links, Hooks::RawTp)
+    } else {
+        match load_and_attach(cfg, &mut first, Hooks::TpBtf) {
+            Ok((skel, links)) => (skel, links, Hooks::TpBtf),
+            Err(btf_err) => {
+                let (skel, links) =
+                    load_and_attach(cfg, &mut second, Hooks::RawTp).map_err(|raw_err| {
+                        anyhow!("{raw_err:#} (with BTF tracepoints (tp_btf): {btf_err:#})")
+                    })?;
+                eprintln!(
+                    "bpfprof: BTF tracepoints (tp_btf) unavailable ({btf_err:#}): using raw tracepoints"
+                );
+                (skel, links, Hooks::RawTp)
+            }
+        }
+    };
+    timing.mark("load+attach");
+    let started = Instant::now();
+
+    let mut collector = Collector::new(&skel.maps.proc_events, &skel.maps.stack_events, &cfg.pids)?;
+    if !cfg.folded && cfg.svg.is_none() {
+        write_stdout(&format!("{}\n", cfg.header()))?;
+    }
+    if !cfg.user_stacks_only {
+        collector.syms.warm_kernel();
+    }
+    collector.run(&stop, cfg.duration.map(|d| started + d));
+    timing.mark("tracing");
+    let misses = recursion_misses(&skel, hooks);
+    drop(links); // detach: nothing is added while the maps are read
+    collector.drain();
+    let elapsed = started.elapsed();
+
+    let stats = read_stats(&skel.maps.stats)?;
+    let mut counts: Vec<(wait_key, wait_val)> = Vec::new();
+    for_each_entry(&skel.maps.counts, |k, v| {
+        counts.push((from_bytes(k), from_bytes(v)))
+    })
+    .context("reading the blocked-time counts")?;
+    timing.mark("read counts");
+
+    let mut kernel_ids = FxHashSet::default();
+    let mut user_pairs = FxHashSet::default();
+    for (k, _) in &counts {
+        for side in [&k.target, &k.waker] {
+            if side.kern_stack != 0 {
+                kernel_ids.insert(side.kern_stack);
+            }
+            if side.user_stack != 0 {
+                user_pairs.insert((side.pid, side.user_stack));
+            }
+        }
+    }
+    let (book, syms, rb) = collector.finish(&kernel_ids, &user_pairs, &skel.maps.stacks)?;
+    timing.mark("name stacks");
+
+    let style = cfg.style();
+    let blocked_ns: u64 = counts.iter().map(|(_, v)| v.ns).sum();
+    let (lines, blocks) = match cfg.mode {
+        WaitMode::OffCpu => offcpu_output(cfg, &style, &counts, &book),
+        WaitMode::Wakeup | WaitMode::OffWake => wait_output(cfg, &style, &counts, &book),
+    };
+    let shown = if let Some(path) = &cfg.svg {
+        let (title, palette, what) = match cfg.mode {
+            WaitMode::OffCpu => ("Off-CPU Time Flame Graph", GraphPalette::Io, "off-CPU"),
+            WaitMode::Wakeup => ("Wakeup Time Flame Graph", GraphPalette::Wakeup, "waker"),
+            WaitMode::OffWake => (
+                "Off-Wake Time Flame Graph",
+                GraphPalette::Chain,
+                "off-CPU and waker",
+            ),
+        };
+        let spec = FlameGraphSpec {
+            title: title.into(),
+            subtitle: Some(format!(
+                "bpfprof {}: {} by {} {what} stack, {:.1} s, {} blocks, {:.3} s blocked",
+                cfg.mode.name(),
+                cfg.who_desc(),
+                cfg.stacks_desc(),
+                elapsed.as_secs_f64(),
+                stats[stat::SAMPLES],
+                blocked_ns as f64 / 1e9,
+            )),
+            count_name: "us".into(),
+            palette,
+        };
+        write_svg_file(path, &spec, &lines)?;
+        eprintln!("bpfprof: wrote {}", path.display());
+        lines.len()
+    } else if cfg.folded {
+        let mut text = lines.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        write_stdout(&text)?;
+        lines.len()
+    } else {
+        // bcc prints an empty line when tracing ends, before the stacks.
+        write_stdout(&format!("\n{}", blocks.concat()))?;
+        blocks.len()
+    };
+    timing.mark("render+write");
+    timing.report(&format!("hooks {hooks:?}"));
+    for line in loss_report(&stats, cfg.stack_storage_size) {
+        eprintln!("{line}");
+    }
+    if misses > 0 {
+        eprintln!("WARNING: {misses} scheduler events were missed: the BPF program was already running on that CPU (nested in an interrupt)");
+    }
+    let noun = if cfg.mode == WaitMode::Wakeup {
+        "wakeups"
+    } else {
+        "blocks"
+    };
+    // Last on stderr (stdout stays clean for pipes): what was counted.
+    eprintln!(
+        "bpfprof: {} {noun}, {:.6} s blocked, {} distinct stacks",
+        stats[stat::SAMPLES],
+        blocked_ns as f64 / 1e9,
+        shown
+    );
+    // Detached and printed: the rest only owns memory, which the kernel reclaims at exit faster.
+    std::mem::forget((book, rb, syms));
+    Ok(())
+}
+
+/// Opens, configures, loads and attaches the program with one kind of scheduler hook.
+fn load_and_attach<'o>(
+    cfg: &WaitConfig,
+    obj: &'o mut MaybeUninit<OpenObject>,
+    hooks: Hooks,
+) -> Result<(OffcpuSkel<'o>, Vec<Link>)> {
+    let what = match hooks {
+        Hooks::TpBtf => "offcpu (tp_btf)",
+        Hooks::RawTp => "offcpu (raw_tp)",
+    };
+    let mut open = OffcpuSkelBuilder::default()
+        .open(obj)
+        .map_err(|e| bpf::load_error(what, e))?;
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .context("the offcpu BPF object has no read-only data")?;
+    rodata.mode = cfg.mode.bpf_value();
+    rodata.user_stacks_only = cfg.user_stacks_only;
+    rodata.kernel_stacks_only = cfg.kernel_stacks_only;
+    rodata.filter_pid = !cfg.pids.is_empty();
+    rodata.filter_tid = !cfg.tids.is_empty();
+    rodata.user_threads_only = cfg.user_threads_only;
+    rodata.kernel_threads_only = cfg.kernel_threads_only;
+    rodata.state_filter = cfg.state.map_or(-1, i64::from);
+    rodata.min_block_ns = cfg.min_block_us.saturating_mul(1000);
+    rodata.max_block_ns = cfg.max_block_us.saturating_mul(1000);
+    rodata.max_stack_depth = cfg.max_stack_depth;
+    open.maps.stacks.set_max_entries(cfg.stack_storage_size)?;
+    // Room for four (thread, stack pair) keys per stored stack, as profile.
+    open.maps
+        .counts
+        .set_max_entries(cfg.stack_storage_size.saturating_mul(4))?;
+    open.maps.start.set_max_entries(MAX_BLOCKED_THREADS)?;
+    let wokeby = if cfg.mode == WaitMode::OffWake {
+        MAX_BLOCKED_THREADS
+    } else {
+        1
+    };
+    open.maps.wokeby.set_max_entries(wokeby)?;
+    let wake = cfg.mode != WaitMode::OffCpu;
+    let btf = hooks == Hooks::TpBtf;
+    open.progs.switch_btf.set_autoload(btf);
+    open.progs.waking_btf.set_autoload(btf && wake);
+    open.progs.switch_raw.set_autoload(!btf);
+    open.progs.waking_raw.set_autoload(!btf && wake);
+    let skel = open.load().map_err(|e| bpf::load_error(what, e))?;
+
+    let one = [1u8];
+    for pid in &cfg.pids {
+        skel.maps
+            .pids
+            .update(&pid.to_ne_bytes(), &one, MapFlags::ANY)?;
+    }
+    for tid in &cfg.tids {
+        skel.maps
+            .tids
+            .update(&tid.to_ne_bytes(), &one, MapFlags::ANY)?;
+    }
+
+    let mut links = Vec::new();
+    let attach_err = |tp: &str, e: libbpf_rs::Error| {
+        anyhow::Error::new(e).context(format!("attaching to the {tp} tracepoint ({what})"))
+    };
+    // Wakeups first: in offwake, a thread's waker must be known by the time it switches back in.
+    if wake {
+        let link = if btf {
+            skel.progs.waking_btf.attach_trace()
+        } else {
+            skel.progs.waking_raw.attach_raw_tracepoint("sched_waking")
+        };
+        links.push(link.map_err(|e| attach_err("sched_waking", e))?);
+    }
+    let link = if btf {
+        skel.progs.switch_btf.attach_trace()
+    } else {
+        skel.progs.switch_raw.attach_raw_tracepoint("sched_switch")
+    };
+    links.push(link.map_err(|e| attach_err("sched_switch", e))?);
+    Ok((skel, links))
+}
+
+/// Events the kernel skipped because the program was already running on that CPU (bpf_prog_info's
+/// recursion_misses, 5.12+; 0 where the kernel does not count them).
+fn recursion_misses(skel: &OffcpuSkel<'_>, hooks: Hooks) -> u64 {
+    let progs = match hooks {
+        Hooks::TpBtf => [&skel.progs.switch_btf, &skel.progs.waking_btf],
+        Hooks::RawTp => [&skel.progs.switch_raw, &skel.progs.waking_raw],
+    };
+    progs
+        .iter()
+        .filter(|p| p.autoload())
+        .map(|p| {
+            let mut info = libbpf_sys::bpf_prog_info::default();
+            let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+            // SAFETY: a valid program fd, and an info struct of the length passed.
+            let ret = unsafe {
+                libbpf_sys::bpf_prog_get_info_by_fd(p.as_fd().as_raw_fd(), &mut info, &mut len)
+            };
+            if ret == 0 {
+                info.recursion_misses
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
+/// Microseconds, rounded to the nearest.
+fn micros(ns: u64) -> u64 {
+    ns.saturating_add(500) / 1000
+}
+
+fn side_parts(
+    side: &wait_side,
+    book: &StackBook,
+) -> (crate::render::StackPart, crate::render::StackPart) {
+    (
+        stack_part(
+            side.user_stack,
+            side.user_err,
+            book.user(side.pid, side.user_stack),
+        ),
+        stack_part(side.kern_stack, side.kern_err, book.kernel(side.kern_stack)),
+    )
+}
+
+/// offcpu: folded lines (merged, ascending) and bcc text blocks (ascending), one per thread and stack.
+fn offcpu_output(
+    cfg: &WaitConfig,
+    style: &StackStyle,
+    counts: &[(wait_key, wait_val)],
+    book: &StackBook,
+) -> (Vec<String>, Vec<String>) {
+    let mut comms = CommCache::default();
+    let mut records: Vec<StackRecord> = counts
+        .iter()
+        .map(|(k, v)| {
+            let (user, kernel) = side_parts(&k.target, book);
+            StackRecord {
+                comm: comms.get(&k.target.comm),
+                pid: k.target.tid, // bcc's offcputime shows the thread
+                user,
+                kernel,
+                value: micros(v.ns),
+            }
+        })
+        .collect();
+    if cfg.folded || cfg.svg.is_some() {
+        let lines = merge_folded(
+            records
+                .par_iter()
+                .map(|r| (folded::fold(r, style), r.value))
+                .collect(),
+        );
+        (lines, Vec::new())
+    } else {
+        sort_ascending(&mut records);
+        let blocks = records
+            .par_iter()
+            .map(|r| bcc::stack_block(r, style))
+            .collect();
+        (Vec::new(), blocks)
+    }
+}
+
+/// wakeup and offwake: folded lines (merged, ascending) and bcc text blocks (ascending).
+fn wait_output(
+    cfg: &WaitConfig,
+    style: &StackStyle,
+    counts: &[(wait_key, wait_val)],
+    book: &StackBook,
+) -> (Vec<String>, Vec<String>) {
+    let mut comms = CommCache::default();
+    let offwake = cfg.mode == WaitMode::OffWake;
+    let mut records: Vec<WaitRecord> = counts
+        .iter()
+        .map(|(k, v)| {
+            let t = &k.target;
+            let w = &k.waker;
+            let (tu, tk) = side_parts(t, book);
+            // A comm is never empty: an empty one means no waker was seen (preempted, or woken before
+            // tracing began). The idle task (tid 0) is a waker when an interrupt woke the thread.
+            let waker = (w.comm[0] != 0).then(|| {
+                let (user, kernel) = side_parts(w, book);
+                Side {
+                    comm: comms.get(&w.comm),
+                    // wakeup keeps the waker's process (its user stack's address space); offwake the thread.
+                    pid: if offwake { w.tid } else { w.pid },
+                    user,
+                    kernel,
+                }
+            });
+            WaitRecord {
+                target: Side {
+                    comm: comms.get(&t.comm),
+                    pid: t.tid,
+                    user: tu,
+                    kernel: tk,
+                },
+                waker,
+                value: micros(v.ns),
+            }
+        })
+        .collect();
+    if cfg.folded || cfg.svg.is_some() {
+        let suffix = if cfg.svg.is_some() { WAKER_SUFFIX } else { "" };
+        let lines = merge_folded(
+            records
+                .par_iter()
+                .map(|r| {
+                    let line = if offwake {
+                        layout::offwake_fold(r, style, suffix)
+                    } else {
+                        layout::wakeup_fold(r, style)
+                    };
+                    (line, r.value)
+                })
+                .collect(),
+        );
+        (lines, Vec::new())
+    } else {
+        records.sort_by(|a, b| {
+            a.value
+                .cmp(&b.value)
+                .then_with(|| a.target.comm.cmp(&b.target.comm))
+                .then_with(|| a.target.pid.cmp(&b.target.pid))
+        });
+        let blocks = records
+            .par_iter()
+            .map(|r| {
+                if offwake {
+                    layout::offwake_block(r, style)
+                } else {
+                    layout::wakeup_block(r, style)
+                }
+            })
+            .collect();
+        (Vec::new(), blocks)
+    }
+}
+
+/// One shared string per distinct comm.
+#[derive(Default)]
+struct CommCache(FxHashMap<[i8; 16], Arc<str>>);
+
+impl CommCache {
+    fn get(&mut self, comm: &[i8; 16]) -> Arc<str> {
+        Arc::clone(self.0.entry(*comm).or_insert_with(|| comm_str(comm).into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(mode: WaitMode) -> WaitConfig {
+        WaitConfig {
+            mode,
+            pids: vec![],
+            tids: vec![],
+            user_threads_only: false,
+            kernel_threads_only: false,
+            user_stacks_only: false,
+            kernel_stacks_only: false,
+            delimited: false,
+            annotations: false,
+            folded: false,
+            svg: None,
+            stack_storage_size: 16384,
+            max_stack_depth: 127,
+            min_block_us: 1,
+            max_block_us: u64::MAX,
+            state: None,
+            duration: None,
+        }
+    }
+
+    #[test]
+    fn headers_are_bccs() {
+        assert_eq!(
+            cfg(WaitMode::OffCpu).header(),
+            "Tracing off-CPU time (us) of all threads by user + kernel stack... Hit Ctrl-C to end."
+        );
+        let mut c = cfg(WaitMode::OffWake);
+        c.pids = vec![7];
+        c.kernel_stacks_only = true;
+        c.duration = Some(Duration::from_secs(5));
+        assert_eq!(
+            c.header(),
+            "Tracing blocked time (us) of PID 7 by kernel off-CPU and waker stack for 5 secs."
+        );
+    }
+
+    #[test]
+    fn microseconds_round() {
+        assert_eq!(micros(1499), 1);
+        assert_eq!(micros(1500), 2);
+        assert_eq!(micros(u64::MAX), u64::MAX / 1000);
+    }
+}

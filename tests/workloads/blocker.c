@@ -1,0 +1,140 @@
+/* Test workload with known blocking, for the off-CPU tools. Every blocking system call is made with a raw
+ * syscall instruction inside the named function, so that function is the innermost user frame while the
+ * thread is off-CPU (a libc wrapper without frame pointers would hide it).
+ *
+ *   blocker sleep   prints "ready TID", waits for a line on stdin (the tracer is attached), then, in thread
+ *                   "sleeper": main -> sleep_phase -> nap_short 20 x 10 ms, then nap_long 10 x 100 ms
+ *                   (200 ms and 1000 ms blocked); prints "done" and waits, blocked in linger, until killed.
+ *   blocker pipe MS prints "ready READER_TID"; thread "reader" blocks in wait_for_data reading a
+ *                   pipe (main -> reader_loop -> wait_for_data), thread "writer" sleeps MS ms in writer_nap
+ *                   then writes one byte in wake_reader (writer_loop -> wake_reader), until killed.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NOINLINE __attribute__((noinline))
+
+static long raw3(long nr, long a, long b, long c)
+{
+	long ret;
+
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "0"(nr), "D"(a), "S"(b), "d"(c)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+/* Inlined into each caller (always_inline): the syscall instruction sits in the named function. */
+#define NANOSLEEP_MS(ms)                                                                                   \
+	do {                                                                                               \
+		struct timespec ts = { (ms) / 1000, ((ms) % 1000) * 1000000L };                           \
+		long r;                                                                                    \
+		__asm__ volatile("syscall"                                                                 \
+				 : "=a"(r)                                                                 \
+				 : "0"((long)SYS_nanosleep), "D"(&ts), "S"(0L)                             \
+				 : "rcx", "r11", "memory");                                                \
+	} while (0)
+
+NOINLINE void nap_short(void)
+{
+	NANOSLEEP_MS(10);
+}
+
+NOINLINE void nap_long(void)
+{
+	NANOSLEEP_MS(100);
+}
+
+NOINLINE void sleep_phase(void)
+{
+	for (int i = 0; i < 20; i++)
+		nap_short();
+	for (int i = 0; i < 10; i++)
+		nap_long();
+}
+
+NOINLINE void linger(void)
+{
+	raw3(SYS_pause, 0, 0, 0);
+}
+
+static int pipefd[2];
+static long writer_ms;
+
+NOINLINE long wait_for_data(char *buf)
+{
+	return raw3(SYS_read, pipefd[0], (long)buf, 1);
+}
+
+NOINLINE void reader_loop(void)
+{
+	char c;
+
+	while (wait_for_data(&c) == 1)
+		;
+}
+
+NOINLINE void wake_reader(void)
+{
+	raw3(SYS_write, pipefd[1], (long)"x", 1);
+}
+
+NOINLINE void writer_nap(void)
+{
+	NANOSLEEP_MS(writer_ms);
+}
+
+NOINLINE void writer_loop(void)
+{
+	for (;;) {
+		writer_nap();
+		wake_reader();
+	}
+}
+
+static void *writer(void *arg)
+{
+	(void)arg;
+	prctl(PR_SET_NAME, "writer");
+	writer_loop();
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	char line[16];
+
+	if (argc >= 2 && strcmp(argv[1], "sleep") == 0) {
+		prctl(PR_SET_NAME, "sleeper");
+		printf("ready %ld\n", (long)syscall(SYS_gettid));
+		fflush(stdout);
+		if (!fgets(line, sizeof(line), stdin))
+			return 1;
+		sleep_phase();
+		printf("done\n");
+		fflush(stdout);
+		for (;;)
+			linger();
+	}
+	if (argc >= 3 && strcmp(argv[1], "pipe") == 0) {
+		pthread_t w;
+
+		writer_ms = atol(argv[2]);
+		if (pipe(pipefd) || pthread_create(&w, NULL, writer, NULL))
+			return 1;
+		prctl(PR_SET_NAME, "reader");
+		printf("ready %ld\n", (long)syscall(SYS_gettid));
+		fflush(stdout);
+		reader_loop();
+		return 0;
+	}
+	fprintf(stderr, "usage: blocker sleep | blocker pipe MS\n");
+	return 2;
+}
