@@ -1,7 +1,7 @@
 //! Shared test support: building workloads, running bpfprof, and killing workloads on drop.
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
 /// Path of the binary under test.
@@ -73,6 +73,8 @@ pub fn workload(name: &str) -> PathBuf {
 /// A running workload, killed when dropped (tests never leave one behind).
 pub struct Workload {
     child: Child,
+    /// For workloads that wait for a line on stdin before they start (`go`).
+    stdin: Option<ChildStdin>,
     /// Words the workload printed after "ready" (e.g. thread ids).
     pub info: Vec<String>,
 }
@@ -80,11 +82,28 @@ pub struct Workload {
 impl Workload {
     /// Starts `bin args` and waits until it prints its "ready" line (which may carry more words: `info`).
     pub fn start(bin: &Path, args: &[&str]) -> Self {
+        Self::spawn(bin, args, Stdio::null())
+    }
+
+    /// As `start`, for a workload that then waits for `go` (a line on its stdin) before its known work.
+    pub fn start_gated(bin: &Path, args: &[&str]) -> Self {
+        Self::spawn(bin, args, Stdio::piped())
+    }
+
+    /// Lets a gated workload begin.
+    pub fn go(&mut self) {
+        let mut stdin = self.stdin.take().expect("a gated workload");
+        writeln!(stdin, "go").expect("writing to the workload");
+    }
+
+    fn spawn(bin: &Path, args: &[&str], stdin: Stdio) -> Self {
         let mut child = Command::new(bin)
             .args(args)
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .spawn()
             .expect("starting workload");
+        let input = child.stdin.take();
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
@@ -97,6 +116,7 @@ impl Workload {
         );
         Self {
             child,
+            stdin: input,
             info: words.collect(),
         }
     }
@@ -164,15 +184,27 @@ pub fn count_with(stacks: &[(Vec<String>, u64)], needle: &[&str]) -> u64 {
         .sum()
 }
 
-/// No bpfprof program may remain loaded after the tool exits.
+/// No bpfprof program may remain loaded after the tool exits. The kernel frees a detached tracing
+/// program after an RCU grace period, not at once: this waits up to 5 s for it to go.
 pub fn assert_nothing_left_attached() {
-    let out = Command::new("bpftool")
-        .args(["prog", "show"])
-        .output()
-        .expect("running bpftool");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !text.contains("do_sample"),
-        "a profile BPF program is still loaded:\n{text}"
-    );
+    let progs = [
+        "do_sample",
+        "switch_btf",
+        "switch_raw",
+        "waking_btf",
+        "waking_raw",
+    ];
+    let mut text = String::new();
+    for _ in 0..50 {
+        let out = Command::new("bpftool")
+            .args(["prog", "show"])
+            .output()
+            .expect("running bpftool");
+        text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !progs.iter().any(|p| text.contains(&format!("name {p} "))) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("a bpfprof BPF program is still loaded 5 s after exit:\n{text}");
 }
