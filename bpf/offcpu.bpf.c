@@ -48,7 +48,8 @@ struct {
 	__type(value, __u8);
 } tids SEC(".maps");
 
-/* Threads off-CPU now, by tid. max_entries is set by user space. */
+/* When each traced thread last went off-CPU (ts 0: it is on a CPU), by tid, from its first traced switch
+ * to its exit. max_entries is set by user space. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
@@ -85,9 +86,9 @@ struct {
 	__type(value, struct scratch);
 } scratch_buf SEC(".maps");
 
-static __always_inline bool traced(struct task_struct *t, __u32 tgid, __u32 tid)
+static __always_inline bool traced(struct task_struct *t, __u32 tgid, __u32 tid, __u32 state)
 {
-	__u32 state, flags;
+	__u32 flags;
 
 	if (tid == 0)
 		return false; /* the idle task: its "blocked" time is the CPU's busy time */
@@ -102,9 +103,6 @@ static __always_inline bool traced(struct task_struct *t, __u32 tgid, __u32 tid)
 		if (kernel_threads_only && !(flags & PF_KTHREAD))
 			return false;
 	}
-	state = task_state(t);
-	if (state & TASK_DEAD)
-		return false; /* its last switch: it never comes back to be timed */
 	if (state_filter == 0 && state != 0)
 		return false;
 	if (state_filter > 0 && !(state & (__u32)state_filter))
@@ -162,13 +160,21 @@ static __always_inline bool in_bounds(__u64 delta)
 	return delta >= min_block_ns && delta <= max_block_ns;
 }
 
-static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct task_struct *next)
+/*
+ * prev is the current task; the ids come from the tracepoint's arguments.
+ *
+ * A thread's `start` entry lives from its first traced switch to its exit and is reused in place: ts == 0
+ * means "on a CPU". A hash update and delete per switch (element allocation, bucket lock) would cost more
+ * than the rest of the bookkeeping together.
+ */
+static __always_inline int on_switch(void *ctx, struct task_struct *prev, __u32 prev_tid, __u32 next_tid)
 {
-	__u32 zero = 0, tid;
+	__u32 zero = 0, tid = prev_tid, state;
 	struct scratch *s;
 	struct block_start *b;
 	struct wait_side *w;
 	__u64 now, delta;
+	bool fresh = false;
 
 	s = bpf_map_lookup_elem(&scratch_buf, &zero);
 	if (!s)
@@ -176,11 +182,21 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct
 	now = bpf_ktime_get_ns();
 
 	/* The thread going off-CPU: stamp it. It is still current here. */
-	tid = BPF_CORE_READ(prev, pid);
-	if (traced(prev, BPF_CORE_READ(prev, tgid), tid)) {
-		b = &s->start;
-		if (mode == MODE_WAKEUP && task_state(prev) == 0)
-			goto next; /* preempted, still runnable: no wakeup will come */
+	state = task_state(prev);
+	if (state & TASK_DEAD) {
+		/* Its last switch: it never comes back to be timed. */
+		if (tid)
+			bpf_map_delete_elem(&start, &tid);
+		goto next;
+	}
+	if (mode == MODE_WAKEUP && state == 0)
+		goto next; /* preempted, still runnable: no wakeup will come */
+	if (traced(prev, bpf_get_current_pid_tgid() >> 32, tid, state)) {
+		b = bpf_map_lookup_elem(&start, &tid);
+		if (!b) {
+			b = &s->start;
+			fresh = true;
+		}
 		if (mode == MODE_WAKEUP) {
 			/* Only the time and comm matter: the stacks that count are the waker's. */
 			__builtin_memset(&b->side, 0, sizeof(b->side));
@@ -189,7 +205,7 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, struct
 			capture_current(ctx, &b->side, BPF_CORE_READ(prev, flags) & PF_KTHREAD);
 		}
 		b->ts = now;
-		if (bpf_map_update_elem(&start, &tid, b, BPF_ANY))
+		if (fresh && bpf_map_update_elem(&start, &tid, b, BPF_NOEXIST))
 			stat_inc(STAT_START_FULL);
 	}
 
@@ -197,13 +213,13 @@ next:
 	/* The thread coming on-CPU: account its blocked time (wakeup accounts at the wakeup instead). */
 	if (mode == MODE_WAKEUP)
 		return 0;
-	tid = BPF_CORE_READ(next, pid);
+	tid = next_tid;
 	b = bpf_map_lookup_elem(&start, &tid);
-	if (!b)
+	if (!b || !b->ts)
 		return 0; /* not traced, or blocked since before tracing began */
 	delta = now - b->ts;
+	b->ts = 0;
 	__builtin_memcpy(&s->key.target, &b->side, sizeof(s->key.target));
-	bpf_map_delete_elem(&start, &tid);
 	__builtin_memset(&s->key.waker, 0, sizeof(s->key.waker));
 	if (mode == MODE_OFFWAKE) {
 		w = bpf_map_lookup_elem(&wokeby, &tid);
@@ -218,9 +234,9 @@ next:
 	return 0;
 }
 
-static __always_inline int on_waking(void *ctx, struct task_struct *p)
+static __always_inline int on_waking(void *ctx, __u32 tid)
 {
-	__u32 zero = 0, tid = BPF_CORE_READ(p, pid);
+	__u32 zero = 0;
 	struct block_start *b;
 	struct scratch *s;
 	__u64 delta;
@@ -228,7 +244,7 @@ static __always_inline int on_waking(void *ctx, struct task_struct *p)
 
 	/* Only wakeups of traced threads that are off-CPU: the start stamp says both. */
 	b = bpf_map_lookup_elem(&start, &tid);
-	if (!b)
+	if (!b || !b->ts)
 		return 0;
 	s = bpf_map_lookup_elem(&scratch_buf, &zero);
 	if (!s)
@@ -246,7 +262,7 @@ static __always_inline int on_waking(void *ctx, struct task_struct *p)
 	delta = bpf_ktime_get_ns() - b->ts;
 	__builtin_memset(&s->key.target, 0, sizeof(s->key.target));
 	__builtin_memcpy(&s->key.target.comm, &b->side.comm, sizeof(s->key.target.comm));
-	bpf_map_delete_elem(&start, &tid);
+	b->ts = 0;
 	if ((__s64)delta < 0 || !in_bounds(delta))
 		return 0;
 	capture_current(ctx, &s->key.waker, kthread);
@@ -257,25 +273,39 @@ static __always_inline int on_waking(void *ctx, struct task_struct *p)
 SEC("tp_btf/sched_switch")
 int BPF_PROG(switch_btf, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
-	return on_switch(ctx, prev, next);
+	return on_switch(ctx, prev, prev->pid, next->pid);
 }
 
 SEC("raw_tp/sched_switch")
 int BPF_PROG(switch_raw, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
-	return on_switch(ctx, prev, next);
+	return on_switch(ctx, prev, BPF_CORE_READ(prev, pid), BPF_CORE_READ(next, pid));
+}
+
+/* Classic tracepoints: stacks captured here are walked from the tracepoint's site, not through the BPF
+ * program and the dispatcher as in tp_btf and raw_tp, which makes them cheaper to take. */
+SEC("tp/sched/sched_switch")
+int switch_tp(struct trace_event_raw_sched_switch *ctx)
+{
+	return on_switch(ctx, (struct task_struct *)bpf_get_current_task(), ctx->prev_pid, ctx->next_pid);
 }
 
 SEC("tp_btf/sched_waking")
 int BPF_PROG(waking_btf, struct task_struct *p)
 {
-	return on_waking(ctx, p);
+	return on_waking(ctx, p->pid);
 }
 
 SEC("raw_tp/sched_waking")
 int BPF_PROG(waking_raw, struct task_struct *p)
 {
-	return on_waking(ctx, p);
+	return on_waking(ctx, BPF_CORE_READ(p, pid));
+}
+
+SEC("tp/sched/sched_waking")
+int waking_tp(struct trace_event_raw_sched_wakeup_template *ctx)
+{
+	return on_waking(ctx, ctx->pid);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

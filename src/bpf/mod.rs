@@ -100,3 +100,32 @@ fn raise_memlock() {
 pub fn load_error(what: &str, err: libbpf_rs::Error) -> anyhow::Error {
     anyhow::Error::new(err).context(format!("loading the {what} BPF program failed"))
 }
+
+/// Makes sure tracefs is mounted, which attaching a classic tracepoint (`tp/`) needs: libbpf reads the
+/// tracepoint's id from /sys/kernel/tracing/events (or the old debugfs path). Mounts it where it is not.
+pub fn ensure_tracefs() -> Result<()> {
+    let tracing = Path::new("/sys/kernel/tracing");
+    if tracing.join("events").exists() || Path::new("/sys/kernel/debug/tracing/events").exists() {
+        return Ok(());
+    }
+    if !tracing.exists() {
+        bail!("this kernel has no tracefs (/sys/kernel/tracing is missing)");
+    }
+    // SAFETY: NUL-terminated constant strings; a null data pointer is allowed for tracefs.
+    let ret = unsafe {
+        libc::mount(
+            c"nodev".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if ret != 0 {
+        bail!(
+            "mounting tracefs on /sys/kernel/tracing failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}

@@ -189,6 +189,8 @@ pub fn count_with(stacks: &[(Vec<String>, u64)], needle: &[&str]) -> u64 {
 pub fn assert_nothing_left_attached() {
     let progs = [
         "do_sample",
+        "switch_tp",
+        "waking_tp",
         "switch_btf",
         "switch_raw",
         "waking_btf",

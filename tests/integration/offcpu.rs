@@ -165,12 +165,15 @@ fn pipe_workload() -> Workload {
     Workload::start(&workload("blocker"), &["pipe", "20"])
 }
 
-fn run_env(env: Option<(&str, &str)>, args: &[&str]) -> Output {
-    let mut cmd = bpfprof();
-    if let Some((k, v)) = env {
-        cmd.env(k, v);
-    }
-    let out = cmd.args(args).output().expect("running bpfprof");
+/// Runs bpfprof with BPFPROF_HOOKS (empty: its own choice) and BPFPROF_TIMING, whose report names the
+/// hooks used.
+fn run_env(hooks: &str, args: &[&str]) -> Output {
+    let out = bpfprof()
+        .env("BPFPROF_HOOKS", hooks)
+        .env("BPFPROF_TIMING", "1")
+        .args(args)
+        .output()
+        .expect("running bpfprof");
     assert!(
         out.status.success(),
         "bpfprof {args:?} failed: {}",
@@ -235,13 +238,18 @@ fn offwake_puts_reader_and_writer_on_one_line_with_either_hook() {
     };
     let w = pipe_workload();
     let pid = w.pid().to_string();
-    // tp_btf here; the raw tracepoint fallback, forced, must give the same.
-    for env in [None, Some(("BPFPROF_NO_TP_BTF", "1"))] {
-        let out = run_env(env, &["offwake", "-p", &pid, "-f", "2"]);
+    // Classic tracepoints here by default; the BTF and raw tracepoint fallbacks, forced, must give the same.
+    for (hooks, name) in [("", "Tp"), ("tp_btf", "TpBtf"), ("raw_tp", "RawTp")] {
+        let env = Some(hooks);
+        let out = run_env(hooks, &["offwake", "-p", &pid, "-f", "2"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        if env.is_some() {
-            assert!(stderr.contains("using raw tracepoints"), "{stderr}");
-        }
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.ends_with(&format!("; hooks {name}"))),
+            "{hooks:?}: not the {name} hooks: {stderr}"
+        );
+        assert!(!stderr.contains("unavailable"), "{stderr}");
         let stacks = parse_folded(&out.stdout);
         let line = stacks
             .iter()
