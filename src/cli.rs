@@ -198,7 +198,13 @@ impl WaitArgs {
         s.check()?;
         let max_block_us = self.max_block_time.unwrap_or(u64::MAX);
         if self.min_block_time > max_block_us {
-            bail!("-m (min block time) must not be greater than -M (max block time)");
+            bail!(
+                "-M {max_block_us} is below -m {} (microseconds; -m defaults to 1)",
+                self.min_block_time
+            );
+        }
+        if mode == WaitMode::Wakeup && self.state == Some(0) {
+            bail!("--state 0 selects preempted threads, which nobody wakes: wakeup would show nothing");
         }
         if self.duration == Some(0) {
             bail!("duration must be at least 1 second");

@@ -38,16 +38,21 @@ pub fn wakeup_fold(rec: &WaitRecord, style: &StackStyle) -> String {
     line
 }
 
-/// wakeup, as bcc's wakeuptime prints it: `target:`, the waker's frames innermost first, `waker:`, the time.
-pub fn wakeup_block(rec: &WaitRecord, style: &StackStyle) -> String {
+/// wakeup, as bcc's wakeuptime prints it: `target:`, the waker's frames innermost first, `waker:` and its
+/// comm (no pid, as bcc: blocks that read the same are one), without the time line (`value_line`).
+pub fn wakeup_head(rec: &WaitRecord, style: &StackStyle) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "    {:<16} {}", "target:", rec.target.comm);
     if let Some(w) = &rec.waker {
         lines_leaf_first(&mut out, &w.user, &w.kernel, style, "--");
-        let _ = writeln!(out, "    {:<16} {} ({})", "waker:", w.comm, w.pid);
+        let _ = writeln!(out, "    {:<16} {}", "waker:", w.comm);
     }
-    let _ = writeln!(out, "        {}\n", rec.value);
     out
+}
+
+/// The time line that ends a text block, and the blank line after it.
+pub fn value_line(value: u64) -> String {
+    format!("        {value}\n\n")
 }
 
 /// offwake, folded exactly as bcc's offwaketime -f:
@@ -149,8 +154,8 @@ mod tests {
             "writer;pipe_write;try_to_wake_up;reader"
         );
         assert_eq!(
-            wakeup_block(&rec(), &k),
-            "    target:          reader\n    try_to_wake_up\n    pipe_write\n    waker:           writer (11)\n        1500\n\n"
+            wakeup_head(&rec(), &k) + &value_line(1500),
+            "    target:          reader\n    try_to_wake_up\n    pipe_write\n    waker:           writer\n        1500\n\n"
         );
         assert_eq!(
             wakeup_fold(&rec(), &StackStyle::default()),

@@ -2,7 +2,7 @@
 //! naming stack parts, merging folded lines, writing flame graphs, and phase timing.
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::BufWriter;
 use std::path::Path;
 use std::rc::Rc;
@@ -176,6 +176,20 @@ pub fn merge_folded(stacks: Vec<(String, u64)>) -> Vec<String> {
     out.into_par_iter()
         .map(|(s, n)| format!("{s} {n}"))
         .collect()
+}
+
+/// Refuses, before tracing, an output file that cannot be created (a long trace would be lost at the end).
+pub fn check_writable(path: &Path) -> Result<()> {
+    let existed = path.exists();
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
 }
 
 /// Writes an SVG flame graph of folded lines to `path`; refuses to write an empty one.

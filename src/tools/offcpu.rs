@@ -13,7 +13,8 @@ use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::common::{
-    check_targets, comm_str, merge_folded, stack_part, write_svg_file, Collector, Timing,
+    check_targets, check_writable, comm_str, merge_folded, stack_part, write_svg_file, Collector,
+    Timing,
 };
 use crate::bpf::skel::offcpu::types::{wait_key, wait_side, wait_val};
 use crate::bpf::skel::offcpu::{OffcpuSkel, OffcpuSkelBuilder};
@@ -155,11 +156,14 @@ enum Hooks {
 pub fn run(cfg: &WaitConfig) -> Result<()> {
     let mut timing = Timing::from_env();
     check_targets(&cfg.pids, &cfg.tids, "-t")?;
+    if let Some(path) = &cfg.svg {
+        check_writable(path)?;
+    }
     bpf::prepare()?;
     let stop = StopFlag::install()?;
 
     let mut storage: [MaybeUninit<OpenObject>; 3] = [const { MaybeUninit::uninit() }; 3];
-    let (skel, links, hooks) = load_first_that_works(cfg, &mut storage)?;
+    let (skel, mut links, hooks) = load_first_that_works(cfg, &mut storage)?;
     timing.mark("load+attach");
     let started = Instant::now();
 
@@ -170,10 +174,15 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
     if !cfg.user_stacks_only {
         collector.syms.warm_kernel();
     }
-    collector.run(&stop, cfg.duration.map(|d| started + d));
+    // A duration too large for the clock means "until Ctrl-C".
+    collector.run(&stop, cfg.duration.and_then(|d| started.checked_add(d)));
     timing.mark("tracing");
     let misses = recursion_misses(&skel, hooks);
-    drop(links); // detach: nothing is added while the maps are read
+    // Detach sched_switch first (it was attached last): detaching waits for an RCU grace period, and
+    // blocks that end meanwhile must still find their waker recorded.
+    while let Some(link) = links.pop() {
+        drop(link);
+    }
     collector.drain();
     let elapsed = started.elapsed();
 
@@ -206,6 +215,11 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
         WaitMode::OffCpu => offcpu_output(cfg, &style, &counts, &book),
         WaitMode::Wakeup | WaitMode::OffWake => wait_output(cfg, &style, &counts, &book),
     };
+    let noun = if cfg.mode == WaitMode::Wakeup {
+        "wakeups"
+    } else {
+        "blocks"
+    };
     let shown = if let Some(path) = &cfg.svg {
         let (title, palette, what) = match cfg.mode {
             WaitMode::OffCpu => ("Off-CPU Time Flame Graph", GraphPalette::Io, "off-CPU"),
@@ -219,7 +233,7 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
         let spec = FlameGraphSpec {
             title: title.into(),
             subtitle: Some(format!(
-                "bpfprof {}: {} by {} {what} stack, {:.1} s, {} blocks, {:.3} s blocked",
+                "bpfprof {}: {} by {} {what} stack, {:.1} s, {} {noun}, {:.3} s blocked",
                 cfg.mode.name(),
                 cfg.who_desc(),
                 cfg.stacks_desc(),
@@ -253,11 +267,6 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
     if misses > 0 {
         eprintln!("WARNING: {misses} scheduler events were missed: the BPF program was already running on that CPU (nested in an interrupt)");
     }
-    let noun = if cfg.mode == WaitMode::Wakeup {
-        "wakeups"
-    } else {
-        "blocks"
-    };
     // Last on stderr (stdout stays clean for pipes): what was counted.
     eprintln!(
         "bpfprof: {} {noun}, {:.6} s blocked, {} distinct stacks",
@@ -550,21 +559,33 @@ fn wait_output(
         );
         (lines, Vec::new())
     } else {
-        records.sort_by(|a, b| {
-            a.value
-                .cmp(&b.value)
-                .then_with(|| a.target.comm.cmp(&b.target.comm))
-                .then_with(|| a.target.pid.cmp(&b.target.pid))
-        });
-        let blocks = records
+        if offwake {
+            records.sort_by(|a, b| {
+                a.value
+                    .cmp(&b.value)
+                    .then_with(|| a.target.comm.cmp(&b.target.comm))
+                    .then_with(|| a.target.pid.cmp(&b.target.pid))
+            });
+            let blocks = records
+                .par_iter()
+                .map(|r| layout::offwake_block(r, style))
+                .collect();
+            return (Vec::new(), blocks);
+        }
+        // wakeup names no pid (as bcc): blocks that read the same are summed into one.
+        let heads: Vec<(String, u64)> = records
             .par_iter()
-            .map(|r| {
-                if offwake {
-                    layout::offwake_block(r, style)
-                } else {
-                    layout::wakeup_block(r, style)
-                }
-            })
+            .map(|r| (layout::wakeup_head(r, style), r.value))
+            .collect();
+        let mut sums: FxHashMap<String, u64> = FxHashMap::default();
+        for (head, v) in heads {
+            *sums.entry(head).or_default() += v;
+        }
+        let mut merged: Vec<(String, u64)> = sums.into_iter().collect();
+        merged.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        let blocks = merged
+            .into_iter()
+            .map(|(head, v)| head + &layout::value_line(v))
             .collect();
         (Vec::new(), blocks)
     }

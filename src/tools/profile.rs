@@ -11,7 +11,8 @@ use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::common::{
-    check_targets, comm_str, merge_folded, stack_part, write_svg_file, Collector, Timing,
+    check_targets, check_writable, comm_str, merge_folded, stack_part, write_svg_file, Collector,
+    Timing,
 };
 use crate::bpf::skel::profile::types::sample_key;
 use crate::bpf::skel::profile::ProfileSkelBuilder;
@@ -86,6 +87,9 @@ impl ProfileConfig {
 pub fn run(cfg: &ProfileConfig) -> Result<()> {
     let mut timing = Timing::from_env();
     check_targets(&cfg.pids, &cfg.tids, "-L")?;
+    if let Some(path) = &cfg.svg {
+        check_writable(path)?;
+    }
     let cpus = chosen_cpus(cfg.cpu)?;
     bpf::prepare()?;
     let stop = StopFlag::install()?;
@@ -143,7 +147,8 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     if !cfg.user_stacks_only {
         collector.syms.warm_kernel();
     }
-    collector.run(&stop, cfg.duration.map(|d| started + d));
+    // A duration too large for the clock means "until Ctrl-C".
+    collector.run(&stop, cfg.duration.and_then(|d| started.checked_add(d)));
     timing.mark("sampling");
     drop(samplers); // detach: no samples arrive while the maps are read
     timing.mark("detach");

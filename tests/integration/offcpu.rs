@@ -91,13 +91,13 @@ fn total(blocks: &[&Block]) -> u64 {
     blocks.iter().map(|b| b.value).sum()
 }
 
-/// Within `tol` of `want`, with the lower side tighter: a nanosleep never ends early, so measured time is
-/// at least the requested time (less a few microseconds between the timer's start and the switch).
-fn assert_near(what: &str, got: u64, want: u64, tol: f64) {
-    let (lo, hi) = (want as f64 * 0.99, want as f64 * (1.0 + tol));
+/// Within `tol` of `want`, either side, as the issue asks. (Below is rarer than above, where timer slack and
+/// the wait for a CPU land, but under two CPU hogs a run measured 1.6% below: see the issue's closing note.)
+fn assert_near(what: &str, got: u64, want: u64, tol: f64, blocks: &[Block]) {
+    let (lo, hi) = (want as f64 * (1.0 - tol), want as f64 * (1.0 + tol));
     assert!(
         (lo..=hi).contains(&(got as f64)),
-        "{what}: {got} us, expected {want} us (-1% .. +{:.0}%)",
+        "{what}: {got} us, expected {want} us +- {:.0}%; all blocks: {blocks:#?}",
         tol * 100.0
     );
 }
@@ -115,12 +115,14 @@ fn offcpu_time_per_stack_matches_the_known_sleeps() {
         total(&nap_blocks(&blocks, "nap_short")),
         200_000,
         0.10,
+        &blocks,
     );
     assert_near(
         "nap_long",
         total(&nap_blocks(&blocks, "nap_long")),
         1_000_000,
         0.10,
+        &blocks,
     );
     assert!(stderr.contains(" blocks, "), "no summary line: {stderr}");
     assert!(!stderr.contains("WARNING"), "losses: {stderr}");
@@ -140,6 +142,7 @@ fn min_max_and_state_filters_exclude_what_they_should() {
         total(&nap_blocks(&blocks, "nap_long")),
         1_000_000,
         0.10,
+        &blocks,
     );
     // -M 60 ms: the reverse.
     let (blocks, _) = trace_sleeps(&["-M", "60000"]);
@@ -149,6 +152,7 @@ fn min_max_and_state_filters_exclude_what_they_should() {
         total(&nap_blocks(&blocks, "nap_short")),
         200_000,
         0.10,
+        &blocks,
     );
     // nanosleep sleeps in TASK_INTERRUPTIBLE (1): --state 2 (TASK_UNINTERRUPTIBLE) keeps none of it.
     let (blocks, _) = trace_sleeps(&["--state", "2"]);
@@ -225,7 +229,7 @@ fn wakeup_names_the_writer_function_that_wakes_the_reader() {
     assert_eq!(lines[0], "target:          reader", "{block}");
     assert_eq!(lines[1], "try_to_wake_up", "{block}");
     assert!(
-        lines[lines.len() - 2].starts_with("waker:           writer ("),
+        lines[lines.len() - 2] == "waker:           writer",
         "{block}"
     );
 }
@@ -411,7 +415,7 @@ fn offcpu_bad_input_gives_one_line_and_nonzero_exit() {
         ),
         (
             vec!["offwake", "-m", "100", "-M", "10"],
-            "-m (min block time) must not be greater than -M",
+            "-M 10 is below -m 100",
         ),
         (vec!["offcpu", "-p", "1", "-t", "1"], "cannot be used with"),
         (vec!["offcpu", "-u", "-k"], "cannot be used with"),
