@@ -18,6 +18,7 @@
 #include "stacks.bpf.h"
 #include "procs.bpf.h"
 #include "core_fixes.bpf.h"
+#include "filters.bpf.h"
 
 #define PF_KTHREAD 0x00200000 /* include/linux/sched.h */
 #define TASK_DEAD 0x00000080
@@ -25,28 +26,12 @@
 const volatile __u32 mode = MODE_OFFCPU;
 const volatile bool user_stacks_only = false;
 const volatile bool kernel_stacks_only = false;
-const volatile bool filter_pid = false;
-const volatile bool filter_tid = false;
 const volatile bool user_threads_only = false;
 const volatile bool kernel_threads_only = false;
 /* -1: any state; 0: TASK_RUNNING only (preempted); else a bitmask of states (bcc's --state). */
 const volatile __s64 state_filter = -1;
 const volatile __u64 min_block_ns = 0;
 const volatile __u64 max_block_ns = ~0ULL;
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u32);
-	__type(value, __u8);
-} pids SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u32);
-	__type(value, __u8);
-} tids SEC(".maps");
 
 /* When each traced thread last went off-CPU (ts 0: it is on a CPU), by tid, from its first traced switch
  * to its exit. max_entries is set by user space. */
@@ -92,9 +77,7 @@ static __always_inline bool traced(struct task_struct *t, __u32 tgid, __u32 tid,
 
 	if (tid == 0)
 		return false; /* the idle task: its "blocked" time is the CPU's busy time */
-	if (filter_pid && !bpf_map_lookup_elem(&pids, &tgid))
-		return false;
-	if (filter_tid && !bpf_map_lookup_elem(&tids, &tid))
+	if (!target_allowed(tgid, tid))
 		return false;
 	if (user_threads_only || kernel_threads_only) {
 		flags = BPF_CORE_READ(t, flags);

@@ -6,27 +6,11 @@
 #include "profile.h"
 #include "stacks.bpf.h"
 #include "procs.bpf.h"
+#include "filters.bpf.h"
 
 const volatile bool user_stacks_only = false;
 const volatile bool kernel_stacks_only = false;
 const volatile bool include_idle = false;
-const volatile bool filter_pid = false;
-const volatile bool filter_tid = false;
-
-/* Filters: the perf event fires on every task of its CPU, so selection happens here. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u32);
-	__type(value, __u8);
-} pids SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u32);
-	__type(value, __u8);
-} tids SEC(".maps");
 
 /* max_entries is set by user space. */
 struct {
@@ -47,9 +31,8 @@ int do_sample(struct bpf_perf_event_data *ctx)
 
 	if (!include_idle && tid == 0)
 		return 0;
-	if (filter_pid && !bpf_map_lookup_elem(&pids, &pid))
-		return 0;
-	if (filter_tid && !bpf_map_lookup_elem(&tids, &tid))
+	/* The perf event fires on every task of its CPU, so selection happens here. */
+	if (!target_allowed(pid, tid))
 		return 0;
 
 	stat_inc(STAT_SAMPLES);

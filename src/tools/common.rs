@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use libbpf_rs::{MapCore, RingBuffer, RingBufferBuilder};
+use libbpf_rs::{MapCore, MapFlags, RingBuffer, RingBufferBuilder};
 use rayon::prelude::*;
 
 use crate::render::flamegraph::{write_svg, FlameGraphSpec};
@@ -46,6 +46,21 @@ pub fn check_targets(pids: &[u32], tids: &[u32], tid_flag: &str) -> Result<()> {
     for tid in tids {
         if !Path::new(&format!("/proc/{tid}")).exists() {
             bail!("no such thread: {tid}");
+        }
+    }
+    Ok(())
+}
+
+/// Fills a tool's `pids` and `tids` filter maps (bpf/filters.bpf.h).
+pub fn fill_filters(
+    pid_map: &dyn MapCore,
+    tid_map: &dyn MapCore,
+    pids: &[u32],
+    tids: &[u32],
+) -> Result<()> {
+    for (map, ids) in [(pid_map, pids), (tid_map, tids)] {
+        for id in ids {
+            map.update(&id.to_ne_bytes(), &[1u8], MapFlags::ANY)?;
         }
     }
     Ok(())

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
+use libbpf_rs::{Link, OpenObject};
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::common::{
-    check_targets, check_writable, comm_str, merge_folded, stack_part, write_svg_file, Collector,
-    Timing,
+    check_targets, check_writable, comm_str, fill_filters, merge_folded, stack_part,
+    write_svg_file, Collector, Timing,
 };
 use crate::bpf::skel::offcpu::types::{wait_key, wait_side, wait_val};
 use crate::bpf::skel::offcpu::{OffcpuSkel, OffcpuSkelBuilder};
@@ -378,17 +378,7 @@ fn load_and_attach<'o>(
     open.progs.waking_raw.set_autoload(raw && wake);
     let skel = open.load().map_err(|e| bpf::load_error(what, e))?;
 
-    let one = [1u8];
-    for pid in &cfg.pids {
-        skel.maps
-            .pids
-            .update(&pid.to_ne_bytes(), &one, MapFlags::ANY)?;
-    }
-    for tid in &cfg.tids {
-        skel.maps
-            .tids
-            .update(&tid.to_ne_bytes(), &one, MapFlags::ANY)?;
-    }
+    fill_filters(&skel.maps.pids, &skel.maps.tids, &cfg.pids, &cfg.tids)?;
 
     let mut links = Vec::new();
     let attach_err = |tp: &str, e: libbpf_rs::Error| {

@@ -6,13 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{MapCore, MapFlags};
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::common::{
-    check_targets, check_writable, comm_str, merge_folded, stack_part, write_svg_file, Collector,
-    Timing,
+    check_targets, check_writable, comm_str, fill_filters, merge_folded, stack_part,
+    write_svg_file, Collector, Timing,
 };
 use crate::bpf::skel::profile::types::sample_key;
 use crate::bpf::skel::profile::ProfileSkelBuilder;
@@ -117,17 +116,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     let skel = open.load().map_err(|e| bpf::load_error("profile", e))?;
     timing.mark("load");
 
-    let one = [1u8];
-    for pid in &cfg.pids {
-        skel.maps
-            .pids
-            .update(&pid.to_ne_bytes(), &one, MapFlags::ANY)?;
-    }
-    for tid in &cfg.tids {
-        skel.maps
-            .tids
-            .update(&tid.to_ne_bytes(), &one, MapFlags::ANY)?;
-    }
+    fill_filters(&skel.maps.pids, &skel.maps.tids, &cfg.pids, &cfg.tids)?;
 
     let mut collector = Collector::new(&skel.maps.proc_events, &skel.maps.stack_events, &cfg.pids)?;
     let samplers = perf::attach_cpu_clock(&skel.progs.do_sample, &cpus, cfg.sampling)?;
