@@ -179,16 +179,22 @@ pub fn comm_str(comm: &[i8; 16]) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// Sums folded stacks that read the same (threads of one process, or stacks that differ only in addresses
-/// within the same functions) and sorts them ascending by count, as bcc sorts; returns `stack count` lines.
-pub fn merge_folded(stacks: Vec<(String, u64)>) -> Vec<String> {
-    let mut sums: HashMap<String, u64> = HashMap::with_capacity(stacks.len());
-    for (stack, n) in stacks {
-        *sums.entry(stack).or_default() += n;
+/// Sums the values of equal texts and sorts them ascending by value (ties by text), as bcc sorts.
+pub fn sum_ascending(items: Vec<(String, u64)>) -> Vec<(String, u64)> {
+    let mut sums: HashMap<String, u64> = HashMap::with_capacity(items.len());
+    for (text, n) in items {
+        *sums.entry(text).or_default() += n;
     }
     let mut out: Vec<(String, u64)> = sums.into_iter().collect();
     out.par_sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-    out.into_par_iter()
+    out
+}
+
+/// Sums folded stacks that read the same (threads of one process, or stacks that differ only in addresses
+/// within the same functions) and sorts them ascending by count, as bcc sorts; returns `stack count` lines.
+pub fn merge_folded(stacks: Vec<(String, u64)>) -> Vec<String> {
+    sum_ascending(stacks)
+        .into_par_iter()
         .map(|(s, n)| format!("{s} {n}"))
         .collect()
 }

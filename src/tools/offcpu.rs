@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::common::{
-    check_targets, check_writable, comm_str, fill_filters, merge_folded, stack_part,
+    check_targets, check_writable, comm_str, fill_filters, merge_folded, stack_part, sum_ascending,
     write_svg_file, Collector, Timing,
 };
 use crate::bpf::skel::offcpu::types::{wait_key, wait_side, wait_val};
@@ -567,13 +567,7 @@ fn wait_output(
             .par_iter()
             .map(|r| (layout::wakeup_head(r, style), r.value))
             .collect();
-        let mut sums: FxHashMap<String, u64> = FxHashMap::default();
-        for (head, v) in heads {
-            *sums.entry(head).or_default() += v;
-        }
-        let mut merged: Vec<(String, u64)> = sums.into_iter().collect();
-        merged.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-        let blocks = merged
+        let blocks = sum_ascending(heads)
             .into_iter()
             .map(|(head, v)| head + &layout::value_line(v))
             .collect();
