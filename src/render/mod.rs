@@ -3,6 +3,7 @@ use std::sync::Arc;
 pub mod bcc;
 pub mod flamegraph;
 pub mod folded;
+pub mod hist;
 pub mod wait;
 
 /// A frame's name; shared by every stack it appears in.
