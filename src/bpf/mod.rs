@@ -2,12 +2,15 @@
 pub mod perf;
 pub mod stacks;
 
+use std::ffi::CString;
 use std::fmt::Write as _;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::{bail, Result};
-use libbpf_rs::PrintLevel;
+use libbpf_rs::{MapCore, MapFlags, OpenObject, PrintLevel, Program};
 
 /// The skeletons libbpf-cargo generated from bpf/*.bpf.c (see build.rs).
 pub mod skel {
@@ -128,4 +131,127 @@ pub fn ensure_tracefs() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The kinds of tracepoint hook a program can be loaded with, cheapest first where a tool has a choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hooks {
+    /// Classic tracepoints (`tp/`): fixed argument records from tracefs.
+    Tp,
+    /// BTF-enabled tracepoints (`tp_btf/`, 5.5+): typed arguments.
+    TpBtf,
+    /// Raw tracepoints (`raw_tp/`, 4.17+): the same arguments, untyped.
+    RawTp,
+}
+
+impl Hooks {
+    pub fn name(self) -> &'static str {
+        match self {
+            Hooks::Tp => "tp",
+            Hooks::TpBtf => "tp_btf",
+            Hooks::RawTp => "raw_tp",
+        }
+    }
+}
+
+/// Loads a tool with the first kind of hook in `order` that the kernel accepts; BPFPROF_HOOKS=tp|tp_btf|raw_tp
+/// narrows the choice to one (tests use it to cover each path). Each attempt gets its own object storage.
+/// A fallback is said on stderr; when none loads, the error names each attempt's failure.
+pub fn load_first_that_works<'o, T>(
+    order: &[Hooks],
+    storage: &'o mut [MaybeUninit<OpenObject>],
+    what: &str,
+    mut attempt: impl FnMut(Hooks, &'o mut MaybeUninit<OpenObject>) -> Result<T>,
+) -> Result<(T, Hooks)> {
+    let chosen: Vec<Hooks> = match std::env::var("BPFPROF_HOOKS").ok().as_deref() {
+        None | Some("") => order.to_vec(),
+        Some(name) => match order.iter().find(|h| h.name() == name) {
+            Some(&h) => vec![h],
+            None => {
+                let names: Vec<&str> = order.iter().map(|h| h.name()).collect();
+                bail!(
+                    "BPFPROF_HOOKS={name}: {what} can use {}",
+                    names.join(" or ")
+                )
+            }
+        },
+    };
+    let mut failures = Vec::new();
+    for (hooks, obj) in chosen.into_iter().zip(storage.iter_mut()) {
+        let result = if hooks == Hooks::Tp {
+            ensure_tracefs().and_then(|()| attempt(hooks, obj))
+        } else {
+            attempt(hooks, obj)
+        };
+        match result {
+            Ok(loaded) => {
+                for (h, e) in &failures {
+                    eprintln!(
+                        "bpfprof: {} hooks unavailable ({e:#}): using {}",
+                        Hooks::name(*h),
+                        hooks.name()
+                    );
+                }
+                return Ok((loaded, hooks));
+            }
+            Err(e) => failures.push((hooks, e)),
+        }
+    }
+    let why: Vec<String> = failures
+        .iter()
+        .map(|(h, e)| format!("{}: {e:#}", h.name()))
+        .collect();
+    bail!(
+        "no {what} tracepoint could be attached ({})",
+        why.join("; ")
+    )
+}
+
+/// Whether the running kernel has the tracepoint `name` with BTF (so tp_btf and raw_tp can attach to it).
+pub fn kernel_has_btf_tracepoint(name: &str) -> bool {
+    let Ok(name) = CString::new(name) else {
+        return false;
+    };
+    // SAFETY: a NUL-terminated string; libbpf only reads it and the kernel's BTF.
+    let id = unsafe {
+        libbpf_sys::libbpf_find_vmlinux_btf_id(name.as_ptr(), libbpf_sys::BPF_TRACE_RAW_TP)
+    };
+    id > 0
+}
+
+/// Events the kernel skipped because a program was already running on that CPU (bpf_prog_info's
+/// recursion_misses, 5.12+; 0 where the kernel does not count them), summed over the loaded programs.
+pub fn recursion_misses(progs: &[&Program<'_>]) -> u64 {
+    progs
+        .iter()
+        .filter(|p| p.autoload())
+        .map(|p| {
+            let mut info = libbpf_sys::bpf_prog_info::default();
+            let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+            // SAFETY: a valid program fd, and an info struct of the length passed.
+            let ret = unsafe {
+                libbpf_sys::bpf_prog_get_info_by_fd(p.as_fd().as_raw_fd(), &mut info, &mut len)
+            };
+            if ret == 0 {
+                info.recursion_misses
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
+/// Sums a per-CPU array of u64 counters (a tool's loss and event counters) into N totals.
+pub fn read_counters<const N: usize>(map: &dyn MapCore) -> Result<[u64; N]> {
+    let mut out = [0u64; N];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let key = (i as u32).to_ne_bytes();
+        if let Some(per_cpu) = map.lookup_percpu(&key, MapFlags::ANY)? {
+            *slot = per_cpu
+                .iter()
+                .map(|v| u64::from_ne_bytes(v[..8].try_into().expect("8-byte value")))
+                .sum();
+        }
+    }
+    Ok(out)
 }

@@ -136,17 +136,7 @@ pub fn read_stacks(map: &dyn MapCore) -> Result<HashMap<u64, Vec<u64>>> {
 
 /// Sums the per-CPU loss and sample counters.
 pub fn read_stats(map: &dyn MapCore) -> Result<[u64; stat::MAX]> {
-    let mut out = [0u64; stat::MAX];
-    for (i, slot) in out.iter_mut().enumerate() {
-        let key = (i as u32).to_ne_bytes();
-        if let Some(per_cpu) = map.lookup_percpu(&key, MapFlags::ANY)? {
-            *slot = per_cpu
-                .iter()
-                .map(|v| u64::from_ne_bytes(v[..8].try_into().expect("8-byte value")))
-                .sum();
-        }
-    }
-    Ok(out)
+    super::read_counters(map)
 }
 
 /// Lines for stderr about whatever was lost, so that nothing is lost silently. Empty when nothing was.

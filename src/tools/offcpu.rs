@@ -1,12 +1,11 @@
 //! `offcpu`, `wakeup` and `offwake`: where threads wait and who wakes them, as bcc's offcputime, wakeuptime
 //! and offwaketime, from one BPF program (bpf/offcpu.bpf.c) in three modes.
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, OpenObject};
 use rayon::prelude::*;
@@ -19,7 +18,7 @@ use super::common::{
 use crate::bpf::skel::offcpu::types::{wait_key, wait_side, wait_val};
 use crate::bpf::skel::offcpu::{OffcpuSkel, OffcpuSkelBuilder};
 use crate::bpf::stacks::{for_each_entry, from_bytes, loss_report, read_stats, stat};
-use crate::bpf::{self};
+use crate::bpf::{self, Hooks};
 use crate::render::flamegraph::{FlameGraphSpec, GraphPalette};
 use crate::render::wait::{self as layout, Side, WaitRecord, WAKER_SUFFIX};
 use crate::render::{bcc, folded, sort_ascending, StackRecord, StackStyle};
@@ -144,14 +143,6 @@ impl WaitConfig {
     }
 }
 
-/// The scheduler hooks in use: BTF-enabled tracepoints where the kernel has them, else raw tracepoints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Hooks {
-    Tp,
-    TpBtf,
-    RawTp,
-}
-
 /// Runs offcpu, wakeup or offwake: load, trace until the duration ends or a signal arrives, then print.
 pub fn run(cfg: &WaitConfig) -> Result<()> {
     let mut timing = Timing::from_env();
@@ -260,7 +251,7 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
         blocks.len()
     };
     timing.mark("render+write");
-    timing.report(&format!("hooks {hooks:?}"));
+    timing.report(&format!("hooks {}", hooks.name()));
     for line in loss_report(&stats, cfg.stack_storage_size) {
         eprintln!("{line}");
     }
@@ -282,44 +273,17 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
 /// Loads and attaches with the cheapest scheduler hooks the kernel has: classic tracepoints (their stacks
 /// are walked from the tracepoint's site; measured 15-20% cheaper per switch than tp_btf here, which walks
 /// through the BPF program and the dispatcher too), then BTF tracepoints (5.5+), then raw tracepoints.
-/// BPFPROF_HOOKS=tp|tp_btf|raw_tp chooses one (tests use it to cover each path).
 fn load_first_that_works<'o>(
     cfg: &WaitConfig,
     storage: &'o mut [MaybeUninit<OpenObject>; 3],
 ) -> Result<(OffcpuSkel<'o>, Vec<Link>, Hooks)> {
-    let all = [Hooks::Tp, Hooks::TpBtf, Hooks::RawTp];
-    let chosen: Vec<Hooks> = match std::env::var("BPFPROF_HOOKS").ok().as_deref() {
-        None | Some("") => all.to_vec(),
-        Some("tp") => vec![Hooks::Tp],
-        Some("tp_btf") => vec![Hooks::TpBtf],
-        Some("raw_tp") => vec![Hooks::RawTp],
-        Some(other) => bail!("BPFPROF_HOOKS={other}: use tp, tp_btf or raw_tp"),
-    };
-    let mut failures = Vec::new();
-    for (hooks, obj) in chosen.into_iter().zip(storage.iter_mut()) {
-        let attempt = if hooks == Hooks::Tp {
-            bpf::ensure_tracefs().and_then(|()| load_and_attach(cfg, obj, hooks))
-        } else {
-            load_and_attach(cfg, obj, hooks)
-        };
-        match attempt {
-            Ok((skel, links)) => {
-                for (h, e) in &failures {
-                    eprintln!("bpfprof: {h:?} hooks unavailable ({e:#}): using {hooks:?}");
-                }
-                return Ok((skel, links, hooks));
-            }
-            Err(e) => failures.push((hooks, e)),
-        }
-    }
-    let why: Vec<String> = failures
-        .iter()
-        .map(|(h, e)| format!("{h:?}: {e:#}"))
-        .collect();
-    bail!(
-        "no scheduler tracepoint could be attached ({})",
-        why.join("; ")
-    )
+    let ((skel, links), hooks) = bpf::load_first_that_works(
+        &[Hooks::Tp, Hooks::TpBtf, Hooks::RawTp],
+        storage,
+        "scheduler",
+        |hooks, obj| load_and_attach(cfg, obj, hooks),
+    )?;
+    Ok((skel, links, hooks))
 }
 
 /// Opens, configures, loads and attaches the program with one kind of scheduler hook.
@@ -408,31 +372,14 @@ fn load_and_attach<'o>(
     Ok((skel, links))
 }
 
-/// Events the kernel skipped because the program was already running on that CPU (bpf_prog_info's
-/// recursion_misses, 5.12+; 0 where the kernel does not count them).
+/// Scheduler events the kernel skipped because the program was already running on that CPU.
 fn recursion_misses(skel: &OffcpuSkel<'_>, hooks: Hooks) -> u64 {
-    let progs = match hooks {
-        Hooks::Tp => [&skel.progs.switch_tp, &skel.progs.waking_tp],
-        Hooks::TpBtf => [&skel.progs.switch_btf, &skel.progs.waking_btf],
-        Hooks::RawTp => [&skel.progs.switch_raw, &skel.progs.waking_raw],
-    };
-    progs
-        .iter()
-        .filter(|p| p.autoload())
-        .map(|p| {
-            let mut info = libbpf_sys::bpf_prog_info::default();
-            let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
-            // SAFETY: a valid program fd, and an info struct of the length passed.
-            let ret = unsafe {
-                libbpf_sys::bpf_prog_get_info_by_fd(p.as_fd().as_raw_fd(), &mut info, &mut len)
-            };
-            if ret == 0 {
-                info.recursion_misses
-            } else {
-                0
-            }
-        })
-        .sum()
+    let p = &skel.progs;
+    match hooks {
+        Hooks::Tp => bpf::recursion_misses(&[&p.switch_tp, &p.waking_tp]),
+        Hooks::TpBtf => bpf::recursion_misses(&[&p.switch_btf, &p.waking_btf]),
+        Hooks::RawTp => bpf::recursion_misses(&[&p.switch_raw, &p.waking_raw]),
+    }
 }
 
 /// Microseconds, rounded to the nearest.
