@@ -16,4 +16,19 @@ static __always_inline __u32 task_state(struct task_struct *t)
 	return (__u32)BPF_CORE_READ((struct task_struct___pre_5_14 *)t, state);
 }
 
+/* Commit f3fa33acca9f ("block: remove the ->rq_disk field in struct request", 5.17) dropped rq->rq_disk;
+ * its replacement, rq->q->disk, exists since d152c682f03c (5.15). */
+struct request___pre_5_17 {
+	struct gendisk *rq_disk;
+} __attribute__((preserve_access_index));
+
+static __always_inline struct gendisk *request_disk(struct request *rq)
+{
+	struct request___pre_5_17 *old = (void *)rq;
+
+	if (bpf_core_field_exists(old->rq_disk))
+		return BPF_CORE_READ(old, rq_disk);
+	return BPF_CORE_READ(rq, q, disk);
+}
+
 #endif

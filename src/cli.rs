@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 
+use crate::tools::biolatency::{BiolatencyConfig, Linear};
 use crate::tools::offcpu::{WaitConfig, WaitMode};
 use crate::tools::profile::{ProfileConfig, Sampling};
 
@@ -30,7 +31,23 @@ pub enum Command {
     /// Blocked stacks and their wakers' stacks, one line each (as bcc's offwaketime).
     #[command(name = "offwake", after_help = OFFWAKE_EXAMPLES)]
     OffWake(WaitArgs),
+    /// Block device I/O latency as a histogram (as bcc's biolatency).
+    #[command(after_help = BIOLATENCY_EXAMPLES)]
+    Biolatency(BiolatencyArgs),
 }
+
+const BIOLATENCY_EXAMPLES: &str = "\
+Examples:
+  bpfprof biolatency                  # summarize block I/O latency as a histogram, until Ctrl-C
+  bpfprof biolatency 1 10             # print 1 second summaries, 10 times
+  bpfprof biolatency -mT 1            # 1s summaries, milliseconds, and timestamps
+  bpfprof biolatency -Q               # include OS queued time in I/O time
+  bpfprof biolatency -D               # show each disk device separately
+  bpfprof biolatency -F               # show I/O flags separately
+  bpfprof biolatency -d vda           # trace vda only
+  bpfprof biolatency -c /sys/fs/cgroup/system.slice   # I/O submitted from this cgroup only
+  bpfprof biolatency -j 5 1           # one JSON object per histogram (JSON Lines)
+  bpfprof biolatency --linear 100 --summary 5 1   # 100 us buckets, with count, avg, p50/p90/p99";
 
 const OFFCPU_EXAMPLES: &str = "\
 Examples:
@@ -231,6 +248,78 @@ impl WaitArgs {
     }
 }
 
+/// biolatency's arguments: bcc's and libbpf-tools' biolatency flags, plus linear buckets and a summary.
+#[derive(Debug, Args)]
+pub struct BiolatencyArgs {
+    /// Include a timestamp on output
+    #[arg(short = 'T', long = "timestamp")]
+    pub timestamp: bool,
+    /// Millisecond histogram
+    #[arg(short = 'm', long = "milliseconds")]
+    pub milliseconds: bool,
+    /// Include OS queued time in I/O time
+    #[arg(short = 'Q', long = "queued")]
+    pub queued: bool,
+    /// Print a histogram per disk device
+    #[arg(short = 'D', long = "disks")]
+    pub disks: bool,
+    /// Print a histogram per set of I/O flags
+    #[arg(short = 'F', long = "flags")]
+    pub flags: bool,
+    /// Trace this disk only (e.g. vda)
+    #[arg(short = 'd', long = "disk", value_name = "DISK")]
+    pub disk: Option<String>,
+    /// Trace I/O submitted by tasks in this cgroup v2 directory only
+    #[arg(short = 'c', long = "cgroup", value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
+    /// Print the average, total and count (as bcc's -e)
+    #[arg(short = 'e', long = "extension")]
+    pub extension: bool,
+    /// JSON output: one object per histogram and interval, one per line
+    #[arg(short = 'j', long = "json")]
+    pub json: bool,
+    /// Linear buckets: STEP (from 0, 100 buckets) or MIN,MAX,STEP, in usecs (msecs with -m)
+    #[arg(long = "linear", value_name = "STEP|MIN,MAX,STEP")]
+    pub linear: Option<String>,
+    /// Print count, average and estimated p50/p90/p99 under each histogram
+    #[arg(short = 's', long = "summary")]
+    pub summary: bool,
+    /// Output interval, in seconds (default: print once, at Ctrl-C)
+    #[arg(value_name = "INTERVAL")]
+    pub interval: Option<u64>,
+    /// Number of outputs
+    #[arg(value_name = "COUNT")]
+    pub count: Option<u64>,
+}
+
+impl BiolatencyArgs {
+    /// Validates the arguments and turns them into biolatency's plain configuration.
+    pub fn into_config(self) -> Result<BiolatencyConfig> {
+        if self.interval == Some(0) {
+            bail!("interval must be at least 1 second");
+        }
+        if self.count == Some(0) {
+            bail!("count must be at least 1");
+        }
+        let linear = self.linear.as_deref().map(Linear::parse).transpose()?;
+        Ok(BiolatencyConfig {
+            timestamp: self.timestamp,
+            milliseconds: self.milliseconds,
+            queued: self.queued,
+            per_disk: self.disks,
+            per_flag: self.flags,
+            disk: self.disk,
+            cgroup: self.cgroup,
+            extension: self.extension,
+            json: self.json,
+            linear,
+            summary: self.summary,
+            interval: self.interval.map(Duration::from_secs),
+            count: self.count,
+        })
+    }
+}
+
 impl StackArgs {
     fn check(&self) -> Result<()> {
         if self.folded && self.svg.is_some() {
@@ -349,7 +438,7 @@ mod tests {
             Command::OffCpu(a) => a.into_config(WaitMode::OffCpu),
             Command::Wakeup(a) => a.into_config(WaitMode::Wakeup),
             Command::OffWake(a) => a.into_config(WaitMode::OffWake),
-            Command::Profile(_) => unreachable!("an off-CPU command"),
+            _ => unreachable!("an off-CPU command"),
         }
     }
 
@@ -392,6 +481,43 @@ mod tests {
             let mut argv = vec!["bpfprof", "offcpu"];
             argv.extend_from_slice(args);
             assert!(parse_wait(&argv).is_err(), "{args:?} was accepted");
+        }
+    }
+
+    fn parse_bio(args: &[&str]) -> Result<BiolatencyConfig> {
+        let mut argv = vec!["bpfprof", "biolatency"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Biolatency(a) => a.into_config(),
+            _ => unreachable!("a biolatency command"),
+        }
+    }
+
+    #[test]
+    fn biolatency_flags_are_bccs() {
+        let c = parse_bio(&[]).unwrap();
+        assert_eq!(c, BiolatencyConfig::default());
+        let c = parse_bio(&["-mTQDFej", "-d", "vda", "1", "10"]).unwrap();
+        assert!(c.milliseconds && c.timestamp && c.queued && c.per_disk && c.per_flag);
+        assert!(c.extension && c.json);
+        assert_eq!(c.disk.as_deref(), Some("vda"));
+        assert_eq!(c.interval, Some(Duration::from_secs(1)));
+        assert_eq!(c.count, Some(10));
+        let c = parse_bio(&["--linear", "0,1000,100", "-s"]).unwrap();
+        assert!(c.summary && c.linear.is_some());
+    }
+
+    #[test]
+    fn biolatency_bad_values_are_refused() {
+        for args in [
+            &["0"][..],
+            &["1", "0"],
+            &["abc"],
+            &["-1"],
+            &["--linear", "0"],
+            &["1", "2", "3"],
+        ] {
+            assert!(parse_bio(args).is_err(), "{args:?} was accepted");
         }
     }
 }

@@ -25,6 +25,9 @@ fn main() -> ExitCode {
         cli::Command::OffWake(args) => args
             .into_config(tools::offcpu::WaitMode::OffWake)
             .and_then(|config| tools::offcpu::run(&config)),
+        cli::Command::Biolatency(args) => args
+            .into_config()
+            .and_then(|config| tools::biolatency::run(&config)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -32,3 +32,19 @@ pub fn write_stdout(text: &str) -> Result<()> {
         other => other.context("writing to stdout"),
     }
 }
+
+/// The local time formatted with strftime(3) (`%H:%M:%S`, `%Y-%m-%d %H:%M:%S`), as bcc's tools print it.
+pub fn local_time(format: &std::ffi::CStr) -> String {
+    // SAFETY: time(NULL) only returns the time; localtime_r fills the zeroed tm it is given; strftime writes
+    // at most buf.len() bytes and returns how many it wrote.
+    unsafe {
+        let now = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&now, &mut tm).is_null() {
+            return String::new();
+        }
+        let mut buf = [0u8; 64];
+        let n = libc::strftime(buf.as_mut_ptr().cast(), buf.len(), format.as_ptr(), &tm);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}

@@ -21,6 +21,9 @@ pub mod skel {
     pub mod offcpu {
         include!(concat!(env!("OUT_DIR"), "/offcpu.skel.rs"));
     }
+    pub mod biolatency {
+        include!(concat!(env!("OUT_DIR"), "/biolatency.skel.rs"));
+    }
 }
 
 /// libbpf's messages (the verifier's log among them), kept to be shown when a load fails.

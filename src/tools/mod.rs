@@ -1,4 +1,5 @@
 //! The tools, one file each: configuration in, BPF loaded and read, data handed to a renderer.
+pub mod biolatency;
 pub mod common;
 pub mod offcpu;
 pub mod profile;

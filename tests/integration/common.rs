@@ -195,6 +195,14 @@ pub fn assert_nothing_left_attached() {
         "switch_raw",
         "waking_btf",
         "waking_raw",
+        "io_start_btf",
+        "insert_btf",
+        "issue_btf",
+        "complete_btf",
+        "io_start_raw",
+        "insert_raw",
+        "issue_raw",
+        "complete_raw",
     ];
     let mut text = String::new();
     for _ in 0..50 {

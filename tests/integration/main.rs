@@ -2,6 +2,7 @@
 //!
 //! Tests that load BPF take a global lock (they run one at a time: they measure ratios on a 2-core machine).
 //! Without root they fail when CI=true and say they skipped otherwise.
+mod biolatency;
 mod common;
 mod offcpu;
 mod profile;

@@ -1,0 +1,462 @@
+//! biolatency against real block I/O: a loop device made for each test and a workload that issues a known
+//! number of O_DIRECT reads and writes to it, one request each (tests/workloads/directio.c).
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::common::{assert_nothing_left_attached, bpf_test, bpfprof, workload, Workload};
+
+/// A loop device over a sparse 64 MiB file, detached and removed when dropped.
+struct LoopDevice {
+    dev: String,
+    backing: PathBuf,
+}
+
+impl LoopDevice {
+    fn new(tag: &str) -> Self {
+        let backing = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bio-{tag}.img"));
+        std::fs::File::create(&backing)
+            .and_then(|f| f.set_len(64 << 20))
+            .expect("creating the loop device's file");
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&backing)
+            .output()
+            .expect("running losetup (scripts/setup.sh installs util-linux)");
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        Self { dev, backing }
+    }
+
+    /// The disk's name as biolatency prints it (`loop3`).
+    fn name(&self) -> &str {
+        self.dev.trim_start_matches("/dev/")
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+        let _ = std::fs::remove_file(&self.backing);
+    }
+}
+
+/// The directio workload on a device, gated: it issues its I/O after `go`.
+fn io_workload(dev: &LoopDevice, reads: u32, writes: u32, batches: u32) -> Workload {
+    Workload::start_gated(
+        &workload("directio"),
+        &[
+            &dev.dev,
+            &reads.to_string(),
+            &writes.to_string(),
+            &batches.to_string(),
+        ],
+    )
+}
+
+const HEADER: &str = "Tracing block device I/O... Hit Ctrl-C to end.";
+
+/// A running `bpfprof biolatency`, attached (its header has been read).
+struct Tracer {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    stderr: BufReader<ChildStderr>,
+}
+
+impl Tracer {
+    /// Starts biolatency with `args` (and BPFPROF_HOOKS=`hooks` if given) and waits for its header: on
+    /// stdout in text mode, on stderr with -j.
+    fn start(args: &[&str], hooks: Option<&str>) -> Self {
+        let mut cmd = bpfprof();
+        cmd.arg("biolatency")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(h) = hooks {
+            cmd.env("BPFPROF_HOOKS", h);
+        }
+        let mut child = cmd.spawn().expect("starting bpfprof");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        let reader: &mut dyn BufRead = if args.contains(&"-j") {
+            &mut stderr
+        } else {
+            &mut stdout
+        };
+        reader.read_line(&mut line).expect("reading the header");
+        assert_eq!(
+            line.trim_end(),
+            HEADER,
+            "bpfprof biolatency {args:?} did not start"
+        );
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Sends Ctrl-C (unless it ends by itself) and returns what it printed after the header.
+    fn finish(mut self, interrupt: bool) -> (String, String) {
+        if interrupt {
+            // SAFETY: sending a signal to our own child.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        }
+        let (mut out, mut err) = (String::new(), String::new());
+        self.stdout.read_to_string(&mut out).expect("stdout");
+        self.stderr.read_to_string(&mut err).expect("stderr");
+        let status = self.child.wait().expect("waiting for bpfprof");
+        // Reaped: Drop's kill does nothing now (std does not signal a child it has waited for).
+        assert!(status.success(), "bpfprof failed: {status}\nstderr: {err}");
+        (out, err)
+    }
+}
+
+impl Drop for Tracer {
+    /// A test that failed before `finish` leaves no tracer running (and attached) behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One histogram of bcc's text layout: its `disk = ..`/`flags = ..` label and its rows (low, high, count).
+#[derive(Debug, Default)]
+struct Section {
+    label: Option<String>,
+    rows: Vec<(u64, u64, u64)>,
+}
+
+impl Section {
+    fn total(&self) -> u64 {
+        self.rows.iter().map(|r| r.2).sum()
+    }
+}
+
+/// Parses bcc's biolatency text (log2 or linear rows), a section per histogram.
+fn parse_text(text: &str) -> Vec<Section> {
+    let mut sections: Vec<Section> = Vec::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with("disk = ") || t.starts_with("flags = ") {
+            sections.push(Section {
+                label: Some(t.to_string()),
+                rows: Vec::new(),
+            });
+        } else if t.starts_with("usecs ") || t.starts_with("msecs ") {
+            if sections.last().map_or(true, |s| !s.rows.is_empty()) {
+                sections.push(Section::default());
+            }
+        } else if let Some((range, rest)) = t.split_once(" : ") {
+            let count: u64 = rest
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or_else(|| panic!("bad row: {line}"));
+            let (low, high) = match range.split_once(" -> ") {
+                Some((l, h)) => (l.trim().parse().unwrap(), h.trim().parse().unwrap()),
+                // Linear rows: the bucket's low end, or <MIN / >=MAX.
+                None => {
+                    let r = range
+                        .trim()
+                        .trim_start_matches(">=")
+                        .trim_start_matches('<');
+                    let v = r.parse().unwrap_or_else(|_| panic!("bad row: {line}"));
+                    (v, v)
+                }
+            };
+            sections
+                .last_mut()
+                .expect("a row before any header")
+                .rows
+                .push((low, high, count));
+        }
+    }
+    sections
+}
+
+/// The count of bcc's -e line (`avg = .. usecs, total: .. usecs, count: N`).
+fn extension_count(text: &str) -> u64 {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("avg = "))
+        .unwrap_or_else(|| panic!("no -e line in:\n{text}"));
+    line.rsplit("count: ")
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("bad -e line: {line}"))
+}
+
+#[test]
+fn biolatency_counts_every_read_and_write_by_flags_with_either_hook() {
+    let Some(_lock) = bpf_test("biolatency_counts_every_read_and_write_by_flags") else {
+        return;
+    };
+    for hooks in ["tp_btf", "raw_tp"] {
+        let dev = LoopDevice::new("flags");
+        let mut w = io_workload(&dev, 300, 100, 1);
+        let tracer = Tracer::start(&["-F", "-e", "-d", dev.name()], Some(hooks));
+        w.go();
+        w.wait();
+        let (out, err) = tracer.finish(true);
+        let sections = parse_text(&out);
+        let sum_of = |op: &str| -> u64 {
+            sections
+                .iter()
+                .filter(|s| s.label.as_deref().is_some_and(|l| l.ends_with(op)))
+                .map(Section::total)
+                .sum()
+        };
+        // Exactly the workload's requests: one per 4 KiB O_DIRECT read or write, nothing else on this disk.
+        assert_eq!(sum_of("Read"), 300, "{hooks}: reads in:\n{out}");
+        assert_eq!(sum_of("Write"), 100, "{hooks}: writes in:\n{out}");
+        assert!(
+            sections.iter().all(|s| s.label.as_deref().is_some_and(
+                |l| l.starts_with("flags = ") && (l.ends_with("Read") || l.ends_with("Write"))
+            )),
+            "{hooks}: unexpected sections in:\n{out}"
+        );
+        assert_eq!(extension_count(&out), 400, "{hooks}");
+        assert!(
+            err.contains("bpfprof: 400 I/Os timed"),
+            "{hooks}: stderr: {err}"
+        );
+        assert!(!err.contains("WARNING"), "{hooks}: stderr: {err}");
+    }
+    assert_nothing_left_attached();
+}
+
+/// Runs three tracers over the same I/O at once: text, JSON, and JSON with -Q.
+#[test]
+fn biolatency_json_agrees_with_text_and_queued_time_is_not_shorter() {
+    let Some(_lock) = bpf_test("biolatency_json_agrees_with_text") else {
+        return;
+    };
+    let dev = LoopDevice::new("json");
+    let mut w = io_workload(&dev, 200, 200, 1);
+    let text = Tracer::start(&["-e", "-d", dev.name()], None);
+    let json = Tracer::start(&["-j", "-d", dev.name()], None);
+    let queued = Tracer::start(&["-j", "-Q", "-d", dev.name()], None);
+    w.go();
+    w.wait();
+    let (text_out, _) = text.finish(true);
+    let (json_out, _) = json.finish(true);
+    let (queued_out, _) = queued.finish(true);
+
+    let sections = parse_text(&text_out);
+    assert_eq!(sections.len(), 1, "{text_out}");
+    assert_eq!(sections[0].total(), 400, "{text_out}");
+    assert_eq!(extension_count(&text_out), 400);
+
+    let parse = |out: &str| -> Value {
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 1, "one JSON line per interval: {out}");
+        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let j = parse(&json_out);
+    assert_eq!(j["val_type"], "usecs");
+    assert!(j["ts"].is_string());
+    assert_eq!(j["count"], 400, "{json_out}");
+    let data = j["data"].as_array().expect("data");
+    // Both programs stamp each request at the same tracepoints, one after the other, so their times
+    // differ by tens of nanoseconds: an I/O that close to a bucket edge may land in the neighbour. Rows
+    // and totals must agree; bucket counts may differ by such moves (at most 5% of the I/Os).
+    let rows = &sections[0].rows;
+    let mut moved = 0;
+    for (row, d) in rows.iter().zip(data) {
+        assert_eq!(d["interval-start"], row.0, "{json_out}\n{text_out}");
+        assert_eq!(d["interval-end"], row.1, "{json_out}\n{text_out}");
+        moved += d["count"].as_u64().unwrap().abs_diff(row.2);
+    }
+    assert!(
+        rows.len().abs_diff(data.len()) <= 1,
+        "{json_out}\n{text_out}"
+    );
+    // Each move takes one from a bucket and adds one to its neighbour.
+    let moves = moved / 2;
+    assert!(moves <= 20, "{moves} I/Os moved:\n{json_out}\n{text_out}");
+
+    // -Q starts each request's clock when the OS first sees it, before its issue: never less in total.
+    let q = parse(&queued_out);
+    assert_eq!(q["count"], 400, "{queued_out}");
+    let (sum, qsum) = (j["sum"].as_u64().unwrap(), q["sum"].as_u64().unwrap());
+    assert!(qsum >= sum, "-Q total {qsum} us is below {sum} us");
+}
+
+#[test]
+fn biolatency_intervals_add_up_to_every_io_per_disk() {
+    let Some(_lock) = bpf_test("biolatency_intervals_add_up") else {
+        return;
+    };
+    let dev = LoopDevice::new("intervals");
+    // Five rounds 300 ms apart: the I/O spans 1.2 s, so it straddles at least one 1 s interval's end.
+    let mut w = io_workload(&dev, 250, 150, 5);
+    let tracer = Tracer::start(&["-D", "-T", "1", "4"], None);
+    w.go();
+    w.wait();
+    let (out, err) = tracer.finish(false);
+    // Each interval starts with its -T line (HH:MM:SS).
+    let mut chunks: Vec<String> = Vec::new();
+    for line in out.lines() {
+        let b = line.as_bytes();
+        if b.len() == 8 && b[2] == b':' && b[5] == b':' {
+            chunks.push(String::new());
+        } else if let Some(c) = chunks.last_mut() {
+            c.push_str(line);
+            c.push('\n');
+        }
+    }
+    assert_eq!(chunks.len(), 4, "one -T line per interval:\n{out}");
+    let label = format!("disk = {}", dev.name());
+    let per_interval: Vec<u64> = chunks
+        .iter()
+        .map(|chunk| {
+            parse_text(chunk)
+                .iter()
+                .filter(|s| s.label.as_deref() == Some(label.as_str()))
+                .map(Section::total)
+                .sum()
+        })
+        .collect();
+    assert_eq!(
+        per_interval.iter().sum::<u64>(),
+        400,
+        "{per_interval:?}\n{out}"
+    );
+    assert!(
+        per_interval.iter().filter(|&&n| n > 0).count() >= 2,
+        "{per_interval:?}\n{out}"
+    );
+    assert!(err.contains("I/Os timed"), "{err}");
+}
+
+#[test]
+fn biolatency_linear_buckets_and_summary() {
+    let Some(_lock) = bpf_test("biolatency_linear_buckets_and_summary") else {
+        return;
+    };
+    let dev = LoopDevice::new("linear");
+    let mut w = io_workload(&dev, 150, 0, 1);
+    let tracer = Tracer::start(&["--linear", "0,1000,50", "-s", "-d", dev.name()], None);
+    w.go();
+    w.wait();
+    let (out, _) = tracer.finish(true);
+    assert!(
+        out.contains("     usecs         : count     distribution\n"),
+        "{out}"
+    );
+    let sections = parse_text(&out);
+    assert_eq!(sections.len(), 1, "{out}");
+    assert_eq!(sections[0].total(), 150, "{out}");
+    assert!(
+        sections[0].rows.iter().all(|r| r.0 % 50 == 0),
+        "linear rows are multiples of 50:\n{out}"
+    );
+    let summary = out
+        .lines()
+        .find(|l| l.starts_with("summary: "))
+        .unwrap_or_else(|| panic!("no summary in:\n{out}"));
+    assert!(summary.starts_with("summary: count 150, avg "), "{summary}");
+    assert!(
+        summary.contains(", p50 ~") && summary.ends_with(" usecs"),
+        "{summary}"
+    );
+}
+
+/// A cgroup v2 directory made for a test, removed when dropped (after its processes have exited).
+struct TestCgroup(PathBuf);
+
+impl TestCgroup {
+    fn new() -> Self {
+        let mounts = std::fs::read_to_string("/proc/mounts").expect("/proc/mounts");
+        let root = mounts
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() > 2 && f[2] == "cgroup2").then(|| PathBuf::from(f[1]))
+            })
+            .expect("a cgroup v2 mount (cgroup2 in /proc/mounts)");
+        let dir = root.join(format!("bpfprof-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("creating a test cgroup");
+        Self(dir)
+    }
+
+    fn add(&self, pid: u32) {
+        std::fs::write(self.0.join("cgroup.procs"), pid.to_string())
+            .expect("moving into the cgroup");
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn biolatency_cgroup_filter_counts_only_that_cgroups_io() {
+    let Some(_lock) = bpf_test("biolatency_cgroup_filter") else {
+        return;
+    };
+    let dev = LoopDevice::new("cgroup");
+    let cg = TestCgroup::new();
+    let mut inside = io_workload(&dev, 120, 80, 1);
+    let mut outside = io_workload(&dev, 70, 0, 1);
+    cg.add(inside.pid());
+    let cg_path = cg.0.to_string_lossy().into_owned();
+    let tracer = Tracer::start(&["-c", &cg_path, "-d", dev.name()], None);
+    inside.go();
+    outside.go();
+    inside.wait();
+    outside.wait();
+    let (out, _) = tracer.finish(true);
+    let sections = parse_text(&out);
+    assert_eq!(sections.len(), 1, "{out}");
+    assert_eq!(
+        sections[0].total(),
+        200,
+        "only the 200 I/Os from inside the cgroup:\n{out}"
+    );
+    drop((inside, outside));
+}
+
+#[test]
+fn biolatency_bad_input_gives_one_line_and_nonzero_exit() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["-d", "nosuchdisk"], "no such disk: nosuchdisk"),
+        (&["0"], "interval must be at least 1 second"),
+        (&["1", "0"], "count must be at least 1"),
+        (&["abc"], "invalid value 'abc'"),
+        (&["-c", "/tmp"], "/tmp is not a cgroup v2 directory"),
+        (
+            &["-c", "/no/such/cgroup"],
+            "no such cgroup: /no/such/cgroup",
+        ),
+        (
+            &["--linear", "0,10,3"],
+            "MAX - MIN must be a multiple of STEP",
+        ),
+        (&["--linear", "0,100000,1"], "at most 126"),
+    ];
+    for (args, want) in cases {
+        let out = bpfprof()
+            .arg("biolatency")
+            .args(*args)
+            .output()
+            .expect("running bpfprof");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        if !want.starts_with("invalid value") {
+            assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        }
+    }
+}
