@@ -75,8 +75,8 @@ impl Histogram {
     }
 
     /// The value at quantile `q` (0..=1), estimated by linear interpolation inside the bucket that holds it;
-    /// open-ended buckets answer with their closed end. None when the histogram is empty.
-    pub fn quantile(&self, q: f64) -> Option<f64> {
+    /// in an open-ended bucket, only the side of its bound is known. None when the histogram is empty.
+    pub fn quantile(&self, q: f64) -> Option<Estimate> {
         let total = self.total();
         if total == 0 {
             return None;
@@ -92,16 +92,47 @@ impl Histogram {
                 return Some(match (low, high) {
                     (Some(l), Some(h)) => {
                         let frac = (rank - seen as f64) / n as f64;
-                        l as f64 + (h - l) as f64 * frac
+                        Estimate::Value(l as f64 + (h - l) as f64 * frac)
                     }
-                    (Some(l), None) => l as f64,
-                    (None, Some(h)) => h as f64,
-                    (None, None) => 0.0,
+                    (Some(l), None) => Estimate::AtLeast(l as i64),
+                    (None, Some(h)) => Estimate::Below(h as i64),
+                    (None, None) => Estimate::Value(0.0),
                 });
             }
             seen += n;
         }
         None
+    }
+}
+
+/// A percentile estimated from buckets.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Estimate {
+    /// Interpolated within a closed bucket.
+    Value(f64),
+    /// In the bucket below the histogram's range: under this bound.
+    Below(i64),
+    /// In the bucket above the histogram's range: at least this bound.
+    AtLeast(i64),
+}
+
+impl Estimate {
+    /// `~301`, `<20` or `>=1000`.
+    fn text(self) -> String {
+        match self {
+            Estimate::Value(v) => format!("~{}", v.round() as i64),
+            Estimate::Below(b) => format!("<{b}"),
+            Estimate::AtLeast(b) => format!(">={b}"),
+        }
+    }
+
+    /// A number, or (outside the buckets' range) the text `<20` / `>=1000`.
+    fn json(self) -> Value {
+        match self {
+            Estimate::Value(v) => json!(v),
+            Estimate::Below(b) => json!(format!("<{b}")),
+            Estimate::AtLeast(b) => json!(format!(">={b}")),
+        }
     }
 }
 
@@ -163,20 +194,21 @@ pub fn bcc_log2(h: &Histogram, val_type: &str) -> String {
     out
 }
 
-/// libbpf-tools' `print_linear_hist` layout (`     usecs         : count     distribution`, then
-/// `        %-10d : %-8d |stars|` for each non-empty bucket, labelled by its low end), with the buckets
-/// below `min` and from `max` up labelled `<MIN` and `>=MAX`. Linear histograms only.
+/// bcc's linear layout (`     usecs         : count     distribution`, then `        %-10d : %-8d |stars|`
+/// rows labelled by each bucket's low end, every bucket from the first non-empty to the last, as bcc's
+/// `print_linear_hist`), with the buckets below `min` and from `max` up labelled `<MIN` and `>=MAX`.
+/// Linear histograms only.
 pub fn bcc_linear(h: &Histogram, val_type: &str) -> String {
-    let val_max = h.counts.iter().copied().max().unwrap_or(0);
-    if val_max == 0 {
+    let first = h.counts.iter().position(|&v| v > 0);
+    let last = h.counts.iter().rposition(|&v| v > 0);
+    let (Some(first), Some(last)) = (first, last) else {
         return String::new();
-    }
+    };
+    let val_max = h.counts.iter().copied().max().unwrap_or(0);
     let mut out = String::new();
     let _ = writeln!(out, "     {val_type:<13} : count     distribution");
-    for (i, &val) in h.counts.iter().enumerate() {
-        if val == 0 {
-            continue;
-        }
+    for i in first..=last {
+        let val = h.counts[i];
         let label = match h.buckets.range(i) {
             (None, Some(hi)) => format!("<{hi}"),
             (Some(lo), None) => format!(">={lo}"),
@@ -310,14 +342,15 @@ pub fn summary_json(h: &Histogram) -> Value {
     }
     for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
         if let Some(v) = h.quantile(q) {
-            m.insert(name.into(), json!(v));
+            m.insert(name.into(), v.json());
         }
     }
     Value::Object(m)
 }
 
 /// One line: `count 120, avg 351 usecs, p50 ~301, p90 ~488, p99 ~1003 usecs` (percentiles estimated within
-/// buckets; the average is exact when the sum is known). Empty histograms say `count 0`.
+/// buckets, `<MIN` / `>=MAX` outside a linear histogram's range; the average is exact when the sum is known).
+/// Empty histograms say `count 0`.
 pub fn summary_line(h: &Histogram, unit: &str) -> String {
     let count = h.total();
     let mut s = format!("count {count}");
@@ -327,10 +360,10 @@ pub fn summary_line(h: &Histogram, unit: &str) -> String {
     if let Some(sum) = h.sum {
         let _ = write!(s, ", avg {} {unit}", sum / count);
     }
-    let p = |q| h.quantile(q).map_or(0, |v: f64| v.round() as i64);
+    let p = |q| h.quantile(q).map_or(String::new(), Estimate::text);
     let _ = write!(
         s,
-        ", p50 ~{}, p90 ~{}, p99 ~{} {unit}",
+        ", p50 {}, p90 {}, p99 {} {unit}",
         p(0.5),
         p(0.9),
         p(0.99)
@@ -477,6 +510,7 @@ mod tests {
         h.counts = vec![0, 10, 0, 5, 2];
         let want = "     usecs         : count     distribution
         0          : 10       |****************************************|
+        100        : 0        |                                        |
         200        : 5        |********************                    |
         >=300      : 2        |********                                |
 ";
@@ -497,18 +531,56 @@ mod tests {
         assert_eq!(summary["sum"], 15);
     }
 
+    /// JSON rows and text rows of one histogram agree row for row.
+    #[test]
+    fn json_rows_match_the_text_rows() {
+        let h = log2_of(&[0, 1, 5, 9, 9, 300, 70_000, 1 << 20]);
+        let text = bcc_log2(&h, "usecs");
+        let text_rows: Vec<(u64, u64, u64)> = text
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let (range, rest) = l.split_once(" : ").unwrap();
+                let (lo, hi) = range.split_once(" -> ").unwrap();
+                let n = rest.split_whitespace().next().unwrap();
+                (
+                    lo.trim().parse().unwrap(),
+                    hi.trim().parse().unwrap(),
+                    n.parse().unwrap(),
+                )
+            })
+            .collect();
+        let json_rows: Vec<(u64, u64, u64)> = json_data(&h)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["interval-start"].as_u64().unwrap(),
+                    r["interval-end"].as_u64().unwrap(),
+                    r["count"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(text_rows, json_rows);
+        assert_eq!(json_rows.iter().map(|r| r.2).sum::<u64>(), 8);
+    }
+
     #[test]
     fn quantiles_interpolate_within_buckets() {
         // 100 values in [64, 128): the median is estimated halfway through the bucket.
         let h = log2_of(&[100; 100]);
-        assert_eq!(h.quantile(0.5), Some(96.0));
-        assert_eq!(h.quantile(1.0), Some(128.0));
+        assert_eq!(h.quantile(0.5), Some(Estimate::Value(96.0)));
+        assert_eq!(h.quantile(1.0), Some(Estimate::Value(128.0)));
         // 90 fast, 10 slow: p90 is in the fast bucket's top, p99 in the slow bucket.
         let mut values = vec![10u64; 90];
         values.extend([5000; 10]);
         let h = log2_of(&values);
-        let p90 = h.quantile(0.9).unwrap();
-        let p99 = h.quantile(0.99).unwrap();
+        let value = |q| match h.quantile(q) {
+            Some(Estimate::Value(v)) => v,
+            other => panic!("{other:?}"),
+        };
+        let (p90, p99) = (value(0.9), value(0.99));
         assert!((8.0..=16.0).contains(&p90), "{p90}");
         assert!((4096.0..=8192.0).contains(&p99), "{p99}");
         assert_eq!(
@@ -519,5 +591,20 @@ mod tests {
             )
         );
         assert_eq!(Histogram::new(Buckets::Log2).quantile(0.5), None);
+    }
+
+    #[test]
+    fn quantiles_outside_a_linear_range_say_so() {
+        let mut h = Histogram::new(Buckets::Linear {
+            min: 20,
+            max: 40,
+            step: 5,
+        });
+        // 47 below 20, 3 in [20, 25); then 57 of 100 from 40 up.
+        h.counts = vec![47, 3, 0, 0, 0, 0];
+        assert!(summary_line(&h, "usecs").ends_with("p50 <20, p90 <20, p99 ~25 usecs"));
+        assert_eq!(summary_json(&h)["p50"], "<20");
+        h.counts = vec![0, 43, 0, 0, 0, 57];
+        assert!(summary_line(&h, "usecs").ends_with("p50 >=40, p90 >=40, p99 >=40 usecs"));
     }
 }

@@ -320,18 +320,21 @@ fn load_and_attach<'o>(
         rodata.lin_step = l.step;
     }
     open.maps.start.set_max_entries(MAX_IN_FLIGHT)?;
-    // -Q: block_io_start (6.5+) sees every request when the OS first accounts it; block_rq_insert, its
-    // stand-in on older kernels, fires only for requests that pass through a scheduler queue.
+    // -Q: block_io_start (6.5+) stamps every request the OS is given, when it first accounts it, and the
+    // issue stamps nothing (as bcc): the kernel's own flush requests, issued for a caller's flush, would
+    // count it twice. Before 6.5, block_rq_insert fires only for requests that enter a scheduler queue:
+    // the issue stamps the others (as libbpf-tools).
     let io_start = cfg.queued && bpf::kernel_has_btf_tracepoint("block_io_start");
     let insert = cfg.queued && !io_start;
+    let issue = !io_start;
     let (btf, raw) = (hooks == Hooks::TpBtf, hooks == Hooks::RawTp);
     open.progs.io_start_btf.set_autoload(btf && io_start);
     open.progs.insert_btf.set_autoload(btf && insert);
-    open.progs.issue_btf.set_autoload(btf);
+    open.progs.issue_btf.set_autoload(btf && issue);
     open.progs.complete_btf.set_autoload(btf);
     open.progs.io_start_raw.set_autoload(raw && io_start);
     open.progs.insert_raw.set_autoload(raw && insert);
-    open.progs.issue_raw.set_autoload(raw);
+    open.progs.issue_raw.set_autoload(raw && issue);
     open.progs.complete_raw.set_autoload(raw);
     let skel = open.load().map_err(|e| bpf::load_error(&what, e))?;
 
@@ -348,10 +351,10 @@ fn load_and_attach<'o>(
     };
     let p = &skel.progs;
     // Completions first, stamps last: whatever is stamped then finds its completion hooked.
-    let mut plan = vec![
-        ("block_rq_complete", &p.complete_btf, &p.complete_raw),
-        ("block_rq_issue", &p.issue_btf, &p.issue_raw),
-    ];
+    let mut plan = vec![("block_rq_complete", &p.complete_btf, &p.complete_raw)];
+    if issue {
+        plan.push(("block_rq_issue", &p.issue_btf, &p.issue_raw));
+    }
     if io_start {
         plan.push(("block_io_start", &p.io_start_btf, &p.io_start_raw));
     }
@@ -419,11 +422,9 @@ fn read_dev(path: &Path) -> Option<u32> {
 /// refused with the disk to use instead.
 fn resolve_disk(name: &str) -> Result<u32> {
     let short = name.strip_prefix("/dev/").unwrap_or(name);
-    if short.is_empty() || short.contains('/') {
-        bail!("no such disk: {name}");
-    }
+    let valid = !short.is_empty() && !short.contains('/');
     let class = Path::new("/sys/class/block").join(short);
-    if class.join("partition").exists() {
+    if valid && class.join("partition").exists() {
         let parent = std::fs::canonicalize(&class)
             .ok()
             .and_then(|p| {
@@ -434,7 +435,7 @@ fn resolve_disk(name: &str) -> Result<u32> {
             .unwrap_or_else(|| "its disk".into());
         bail!("{short} is a partition: biolatency times requests of whole disks (use -d {parent})");
     }
-    match read_dev(&Path::new("/sys/block").join(short).join("dev")) {
+    match read_dev(&Path::new("/sys/block").join(short).join("dev")).filter(|_| valid) {
         Some(dev) => Ok(dev),
         None => {
             let mut known: Vec<String> = std::fs::read_dir("/sys/block")
@@ -458,7 +459,8 @@ fn open_cgroup(path: &Path) -> Result<File> {
     // SAFETY: as above.
     let ret = unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) };
     const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-    if ret != 0 || st.f_type as i64 != CGROUP2_SUPER_MAGIC {
+    let is_dir = file.metadata().map(|m| m.is_dir()).unwrap_or(false);
+    if ret != 0 || st.f_type as i64 != CGROUP2_SUPER_MAGIC || !is_dir {
         bail!(
             "{} is not a cgroup v2 directory (such as /sys/fs/cgroup/system.slice)",
             path.display()

@@ -49,6 +49,17 @@ impl Drop for LoopDevice {
 
 /// The directio workload on a device, gated: it issues its I/O after `go`.
 fn io_workload(dev: &LoopDevice, reads: u32, writes: u32, batches: u32) -> Workload {
+    io_workload_fsync(dev, reads, writes, batches, 0)
+}
+
+/// The same, with `fsyncs` flushes at the end.
+fn io_workload_fsync(
+    dev: &LoopDevice,
+    reads: u32,
+    writes: u32,
+    batches: u32,
+    fsyncs: u32,
+) -> Workload {
     Workload::start_gated(
         &workload("directio"),
         &[
@@ -56,6 +67,7 @@ fn io_workload(dev: &LoopDevice, reads: u32, writes: u32, batches: u32) -> Workl
             &reads.to_string(),
             &writes.to_string(),
             &batches.to_string(),
+            &fsyncs.to_string(),
         ],
     )
 }
@@ -233,14 +245,16 @@ fn biolatency_counts_every_read_and_write_by_flags_with_either_hook() {
     assert_nothing_left_attached();
 }
 
-/// Runs three tracers over the same I/O at once: text, JSON, and JSON with -Q.
+/// Runs three tracers over the same I/O at once: text, JSON, and JSON with -Q. The I/O ends with 20
+/// fsyncs: without -Q each counts as the kernel's flush request, with -Q as the caller's request (once:
+/// the kernel's flush request for it is not counted again).
 #[test]
 fn biolatency_json_agrees_with_text_and_queued_time_is_not_shorter() {
     let Some(_lock) = bpf_test("biolatency_json_agrees_with_text") else {
         return;
     };
     let dev = LoopDevice::new("json");
-    let mut w = io_workload(&dev, 200, 200, 1);
+    let mut w = io_workload_fsync(&dev, 200, 200, 1, 20);
     let text = Tracer::start(&["-e", "-d", dev.name()], None);
     let json = Tracer::start(&["-j", "-d", dev.name()], None);
     let queued = Tracer::start(&["-j", "-Q", "-d", dev.name()], None);
@@ -252,8 +266,8 @@ fn biolatency_json_agrees_with_text_and_queued_time_is_not_shorter() {
 
     let sections = parse_text(&text_out);
     assert_eq!(sections.len(), 1, "{text_out}");
-    assert_eq!(sections[0].total(), 400, "{text_out}");
-    assert_eq!(extension_count(&text_out), 400);
+    assert_eq!(sections[0].total(), 420, "{text_out}");
+    assert_eq!(extension_count(&text_out), 420);
 
     let parse = |out: &str| -> Value {
         let lines: Vec<&str> = out.lines().collect();
@@ -263,11 +277,14 @@ fn biolatency_json_agrees_with_text_and_queued_time_is_not_shorter() {
     let j = parse(&json_out);
     assert_eq!(j["val_type"], "usecs");
     assert!(j["ts"].is_string());
-    assert_eq!(j["count"], 400, "{json_out}");
+    assert_eq!(j["count"], 420, "{json_out}");
     let data = j["data"].as_array().expect("data");
-    // Both programs stamp each request at the same tracepoints, one after the other, so their times
-    // differ by tens of nanoseconds: an I/O that close to a bucket edge may land in the neighbour. Rows
-    // and totals must agree; bucket counts may differ by such moves (at most 5% of the I/Os).
+    // Both programs stamp each request at the same tracepoints, one after the other: the second's clock
+    // starts and stops later by the first's run time (a few hundred ns; the completion program does more,
+    // so the offset does not cancel). An I/O that close to a bucket edge lands in the neighbour: with
+    // 4-8 us loop I/Os, 0-6% of them were seen to move. Totals and rows must agree exactly; bucket counts
+    // may differ by such moves, at most 15% of the I/Os. (Renderings of one histogram are compared exactly
+    // by the unit tests.)
     let rows = &sections[0].rows;
     let mut moved = 0;
     for (row, d) in rows.iter().zip(data) {
@@ -281,11 +298,11 @@ fn biolatency_json_agrees_with_text_and_queued_time_is_not_shorter() {
     );
     // Each move takes one from a bucket and adds one to its neighbour.
     let moves = moved / 2;
-    assert!(moves <= 20, "{moves} I/Os moved:\n{json_out}\n{text_out}");
+    assert!(moves <= 63, "{moves} I/Os moved:\n{json_out}\n{text_out}");
 
     // -Q starts each request's clock when the OS first sees it, before its issue: never less in total.
     let q = parse(&queued_out);
-    assert_eq!(q["count"], 400, "{queued_out}");
+    assert_eq!(q["count"], 420, "each request once with -Q: {queued_out}");
     let (sum, qsum) = (j["sum"].as_u64().unwrap(), q["sum"].as_u64().unwrap());
     assert!(qsum >= sum, "-Q total {qsum} us is below {sum} us");
 }
