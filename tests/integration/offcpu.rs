@@ -243,7 +243,7 @@ fn offwake_puts_reader_and_writer_on_one_line_with_either_hook() {
     let w = pipe_workload();
     let pid = w.pid().to_string();
     // Classic tracepoints here by default; the BTF and raw tracepoint fallbacks, forced, must give the same.
-    for (hooks, name) in [("", "Tp"), ("tp_btf", "TpBtf"), ("raw_tp", "RawTp")] {
+    for (hooks, name) in [("", "tp"), ("tp_btf", "tp_btf"), ("raw_tp", "raw_tp")] {
         let env = Some(hooks);
         let out = run_env(hooks, &["offwake", "-p", &pid, "-f", "2"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
