@@ -364,14 +364,14 @@ fn biolatency_linear_buckets_and_summary() {
     let tracer = Tracer::start(&["--linear", "0,1000,50", "-s", "-d", dev.name()], None);
     w.go();
     w.wait();
-    let (out, _) = tracer.finish(true);
+    let (out, err) = tracer.finish(true);
     assert!(
         out.contains("     usecs         : count     distribution\n"),
         "{out}"
     );
     let sections = parse_text(&out);
     assert_eq!(sections.len(), 1, "{out}");
-    assert_eq!(sections[0].total(), 150, "{out}");
+    assert_eq!(sections[0].total(), 150, "{out}\nstderr: {err}");
     assert!(
         sections[0].rows.iter().all(|r| r.0 % 50 == 0),
         "linear rows are multiples of 50:\n{out}"
@@ -387,33 +387,50 @@ fn biolatency_linear_buckets_and_summary() {
     );
 }
 
-/// A cgroup v2 directory made for a test, removed when dropped (after its processes have exited).
-struct TestCgroup(PathBuf);
+/// A cgroup v2 directory made for a test, removed when dropped (after its processes have exited). Where no
+/// cgroup v2 hierarchy is mounted, one is mounted for the test (and unmounted after).
+struct TestCgroup {
+    dir: PathBuf,
+    mounted: Option<PathBuf>,
+}
 
 impl TestCgroup {
     fn new() -> Self {
         let mounts = std::fs::read_to_string("/proc/mounts").expect("/proc/mounts");
-        let root = mounts
-            .lines()
-            .find_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f.len() > 2 && f[2] == "cgroup2").then(|| PathBuf::from(f[1]))
-            })
-            .expect("a cgroup v2 mount (cgroup2 in /proc/mounts)");
+        let found = mounts.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 2 && f[2] == "cgroup2").then(|| PathBuf::from(f[1]))
+        });
+        let mut mounted = None;
+        let root = found.unwrap_or_else(|| {
+            let at = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cgroup2");
+            std::fs::create_dir_all(&at).expect("a mount point");
+            let ok = Command::new("mount")
+                .args(["-t", "cgroup2", "none"])
+                .arg(&at)
+                .status()
+                .expect("running mount");
+            assert!(ok.success(), "mounting cgroup2 at {}", at.display());
+            mounted = Some(at.clone());
+            at
+        });
         let dir = root.join(format!("bpfprof-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("creating a test cgroup");
-        Self(dir)
+        Self { dir, mounted }
     }
 
     fn add(&self, pid: u32) {
-        std::fs::write(self.0.join("cgroup.procs"), pid.to_string())
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
             .expect("moving into the cgroup");
     }
 }
 
 impl Drop for TestCgroup {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
+        let _ = std::fs::remove_dir(&self.dir);
+        if let Some(at) = &self.mounted {
+            let _ = Command::new("umount").arg(at).status();
+        }
     }
 }
 
@@ -427,7 +444,7 @@ fn biolatency_cgroup_filter_counts_only_that_cgroups_io() {
     let mut inside = io_workload(&dev, 120, 80, 1);
     let mut outside = io_workload(&dev, 70, 0, 1);
     cg.add(inside.pid());
-    let cg_path = cg.0.to_string_lossy().into_owned();
+    let cg_path = cg.dir.to_string_lossy().into_owned();
     let tracer = Tracer::start(&["-c", &cg_path, "-d", dev.name()], None);
     inside.go();
     outside.go();
