@@ -40,7 +40,8 @@ struct {
 	__type(value, __u32);
 } cgroup_map SEC(".maps");
 
-/* When each request in flight was stamped, by its address. max_entries is set by user space. */
+/* When each request in flight was stamped (0: not in flight), by its address. max_entries is set by user
+ * space. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 10240);
@@ -78,13 +79,29 @@ static __always_inline void bio_stat_inc(__u32 idx)
 		(*v)++;
 }
 
-static __always_inline __u32 request_dev(struct request *rq)
+/*
+ * The request's disk as a dev_t. `btf`: rq is a typed pointer (tp_btf) whose fields can be loaded directly;
+ * raw_tp pointers are read with bpf_probe_read_kernel (BPF_CORE_READ), about 30 ns a read. Both are CO-RE:
+ * rq_disk before 5.17, rq->q->disk since (bpf/core_fixes.bpf.h).
+ */
+static __always_inline __u32 request_dev(struct request *rq, bool btf)
 {
-	struct gendisk *disk = request_disk(rq);
+	struct request___pre_5_17 *old = (void *)rq;
+	struct gendisk *disk;
 
+	if (!btf) {
+		disk = request_disk(rq);
+		if (!disk)
+			return 0;
+		return MKDEV(BPF_CORE_READ(disk, major), BPF_CORE_READ(disk, first_minor));
+	}
+	if (bpf_core_field_exists(old->rq_disk))
+		disk = old->rq_disk;
+	else
+		disk = rq->q->disk;
 	if (!disk)
 		return 0;
-	return MKDEV(BPF_CORE_READ(disk, major), BPF_CORE_READ(disk, first_minor));
+	return MKDEV(disk->major, disk->first_minor);
 }
 
 /* One request flag, moved from the running kernel's bit to bcc's canonical one. */
@@ -94,9 +111,9 @@ static __always_inline __u32 request_dev(struct request *rq)
 		 ? (canon)                                                                                 \
 		 : 0)
 
-static __always_inline __u32 canonical_flags(struct request *rq)
+static __always_inline __u32 canonical_flags(struct request *rq, bool btf)
 {
-	__u32 f = BPF_CORE_READ(rq, cmd_flags);
+	__u32 f = btf ? rq->cmd_flags : BPF_CORE_READ(rq, cmd_flags);
 
 	return (f & REQ_OP_MASK) | CANON(f, __REQ_SYNC, CANON_REQ_SYNC) | CANON(f, __REQ_META, CANON_REQ_META) |
 	       CANON(f, __REQ_PRIO, CANON_REQ_PRIO) | CANON(f, __REQ_NOMERGE, CANON_REQ_NOMERGE) |
@@ -105,25 +122,42 @@ static __always_inline __u32 canonical_flags(struct request *rq)
 	       CANON(f, __REQ_NOWAIT, CANON_REQ_NOWAIT);
 }
 
-/* Stamps a request. `issue`: at block_rq_issue, which with -Q keeps the earlier stamp from the queue. */
-static __always_inline int rq_start(struct request *rq, bool issue)
+/*
+ * Stamps a request. `issue`: at block_rq_issue, which with -Q keeps the earlier stamp from the queue.
+ *
+ * A request's `start` entry is reused in place (ts 0: not in flight) rather than inserted at the stamp and
+ * deleted at completion: blk-mq requests are preallocated, so their addresses form a small, stable set,
+ * and an in-place store avoids an element allocation, a free and two bucket locks per I/O (measured: the
+ * issue program took 327 ns with insert and delete).
+ */
+static __always_inline int rq_start(struct request *rq, bool issue, bool btf)
 {
-	__u64 key = (__u64)rq, ts = bpf_ktime_get_ns();
+	__u64 key = (__u64)rq, ts, *tsp;
 	long err;
 
-	if (issue && targ_queued && bpf_map_lookup_elem(&start, &key))
+	tsp = bpf_map_lookup_elem(&start, &key);
+	/* Stamped when queued (before 6.5, a request inserted and then merged away leaves its stamp behind
+	 * until its address is queued again; libbpf-tools shares this). */
+	if (issue && targ_queued && tsp && *tsp)
 		return 0;
-	if (filter_cg && !bpf_current_task_under_cgroup(&cgroup_map, 0))
+	if ((filter_cg && !bpf_current_task_under_cgroup(&cgroup_map, 0)) ||
+	    (filter_dev && request_dev(rq, btf) != targ_dev)) {
+		if (tsp)
+			*tsp = 0;
 		return 0;
-	if (filter_dev && request_dev(rq) != targ_dev)
+	}
+	ts = bpf_ktime_get_ns();
+	if (tsp) {
+		*tsp = ts;
 		return 0;
-	err = bpf_map_update_elem(&start, &key, &ts, BPF_ANY);
-	if (err)
+	}
+	err = bpf_map_update_elem(&start, &key, &ts, BPF_NOEXIST);
+	if (err && err != -17 /* EEXIST: stamped on another CPU meanwhile */)
 		bio_stat_inc(BIO_STAT_START_FULL);
 	return 0;
 }
 
-static __always_inline int rq_done(struct request *rq)
+static __always_inline int rq_done(struct request *rq, bool btf)
 {
 	__u64 key = (__u64)rq, *tsp, delta, value;
 	struct hist_key hkey = {};
@@ -132,19 +166,19 @@ static __always_inline int rq_done(struct request *rq)
 	__u64 slot;
 
 	tsp = bpf_map_lookup_elem(&start, &key);
-	if (!tsp)
+	if (!tsp || !*tsp)
 		return 0; /* issued before tracing began, or filtered out */
 	delta = bpf_ktime_get_ns() - *tsp;
-	bpf_map_delete_elem(&start, &key);
+	*tsp = 0;
 	if ((__s64)delta < 0) {
 		bio_stat_inc(BIO_STAT_NEGATIVE);
 		return 0;
 	}
 
 	if (targ_per_disk)
-		hkey.dev = request_dev(rq);
+		hkey.dev = request_dev(rq, btf);
 	if (targ_per_flag)
-		hkey.flags = canonical_flags(rq);
+		hkey.flags = canonical_flags(rq, btf);
 	h = bpf_map_lookup_elem(&hists, &hkey);
 	if (!h) {
 		struct hist *init = bpf_map_lookup_elem(&zero_hist, &zero);
@@ -187,49 +221,49 @@ static __always_inline struct request *queued_rq_arg(__u64 *ctx)
 SEC("tp_btf/block_io_start")
 int io_start_btf(__u64 *ctx)
 {
-	return rq_start((struct request *)ctx[0], false);
+	return rq_start((struct request *)ctx[0], false, true);
 }
 
 SEC("tp_btf/block_rq_insert")
 int insert_btf(__u64 *ctx)
 {
-	return rq_start(queued_rq_arg(ctx), false);
+	return rq_start(queued_rq_arg(ctx), false, true);
 }
 
 SEC("tp_btf/block_rq_issue")
 int issue_btf(__u64 *ctx)
 {
-	return rq_start(queued_rq_arg(ctx), true);
+	return rq_start(queued_rq_arg(ctx), true, true);
 }
 
 SEC("tp_btf/block_rq_complete")
 int complete_btf(__u64 *ctx)
 {
-	return rq_done((struct request *)ctx[0]);
+	return rq_done((struct request *)ctx[0], true);
 }
 
 SEC("raw_tp/block_io_start")
 int io_start_raw(__u64 *ctx)
 {
-	return rq_start((struct request *)ctx[0], false);
+	return rq_start((struct request *)ctx[0], false, false);
 }
 
 SEC("raw_tp/block_rq_insert")
 int insert_raw(__u64 *ctx)
 {
-	return rq_start(queued_rq_arg(ctx), false);
+	return rq_start(queued_rq_arg(ctx), false, false);
 }
 
 SEC("raw_tp/block_rq_issue")
 int issue_raw(__u64 *ctx)
 {
-	return rq_start(queued_rq_arg(ctx), true);
+	return rq_start(queued_rq_arg(ctx), true, false);
 }
 
 SEC("raw_tp/block_rq_complete")
 int complete_raw(__u64 *ctx)
 {
-	return rq_done((struct request *)ctx[0]);
+	return rq_done((struct request *)ctx[0], false);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

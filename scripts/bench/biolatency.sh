@@ -63,7 +63,8 @@ tracepoint:block:block_rq_complete /@start[args->dev, args->sector]/
 }
 BT
 
-# bpf_run_ns NAME_REGEX: total run time of the loaded BPF programs whose name matches.
+# bpf_run_ns NAME_REGEX: total run time of the loaded BPF programs whose name matches (the kernel keeps 15
+# characters of a name: bpftrace's block_rq_complete program is block_rq_comple).
 bpf_run_ns() {
   bpftool prog show | awk -v re="^($1)$" '
     /^[0-9]+:/ { t = 0; n = ""
@@ -100,7 +101,7 @@ once() {
   if [ -n "$tracer" ]; then
     case "$tool" in
       bpfprof) R_NS=$(bench_div "$(bpf_run_ns 'issue_btf|complete_btf|issue_raw|complete_raw')" "$R_IOS") ;;
-      bpftrace) R_NS=$(bench_div "$(bpf_run_ns 'block_rq_issue|block_rq_complete')" "$R_IOS") ;;
+      bpftrace) R_NS=$(bench_div "$(bpf_run_ns 'block_rq_issue|block_rq_comple')" "$R_IOS") ;;
     esac
     bench_stop "$tracer" INT 60 || bench_die "$tool failed: $(tail -n 3 "$dir/err")"
     case "$tool" in
