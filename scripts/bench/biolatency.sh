@@ -5,7 +5,11 @@
 #
 #   workload  randread.c: 4 KiB O_DIRECT random reads, one at a time, for BENCH_SECS seconds, from a loop
 #             device backed by a file in /dev/shm (no disk behind it: the I/O path is all CPU, the worst
-#             case for a tracer's cost per request)
+#             case for a tracer's cost per request). The reader and the loop driver's workers (unbound
+#             workqueues, /sys/devices/virtual/workqueue/cpumask, restored on exit) run on CPU 0: spread
+#             over both CPUs, each I/O waited for a cross-CPU wakeup whose cost depended on whether the
+#             other CPU was idle, and IOPS varied by 30 % from run to run (a tracer's own timer made the
+#             traced runs faster); on one CPU they vary by about 1 %.
 #   measures  IOPS untraced, under `bpfprof biolatency` and under `bpftrace biolatency.bt`; runs
 #             interleaved, the median of BENCH_REPS; each tracer's IOPS loss, the ratio of their added
 #             time per I/O (bpftrace's over bpfprof's: above 1, bpfprof costs less), and each tracer's own
@@ -45,10 +49,13 @@ bench_sysctl_min kernel.bpf_stats_enabled 1
 BT_VERSION=$(bpftrace --version | awk '{ print $2 }')
 
 IMG=/dev/shm/bpfprof-bench-biolatency.img
+WQ_MASK=/sys/devices/virtual/workqueue/cpumask
+OLD_WQ_MASK=$(cat "$WQ_MASK")
 truncate -s 256M "$IMG"
 LOOP=$(losetup -f --show "$IMG")
-# Detached on exit (bench_cleanup exits with the status it finds in $?).
-trap 'rc=$?; losetup -d "$LOOP" 2>/dev/null; rm -f "$IMG"; (exit $rc); bench_cleanup' EXIT
+# Detached and restored on exit (bench_cleanup exits with the status it finds in $?).
+trap 'rc=$?; echo "$OLD_WQ_MASK" >"$WQ_MASK"; losetup -d "$LOOP" 2>/dev/null; rm -f "$IMG"; (exit $rc); bench_cleanup' EXIT
+echo 1 >"$WQ_MASK" # unbound workqueue workers (the loop driver's) on CPU 0, with the reader
 dd if=/dev/zero of="$LOOP" bs=1M count=256 oflag=direct status=none # allocate every page of the file
 bench_log "bpfprof $BPFPROF_COMMIT, bpftrace $BT_VERSION, $REPS reps of $SECS s on $LOOP (/dev/shm)"
 bench_result settings.reps "$REPS"
@@ -95,7 +102,7 @@ once() {
     }
     sleep 1
   fi
-  out=$("$RANDREAD" "$LOOP" "$SECS")
+  out=$(taskset -c 0 "$RANDREAD" "$LOOP" "$SECS")
   R_IOPS=$(sed -n 's/.*iops=\([0-9.]*\).*/\1/p' <<<"$out")
   R_IOS=$(sed -n 's/.*ios=\([0-9]*\).*/\1/p' <<<"$out")
   if [ -n "$tracer" ]; then
@@ -117,7 +124,7 @@ once() {
 
 declare -A IOPS NS SEEN
 TOOLS=(none bpfprof bpftrace)
-"$RANDREAD" "$LOOP" 1 >/dev/null # warm-up
+taskset -c 0 "$RANDREAD" "$LOOP" 1 >/dev/null # warm-up
 for ((rep = 1; rep <= REPS; rep++)); do
   order=("${TOOLS[@]}")
   ((rep % 2 == 0)) && order=(bpftrace bpfprof none) # alternate: drift hits all alike
