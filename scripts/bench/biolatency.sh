@@ -70,14 +70,12 @@ tracepoint:block:block_rq_complete /@start[args->dev, args->sector]/
 }
 BT
 
-# bpf_run_ns NAME_REGEX: total run time of the loaded BPF programs whose name matches (the kernel keeps 15
-# characters of a name: bpftrace's block_rq_complete program is block_rq_comple).
+# bpf_run_ns NAME_REGEX: total run time of the matching BPF programs (bpftrace's block_rq_complete program
+# is named block_rq_comple: the kernel keeps 15 characters).
 bpf_run_ns() {
-  bpftool prog show | awk -v re="^($1)$" '
-    /^[0-9]+:/ { t = 0; n = ""
-      for (i = 1; i <= NF; i++) { if ($i == "name") n = $(i + 1); if ($i == "run_time_ns") t = $(i + 1) }
-      if (n ~ re) T += t }
-    END { printf "%.0f\n", T }'
+  local t
+  read -r t _ <<<"$(bench_bpf_stats "$1")"
+  echo "$t"
 }
 
 # once TOOL: one timed run; sets R_IOPS, R_IOS, R_NS (BPF ns per I/O), R_SEEN (I/Os the tracer counted).
@@ -90,16 +88,7 @@ once() {
     bpftrace) bench_spawn tracer bpftrace "$BENCH_TMP/biolatency.bt" >"$dir/out" 2>"$dir/err" ;;
   esac
   if [ -n "$tracer" ]; then
-    # Attached: bpfprof prints its header after attaching; bpftrace says "Attaching" just before.
-    for ((i = 0; i < 600; i++)); do
-      grep -q -e '^Tracing' -e '^Attaching' "$dir/out" 2>/dev/null && break
-      bench_alive "$tracer" || break
-      sleep 0.05
-    done
-    grep -q -e '^Tracing' -e '^Attaching' "$dir/out" || {
-      cat "$dir/err" >&2
-      bench_die "$tool did not attach"
-    }
+    bench_wait_attached "$tool" "$tracer" "$dir/out"
     sleep 1
   fi
   out=$(taskset -c 0 "$RANDREAD" "$LOOP" "$SECS")

@@ -231,6 +231,30 @@ bench_wait_sampling() {
   "$FDWATCH" -S -n "$BENCH_NCPU" -t "${2:-30}" "$1" >/dev/null
 }
 
+# bench_wait_attached TOOL PID OUT: waits until a tracer has attached, by the line it prints then on stdout
+# (OUT): bpfprof's header ("Tracing ..."), bpftrace's "Attaching N probes"; dies if it never does.
+bench_wait_attached() {
+  local tool=$1 pid=$2 out=$3 i
+  for ((i = 0; i < 600; i++)); do
+    grep -q -e '^Tracing' -e '^Attaching' "$out" 2>/dev/null && return 0
+    bench_alive "$pid" || break
+    sleep 0.05
+  done
+  grep -q -e '^Tracing' -e '^Attaching' "$out" 2>/dev/null && return 0
+  bench_die "$tool did not attach (its output: $(tail -n 3 "$out" 2>/dev/null))"
+}
+
+# bench_bpf_stats NAME_REGEX [MIN_RUNS]: "RUN_TIME_NS RUN_CNT" summed over the loaded BPF programs whose name
+# matches NAME_REGEX whole and that ran at least MIN_RUNS times (kernel.bpf_stats_enabled must be 1; the
+# kernel keeps 15 characters of a name; bpftool here cannot name a program's process).
+bench_bpf_stats() {
+  bpftool prog show | awk -v re="^($1)$" -v min="${2:-0}" '
+    /^[0-9]+:/ { t = 0; c = 0; n = ""
+      for (i = 1; i <= NF; i++) { if ($i == "name") n = $(i + 1); if ($i == "run_time_ns") t = $(i + 1); if ($i == "run_cnt") c = $(i + 1) }
+      if (n ~ re && c >= min) { T += t; C += c } }
+    END { printf "%.0f %.0f\n", T, C }'
+}
+
 # bench_proc_cpu PID: CPU seconds PID's live threads have used so far: the scheduler's exact runtime
 # (/proc/PID/task/*/schedstat, in ns) where the kernel has it, else utime + stime of /proc/PID/stat (ticks).
 bench_proc_cpu() {

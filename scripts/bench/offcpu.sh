@@ -65,14 +65,11 @@ tracepoint:sched:sched_switch
 }
 EOF
 
-# bpf_ns_per_run NAME_REGEX: run time per run of the loaded BPF programs whose name matches and that ran at
-# least 1000 times (bpftool here cannot name a program's process).
+# bpf_ns_per_run NAME_REGEX: run time per run of the matching BPF programs that ran at least 1000 times.
 bpf_ns_per_run() {
-  bpftool prog show | awk -v re="^($1)$" '
-    /^[0-9]+:/ { t = 0; c = 0; n = ""
-      for (i = 1; i <= NF; i++) { if ($i == "name") n = $(i + 1); if ($i == "run_time_ns") t = $(i + 1); if ($i == "run_cnt") c = $(i + 1) }
-      if (n ~ re && c >= 1000) { T += t; C += c } }
-    END { if (C) printf "%.0f\n", T / C; else print "nan" }'
+  local t c
+  read -r t c <<<"$(bench_bpf_stats "$1" 1000)"
+  bench_div "$t" "$c"
 }
 
 # once TOOL: one timed run; sets R_WALL, R_SWITCHES, R_NS (BPF ns per run), R_SEEN (what the tracer saw).
@@ -85,16 +82,7 @@ once() {
     bpftrace) bench_spawn tracer bpftrace "$BENCH_TMP/offcpu.bt" >"$dir/out" 2>"$dir/err" ;;
   esac
   if [ -n "$tracer" ]; then
-    # Attached: bpfprof prints its header after attaching; bpftrace says "Attaching" just before.
-    for ((i = 0; i < 600; i++)); do
-      grep -q -e '^Tracing' -e '^Attaching' "$dir/out" 2>/dev/null && break
-      bench_alive "$tracer" || break
-      sleep 0.05
-    done
-    grep -q -e '^Tracing' -e '^Attaching' "$dir/out" || {
-      cat "$dir/err" >&2
-      bench_die "$tool did not attach"
-    }
+    bench_wait_attached "$tool" "$tracer" "$dir/out"
     sleep 1
   fi
   out=$(taskset -c 0 "$PINGPONG" -n "$ROUNDS")
