@@ -7,11 +7,11 @@ use libbpf_cargo::SkeletonBuilder;
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR set by cargo"));
-    let arch = match env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
-        Ok("x86_64") => "x86",
-        Ok("aarch64") => "arm64",
+    let (arch, multiarch) = match env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
+        Ok("x86_64") => ("x86", "x86_64-linux-gnu"),
+        Ok("aarch64") => ("arm64", "aarch64-linux-gnu"),
         Ok(other) => panic!("no vendored vmlinux.h for {other}: add bpf/<arch>/vmlinux.h"),
-        Err(_) => "x86",
+        Err(_) => ("x86", "x86_64-linux-gnu"),
     };
     println!("cargo:rerun-if-changed=bpf");
 
@@ -35,6 +35,10 @@ fn main() {
                 "-Werror".to_string(),
                 "-Ibpf".to_string(),
                 format!("-Ibpf/{arch}"),
+                // libbpf's usdt.bpf.h includes <linux/errno.h>, whose <asm/errno.h> a BPF target finds
+                // only in the multiarch directory (Debian's linux-libc-dev).
+                "-idirafter".to_string(),
+                format!("/usr/include/{multiarch}"),
             ])
             .build_and_generate(out.join(format!("{name}.skel.rs")))
             .unwrap_or_else(|e| panic!("building {}: {e:#}", src.display()));

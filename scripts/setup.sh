@@ -2,9 +2,11 @@
 # Installs the Debian packages bpfprof needs to build, test and benchmark; safe to run again (idempotent).
 set -euo pipefail
 
-# Build: clang compiles bpf/*.bpf.c; libbpf-sys builds its bundled libbpf (make, pkg-config, libelf, zlib).
-# Tests: clang builds the workloads with frame pointers; bpftool checks nothing stays loaded; setpriv drops root.
-build_pkgs=(clang llvm make pkg-config gcc libelf-dev zlib1g-dev bpftool util-linux)
+# Build: clang compiles bpf/*.bpf.c (libbpf's usdt.bpf.h needs asm/errno.h: linux-libc-dev); libbpf-sys builds
+# its bundled libbpf (make, pkg-config, libelf, zlib).
+# Tests: clang builds the workloads with frame pointers (and USDT probes: sys/sdt.h from systemtap-sdt-dev);
+# bpftool checks nothing stays loaded; setpriv drops root; losetup makes loop devices.
+build_pkgs=(clang llvm make pkg-config gcc libelf-dev zlib1g-dev linux-libc-dev bpftool util-linux systemtap-sdt-dev)
 # Benchmarks against the peers (also: bpftool regenerates bpf/x86/vmlinux.h).
 extra_pkgs=(linux-perf bpftrace)
 

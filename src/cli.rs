@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::tools::biolatency::{BiolatencyConfig, Linear};
+use crate::tools::funccount::FunccountConfig;
 use crate::tools::offcpu::{WaitConfig, WaitMode};
 use crate::tools::profile::{ProfileConfig, Sampling};
 
@@ -34,7 +35,26 @@ pub enum Command {
     /// Block device I/O latency as a histogram (as bcc's biolatency).
     #[command(after_help = BIOLATENCY_EXAMPLES)]
     Biolatency(BiolatencyArgs),
+    /// Count calls of functions, tracepoints and USDT probes matching a pattern (as bcc's funccount).
+    #[command(after_help = FUNCCOUNT_EXAMPLES)]
+    Funccount(FunccountArgs),
 }
+
+const FUNCCOUNT_EXAMPLES: &str = "\
+Patterns:
+  t:SUBSYS:EVENT      tracepoints, * globs in both parts (t:syscalls:sys_enter_*, t:sched:*)
+  u:LIB_OR_PATH:FUNC  user functions in a binary or library (u:c:malloc*, u:/usr/bin/bash:readline)
+  U:LIB_OR_PATH:PROBE USDT probes (PROBE or PROVIDER:PROBE)
+  k:FUNC, FUNC        kernel functions (kprobes: not on every kernel)
+  LIB:FUNC            as u:LIB:FUNC (bcc's form)
+
+Examples:
+  bpfprof funccount 't:syscalls:sys_enter_*'   # count system calls by type, until Ctrl-C
+  bpfprof funccount -p 1234 'u:c:malloc*'      # malloc-family calls of one process
+  bpfprof funccount -i 1 -T 't:sched:*'        # scheduler tracepoints, every second, with timestamps
+  bpfprof funccount -d 10 'U:/usr/bin/python3:function__*'   # USDT probes for 10 seconds
+  bpfprof funccount -r 'u:c:^str(len|cmp)$'    # a regular expression instead of a glob
+  bpfprof funccount 'vfs_*'                    # kernel functions starting with vfs_";
 
 const BIOLATENCY_EXAMPLES: &str = "\
 Examples:
@@ -316,6 +336,64 @@ impl BiolatencyArgs {
             summary: self.summary,
             interval: self.interval.map(Duration::from_secs),
             count: self.count,
+        })
+    }
+}
+
+/// funccount's arguments: bcc's funccount flags, plus --json and a probe limit that a flag raises.
+#[derive(Debug, Args)]
+pub struct FunccountArgs {
+    /// Count calls in this process only
+    #[arg(short = 'p', long = "pid", value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Print counts every INTERVAL seconds (each interval's own counts)
+    #[arg(short = 'i', long = "interval", value_name = "INTERVAL")]
+    pub interval: Option<u64>,
+    /// Total duration of the trace, in seconds
+    #[arg(short = 'd', long = "duration", value_name = "DURATION")]
+    pub duration: Option<u64>,
+    /// Include a timestamp on output
+    #[arg(short = 'T', long = "timestamp")]
+    pub timestamp: bool,
+    /// The pattern's name part is a regular expression (default: * globs)
+    #[arg(short = 'r', long = "regexp")]
+    pub regexp: bool,
+    /// Count calls on this CPU only
+    #[arg(short = 'c', long = "cpu", value_name = "CPU")]
+    pub cpu: Option<u32>,
+    /// JSON output: one object per interval, one per line
+    #[arg(short = 'j', long = "json")]
+    pub json: bool,
+    /// Refuse patterns that match more probe points than this
+    #[arg(long = "max-probes", value_name = "N", default_value_t = 10000)]
+    pub max_probes: usize,
+    /// What to count: t:SUBSYS:EVENT, u:LIB:FUNC, U:LIB:PROBE, k:FUNC or FUNC
+    #[arg(value_name = "PATTERN")]
+    pub pattern: String,
+}
+
+impl FunccountArgs {
+    /// Validates the arguments and turns them into funccount's plain configuration.
+    pub fn into_config(self) -> Result<FunccountConfig> {
+        if self.interval == Some(0) {
+            bail!("interval (-i) must be at least 1 second");
+        }
+        if self.duration == Some(0) {
+            bail!("duration (-d) must be at least 1 second");
+        }
+        if self.max_probes == 0 {
+            bail!("--max-probes must be at least 1");
+        }
+        Ok(FunccountConfig {
+            pattern: self.pattern,
+            regex: self.regexp,
+            pid: self.pid,
+            cpu: self.cpu,
+            interval: self.interval.map(Duration::from_secs),
+            duration: self.duration.map(Duration::from_secs),
+            timestamp: self.timestamp,
+            json: self.json,
+            max_probes: self.max_probes,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! bpfprof: parse the command line, dispatch to a tool, and turn errors into one line and a non-zero exit.
 mod bpf;
 mod cli;
+mod probes;
 mod render;
 mod symbolize;
 mod tools;
@@ -28,6 +29,9 @@ fn main() -> ExitCode {
         cli::Command::Biolatency(args) => args
             .into_config()
             .and_then(|config| tools::biolatency::run(&config)),
+        cli::Command::Funccount(args) => args
+            .into_config()
+            .and_then(|config| tools::funccount::run(&config)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

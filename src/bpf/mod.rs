@@ -24,6 +24,9 @@ pub mod skel {
     pub mod biolatency {
         include!(concat!(env!("OUT_DIR"), "/biolatency.skel.rs"));
     }
+    pub mod funccount {
+        include!(concat!(env!("OUT_DIR"), "/funccount.skel.rs"));
+    }
 }
 
 /// libbpf's messages (the verifier's log among them), kept to be shown when a load fails.

@@ -203,6 +203,12 @@ pub fn assert_nothing_left_attached() {
         "insert_raw",
         "issue_raw",
         "complete_raw",
+        "count_tp",
+        "count_uprobe_multi",
+        "count_uprobe",
+        "count_usdt",
+        "count_kprobe_multi",
+        "count_kprobe",
     ];
     let mut text = String::new();
     for _ in 0..50 {
@@ -211,7 +217,11 @@ pub fn assert_nothing_left_attached() {
             .output()
             .expect("running bpftool");
         text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !progs.iter().any(|p| text.contains(&format!("name {p} "))) {
+        // The kernel keeps 15 characters of a program's name.
+        if !progs
+            .iter()
+            .any(|p| text.contains(&format!("name {} ", &p[..p.len().min(15)])))
+        {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));

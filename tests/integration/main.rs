@@ -4,5 +4,6 @@
 //! Without root they fail when CI=true and say they skipped otherwise.
 mod biolatency;
 mod common;
+mod funccount;
 mod offcpu;
 mod profile;
