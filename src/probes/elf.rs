@@ -21,48 +21,155 @@ fn file_offset(file: &object::File<'_>, addr: u64) -> Option<u64> {
     })
 }
 
-/// Functions defined in `path` whose names match, one per address (aliases of one function, such as
-/// `malloc` and `__libc_malloc`, are one probe point: two uprobes at one address would count each call
-/// twice), named by the matching alias with the fewest leading underscores. Sorted by name.
-pub fn functions(path: &Path, m: &Matcher) -> Result<Vec<UserPoint>> {
+/// ELF's STT_GNU_IFUNC: the symbol is a resolver that returns the implementation to call.
+const STT_GNU_IFUNC: u8 = 10;
+
+/// What matched in a file: the probe points, and functions that were left out.
+#[derive(Debug, Default)]
+pub struct Functions {
+    pub points: Vec<UserPoint>,
+    /// IFUNCs whose implementation could not be found (probing the resolver would count nothing).
+    pub unresolved_ifuncs: Vec<String>,
+    /// The file has no function symbols at all (stripped).
+    pub stripped: bool,
+}
+
+/// Functions defined in `path` whose names match, one probe point per address.
+///
+/// - Aliases of one function (`malloc` and `__libc_malloc`, `free` and `cfree`) are one point (two uprobes at
+///   one address would count each call twice), named by the alias with the fewest leading underscores, then
+///   the shortest.
+/// - An IFUNC (`strlen`, `memcpy` in libc) is a resolver run once at load; calls go to the implementation it
+///   picks for this CPU. As bcc does, the implementation is found by asking the dynamic linker in this
+///   process, only for libraries this process has loaded already (libc); IFUNCs that resolve to one
+///   implementation (`memcpy`, `memmove`) share a point named `memcpy/memmove`.
+/// - Different functions with one name (static functions of several files) are told apart by their offset:
+///   `helper@0x1139`.
+pub fn functions(path: &Path, m: &Matcher) -> Result<Functions> {
     let data = read(path)?;
     let file = object::File::parse(&*data)
         .with_context(|| format!("{} is not an ELF file", path.display()))?;
-    let mut by_offset: BTreeMap<u64, String> = BTreeMap::new();
+    // Offset -> (names, whether those names are IFUNCs resolved to it).
+    let mut by_offset: BTreeMap<u64, (Vec<String>, bool)> = BTreeMap::new();
+    let mut found = Functions::default();
+    let mut any_function = false;
+    let mut ifuncs = Vec::new();
     for sym in file.symbols().chain(file.dynamic_symbols()) {
         if sym.kind() != SymbolKind::Text || sym.is_undefined() || sym.address() == 0 {
             continue;
         }
         let Ok(name) = sym.name() else { continue };
-        // Versioned dynamic names (`malloc@@GLIBC_2.2.5`) are plain names here.
+        // Versioned names (`malloc@@GLIBC_2.2.5`) are plain names here.
         let name = name.split('@').next().unwrap_or(name);
-        if name.is_empty() || !m.is_match(name) {
+        if name.is_empty() {
+            continue;
+        }
+        any_function = true;
+        if !m.is_match(name) {
+            continue;
+        }
+        let ifunc = matches!(sym.flags(), object::SymbolFlags::Elf { st_info, .. } if st_info & 0xf == STT_GNU_IFUNC);
+        if ifunc {
+            ifuncs.push(name.to_string());
             continue;
         }
         let Some(off) = file_offset(&file, sym.address()) else {
             continue;
         };
-        let better = |old: &String| {
-            let lead = |s: &str| s.len() - s.trim_start_matches('_').len();
-            (lead(name), name) < (lead(old), old.as_str())
-        };
-        match by_offset.get(&off) {
-            Some(old) if !better(old) => {}
-            _ => {
-                by_offset.insert(off, name.to_string());
-            }
+        let entry = by_offset.entry(off).or_default();
+        if !entry.0.iter().any(|n| n == name) {
+            entry.0.push(name.to_string());
         }
     }
-    let mut out: Vec<UserPoint> = by_offset
+    ifuncs.sort();
+    ifuncs.dedup();
+    for name in ifuncs {
+        match resolve_ifunc(path, &name) {
+            Some(off) => {
+                let entry = by_offset.entry(off).or_default();
+                if !entry.0.contains(&name) {
+                    if !entry.1 {
+                        // The implementation has its own (internal) names: the IFUNC's names replace them.
+                        entry.0.clear();
+                        entry.1 = true;
+                    }
+                    entry.0.push(name);
+                }
+            }
+            None => found.unresolved_ifuncs.push(name),
+        }
+    }
+    found.stripped = !any_function;
+    let preference = |s: &String| {
+        let lead = s.len() - s.trim_start_matches('_').len();
+        (lead, s.len(), s.clone())
+    };
+    let mut points: Vec<UserPoint> = by_offset
         .into_iter()
-        .map(|(offset, name)| UserPoint {
-            path: path.to_path_buf(),
-            name,
-            offset,
+        .map(|(offset, (mut names, ifunc))| {
+            names.sort_by_key(preference);
+            let name = if ifunc {
+                names.join("/")
+            } else {
+                names.swap_remove(0)
+            };
+            UserPoint {
+                path: path.to_path_buf(),
+                name,
+                offset,
+            }
         })
         .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name).then(a.offset.cmp(&b.offset)));
-    Ok(out)
+    points.sort_by(|a, b| a.name.cmp(&b.name).then(a.offset.cmp(&b.offset)));
+    for i in 0..points.len() {
+        let dup = (i > 0 && points[i - 1].name == points[i].name)
+            || (i + 1 < points.len() && points[i + 1].name == points[i].name);
+        if dup {
+            points[i].name = format!("{}@{:#x}", points[i].name, points[i].offset);
+        }
+    }
+    // Renamed duplicates of one name follow each other: the order is still by name.
+    found.points = points;
+    Ok(found)
+}
+
+/// The file offset of the implementation an IFUNC resolves to in this process, if `path` is a library this
+/// process has loaded (dlopen with RTLD_NOLOAD loads nothing, and runs no constructor).
+fn resolve_ifunc(path: &Path, name: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let cpath = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    let cname = std::ffi::CString::new(name).ok()?;
+    // SAFETY: NUL-terminated strings; RTLD_NOLOAD only returns a handle to an already loaded library, which
+    // is closed again; dlsym only looks the symbol up (the IFUNC resolver ran when the library was loaded).
+    let addr = unsafe {
+        let handle = libc::dlopen(cpath.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
+        if handle.is_null() {
+            return None;
+        }
+        let addr = libc::dlsym(handle, cname.as_ptr()) as u64;
+        libc::dlclose(handle);
+        addr
+    };
+    if addr == 0 {
+        return None;
+    }
+    let want = std::fs::metadata(path).ok()?;
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (range, offset, file) = (f.first()?, f.get(2)?, f.get(5)?);
+        let (lo, hi) = range.split_once('-')?;
+        let (lo, hi) = (
+            u64::from_str_radix(lo, 16).ok()?,
+            u64::from_str_radix(hi, 16).ok()?,
+        );
+        if addr < lo || addr >= hi {
+            return None;
+        }
+        let meta = std::fs::metadata(file).ok()?;
+        (meta.ino() == want.ino() && meta.dev() == want.dev())
+            .then(|| addr - lo + u64::from_str_radix(offset, 16).unwrap_or(0))
+    })
 }
 
 /// A USDT probe of an ELF file (.note.stapsdt): provider and name.
@@ -158,8 +265,27 @@ mod tests {
     fn functions_of_this_test_binary_have_offsets() {
         let exe = std::env::current_exe().unwrap();
         let m = Matcher::new("main", false).unwrap();
-        let f = functions(&exe, &m).unwrap();
+        let f = functions(&exe, &m).unwrap().points;
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(f[0].offset > 0);
+    }
+
+    #[test]
+    fn libc_ifuncs_resolve_to_their_implementation_and_aliases_merge() {
+        let libc = crate::probes::libs::resolve("c", None).unwrap();
+        let m = Matcher::new("strlen", false).unwrap();
+        let f = functions(&libc, &m).unwrap();
+        assert!(f.unresolved_ifuncs.is_empty(), "{f:?}");
+        assert_eq!(f.points.len(), 1, "{f:?}");
+        assert_eq!(f.points[0].name, "strlen");
+        let m = Matcher::new("*free", false).unwrap();
+        let names: Vec<String> = functions(&libc, &m)
+            .unwrap()
+            .points
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert!(names.contains(&"free".to_string()), "{names:?}");
+        assert!(!names.contains(&"cfree".to_string()), "{names:?}");
     }
 }

@@ -25,6 +25,22 @@ pub enum Target {
 impl Target {
     /// Parses a pattern: `t:`, `u:`, `U:`, `k:` prefixes, bcc's `LIB:FUNC`, or a bare kernel function.
     pub fn parse(pattern: &str) -> Result<Self> {
+        let first = pattern.split(':').next().unwrap_or("");
+        if [
+            "tracepoint",
+            "uprobe",
+            "uretprobe",
+            "kprobe",
+            "kretprobe",
+            "usdt",
+            "kfunc",
+            "fentry",
+            "rawtracepoint",
+        ]
+        .contains(&first)
+        {
+            bail!("pattern {pattern:?} is a bpftrace probe: funccount's patterns are t:SUBSYS:EVENT, u:LIB:FUNC, U:LIB:PROBE or k:FUNC");
+        }
         let parts: Vec<&str> = pattern.splitn(3, ':').collect();
         let nonempty = |s: &str, what: &str| -> Result<String> {
             if s.is_empty() {
@@ -68,8 +84,8 @@ impl Target {
     }
 }
 
-/// Matches names by a glob (`*`, `?`, `[...]`, the whole name) or, with -r, a regular expression (anywhere
-/// in the name, as bcc's -r: anchor it with `^`/`$`).
+/// Matches names by a glob (`*`, `?`, `[...]`, the whole name) or, with -r, a regular expression anchored at
+/// the start of the name (as bcc's -r, Python's re.match: add `$` to anchor the end too).
 #[derive(Debug, Clone)]
 pub enum Matcher {
     Glob(globset::GlobMatcher),
@@ -80,7 +96,7 @@ impl Matcher {
     pub fn new(pattern: &str, regex: bool) -> Result<Self> {
         Ok(if regex {
             // regex's messages draw the pattern over several lines: keep the last, which says what is wrong.
-            Matcher::Regex(Regex::new(pattern).map_err(|e| {
+            Matcher::Regex(Regex::new(&format!("^(?:{pattern})")).map_err(|e| {
                 let msg = e.to_string();
                 let why = msg
                     .lines()
@@ -124,7 +140,8 @@ pub fn tracepoints(subsys: &Matcher, event: &Matcher) -> Result<Vec<(String, Str
         .flatten()
     {
         let cat_name = cat.file_name().to_string_lossy().into_owned();
-        if !cat.path().is_dir() || !subsys.is_match(&cat_name) {
+        // ftrace's own events (ftrace:function, ...) are not tracepoints: nothing can attach to them.
+        if cat_name == "ftrace" || !cat.path().is_dir() || !subsys.is_match(&cat_name) {
             continue;
         }
         for ev in std::fs::read_dir(cat.path())?.flatten() {
@@ -173,9 +190,10 @@ pub fn kernel_functions(m: &Matcher) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Tracepoints that might serve where a kernel-function pattern cannot be traced: those whose
-/// `subsys:event` contains every word of the pattern (`sched_fork*` -> `t:sched:sched_process_fork`), else
-/// those containing its longest word.
+/// Tracepoints that might serve where a kernel-function pattern cannot be traced, best first: a system call
+/// named by a word of the pattern (`vfs_read` -> `t:syscalls:sys_enter_read`), then those whose
+/// `subsys:event` contains every word (`sched_fork*` -> `t:sched:sched_process_fork`), then those containing
+/// its longest word; shorter names first.
 pub fn tracepoints_like(func_pattern: &str) -> Vec<String> {
     let words: Vec<&str> = func_pattern
         .split(|c: char| !c.is_ascii_alphanumeric())
@@ -191,14 +209,26 @@ pub fn tracepoints_like(func_pattern: &str) -> Vec<String> {
         return Vec::new();
     };
     let names: Vec<String> = all.into_iter().map(|(c, e)| format!("{c}:{e}")).collect();
-    let mut like: Vec<&String> = names
+    let rank = |n: &str| -> Option<u8> {
+        if words.iter().any(|w| n == format!("syscalls:sys_enter_{w}")) {
+            Some(0)
+        } else if words.iter().all(|w| n.contains(w)) {
+            Some(1)
+        } else if n.contains(longest) {
+            Some(2)
+        } else {
+            None
+        }
+    };
+    let mut like: Vec<(u8, &String)> = names
         .iter()
-        .filter(|n| words.iter().all(|w| n.contains(w)))
+        .filter_map(|n| rank(n).map(|r| (r, n)))
         .collect();
-    if like.is_empty() {
-        like = names.iter().filter(|n| n.contains(longest)).collect();
-    }
-    like.into_iter().map(|n| format!("t:{n}")).collect()
+    let best = like.iter().map(|(r, _)| *r).min().unwrap_or(2);
+    // Only the best rank, except that a system call goes with the rest of its rank below.
+    like.retain(|(r, _)| *r <= best.max(1));
+    like.sort_by_key(|(r, n)| (*r, n.len(), (*n).clone()));
+    like.into_iter().map(|(_, n)| format!("t:{n}")).collect()
 }
 
 /// A user-space probe point in a file: a function's file offset, or a USDT probe.
@@ -270,7 +300,10 @@ mod tests {
         assert!(g.is_match("abc") && !g.is_match("abbc"));
         let r = Matcher::new("^count_[ab]$", true).unwrap();
         assert!(r.is_match("count_a") && !r.is_match("count_c"));
-        assert!(Matcher::new("foo", true).unwrap().is_match("xfoox"));
+        // Anchored at the start only, as bcc's re.match.
+        let r = Matcher::new("oo_", true).unwrap();
+        assert!(r.is_match("oo_a") && !r.is_match("foo_a"));
+        assert!(Matcher::new("count", true).unwrap().is_match("count_a"));
         assert!(Matcher::new("(", true).is_err());
         assert!(Matcher::new("[", false).is_err());
     }

@@ -75,9 +75,10 @@ impl Points {
 }
 
 /// Resolves the pattern to probe points before anything is loaded; refuses an empty match, a missing kernel
-/// feature, and (unless raised) a match above the limit.
-fn resolve(cfg: &FunccountConfig) -> Result<Points> {
+/// feature, and (unless raised) a match above the limit. Also returns warnings for stderr.
+fn resolve(cfg: &FunccountConfig) -> Result<(Points, Vec<String>)> {
     let target = Target::parse(&cfg.pattern)?;
+    let mut warnings = Vec::new();
     let points = match &target {
         Target::Tracepoint { subsys, event } => Points::Tracepoints(probes::tracepoints(
             &Matcher::new(subsys, cfg.regex)?,
@@ -86,11 +87,33 @@ fn resolve(cfg: &FunccountConfig) -> Result<Points> {
         Target::User { lib, func } => {
             let path = libs::resolve(lib, cfg.pid)?;
             let found = elf::functions(&path, &Matcher::new(func, cfg.regex)?)?;
-            Points::User(path, found)
+            if found.stripped {
+                bail!(
+                    "{} has no function symbols (stripped?): nothing to match {func:?} against",
+                    path.display()
+                );
+            }
+            if !found.unresolved_ifuncs.is_empty() {
+                let n = found.unresolved_ifuncs.len();
+                let shown: Vec<&str> = found
+                    .unresolved_ifuncs
+                    .iter()
+                    .take(5)
+                    .map(String::as_str)
+                    .collect();
+                let more = if n > 5 { ", ..." } else { "" };
+                warnings.push(format!(
+                    "WARNING: {n} IFUNCs not counted ({}{more}): their implementation could not be found (only libraries bpfprof itself has loaded, such as libc, are resolved)",
+                    shown.join(", ")
+                ));
+            }
+            warn_if_not_mapped(cfg.pid, &path, &mut warnings);
+            Points::User(path, found.points)
         }
         Target::Usdt { lib, probe } => {
             let path = libs::resolve(lib, cfg.pid)?;
             let found = elf::usdt_probes(&path, &Matcher::new(probe, cfg.regex)?)?;
+            warn_if_not_mapped(cfg.pid, &path, &mut warnings);
             Points::Usdt(path, found)
         }
         Target::Kernel { func } => {
@@ -129,7 +152,39 @@ fn resolve(cfg: &FunccountConfig) -> Result<Points> {
             cfg.max_probes
         );
     }
-    Ok(points)
+    Ok((points, warnings))
+}
+
+/// With -p: warns when the process does not map the file probed (nothing would be counted).
+fn warn_if_not_mapped(pid: Option<u32>, path: &std::path::Path, warnings: &mut Vec<String>) {
+    use std::os::unix::fs::MetadataExt;
+    let Some(pid) = pid else { return };
+    let (Ok(want), Ok(maps)) = (
+        std::fs::metadata(path),
+        std::fs::read_to_string(format!("/proc/{pid}/maps")),
+    ) else {
+        return;
+    };
+    let mapped = maps.lines().any(|l| {
+        l.split_whitespace()
+            .nth(4)
+            .and_then(|i| i.parse::<u64>().ok())
+            == Some(want.ino())
+    });
+    if !mapped {
+        warnings.push(format!(
+            "WARNING: process {pid} does not map {}: nothing will be counted unless it loads it",
+            path.display()
+        ));
+    }
+}
+
+/// An attach error with its cause, naming ENOTSUPP (524), which the C library cannot name.
+fn attach_error_text(e: libbpf_rs::Error) -> String {
+    format!("{:#}", anyhow::Error::new(e)).replace(
+        "Unknown error 524 (os error 524)",
+        "ENOTSUPP (the kernel cannot probe that instruction)",
+    )
 }
 
 /// Runs funccount: resolve, load, attach, then print counts per interval or once at the end.
@@ -146,7 +201,10 @@ pub fn run(cfg: &FunccountConfig) -> Result<()> {
         }
     }
     bpf::prepare()?;
-    let points = resolve(cfg)?;
+    let (points, warnings) = resolve(cfg)?;
+    for w in &warnings {
+        eprintln!("{w}");
+    }
     let stop = StopFlag::install()?;
     let started_attach = Instant::now();
 
@@ -242,7 +300,7 @@ pub fn run(cfg: &FunccountConfig) -> Result<()> {
         write_stdout("Detaching...\n")?;
     }
     if let Some(l) = links.take() {
-        detach_all(l);
+        detach_all(l, !matches!(points, Points::Usdt(..)));
     }
     Ok(())
 }
@@ -360,24 +418,30 @@ fn load_and_attach<'o>(
                     cookie: i as u64,
                     ..Default::default()
                 };
-                let link = progs
-                    .count_tp
-                    .attach_tracepoint_with_opts(TracepointCategory::Custom(cat.clone()), ev, opts)
-                    .with_context(|| format!("attaching to tracepoint {cat}:{ev}"))?;
-                links.push(link);
+                match progs.count_tp.attach_tracepoint_with_opts(
+                    TracepointCategory::Custom(cat.clone()),
+                    ev,
+                    opts,
+                ) {
+                    Ok(link) => links.push(link),
+                    Err(e) => skipped.push(Skipped {
+                        name: format!("{cat}:{ev}"),
+                        why: attach_error_text(e),
+                    }),
+                }
             }
         }
         Points::User(path, funcs) if multi => {
             let all: Vec<usize> = (0..funcs.len()).collect();
             attach_uprobes_multi(
                 &progs.count_uprobe_multi,
-                pid,
+                cfg.pid,
                 path,
                 funcs,
                 &all,
                 &mut links,
                 &mut skipped,
-            );
+            )?;
         }
         Points::User(path, funcs) => {
             for (i, f) in funcs.iter().enumerate() {
@@ -390,10 +454,13 @@ fn load_and_attach<'o>(
                     .attach_uprobe_with_opts(pid, path, f.offset as usize, opts)
                 {
                     Ok(link) => links.push(link),
-                    Err(e) => skipped.push(Skipped {
-                        name: f.name.clone(),
-                        why: e.to_string(),
-                    }),
+                    Err(e) => {
+                        check_alive(cfg.pid)?;
+                        skipped.push(Skipped {
+                            name: f.name.clone(),
+                            why: attach_error_text(e),
+                        })
+                    }
                 }
             }
         }
@@ -462,37 +529,55 @@ pub struct Skipped {
 /// so that the rest still take a few links.
 fn attach_uprobes_multi(
     prog: &libbpf_rs::ProgramMut<'_>,
-    pid: i32,
+    pid: Option<u32>,
     path: &std::path::Path,
     funcs: &[probes::UserPoint],
     idx: &[usize],
     links: &mut Vec<Link>,
     skipped: &mut Vec<Skipped>,
-) {
+) -> Result<()> {
     let opts = UprobeMultiOpts {
         offsets: idx.iter().map(|&i| funcs[i].offset as usize).collect(),
         cookies: idx.iter().map(|&i| i as u64).collect(),
         ..Default::default()
     };
-    match prog.attach_uprobe_multi_with_opts(pid, path, "", opts) {
+    let kernel_pid = pid.map_or(-1, |p| p as i32);
+    match prog.attach_uprobe_multi_with_opts(kernel_pid, path, "", opts) {
         Ok(link) => links.push(link),
-        Err(e) if idx.len() == 1 => skipped.push(Skipped {
-            name: funcs[idx[0]].name.clone(),
-            why: e.to_string(),
-        }),
-        Err(_) => {
-            let (a, b) = idx.split_at(idx.len() / 2);
-            attach_uprobes_multi(prog, pid, path, funcs, a, links, skipped);
-            attach_uprobes_multi(prog, pid, path, funcs, b, links, skipped);
+        Err(e) => {
+            // A -p process that exited fails every attempt: say so instead of halving on.
+            check_alive(pid)?;
+            if idx.len() == 1 {
+                skipped.push(Skipped {
+                    name: funcs[idx[0]].name.clone(),
+                    why: attach_error_text(e),
+                });
+            } else {
+                let (a, b) = idx.split_at(idx.len() / 2);
+                attach_uprobes_multi(prog, pid, path, funcs, a, links, skipped)?;
+                attach_uprobes_multi(prog, pid, path, funcs, b, links, skipped)?;
+            }
         }
+    }
+    Ok(())
+}
+
+/// Fails when the -p process has exited (attaching to it can only fail from then on).
+fn check_alive(pid: Option<u32>) -> Result<()> {
+    match pid {
+        Some(p) if !std::path::Path::new(&format!("/proc/{p}")).exists() => {
+            bail!("process {p} exited while probes were being attached")
+        }
+        _ => Ok(()),
     }
 }
 
 /// Detaches links concurrently: detaching a tracepoint or probe waits for an RCU grace period, and waits
-/// that overlap share one (hundreds of links one after another took 25 s).
-fn detach_all(links: Vec<Link>) {
+/// that overlap share one (hundreds of links one after another took 25 s). Not USDT links: libbpf's USDT
+/// manager is shared by them and not thread-safe (concurrent detaches corrupted its memory).
+fn detach_all(links: Vec<Link>, concurrent: bool) {
     const THREADS: usize = 64;
-    if links.len() <= 1 {
+    if links.len() <= 1 || !concurrent {
         return;
     }
     let mut groups: Vec<Vec<Link>> = (0..THREADS.min(links.len())).map(|_| Vec::new()).collect();

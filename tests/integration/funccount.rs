@@ -149,6 +149,15 @@ fn funccount_regex_and_usdt_and_json() {
     assert!(header.starts_with("Tracing 1 functions"), "{header}");
     assert_eq!(count_of(&rows, "calls:tick"), 2000, "{rows:?}");
 
+    // libc's strlen is an IFUNC: counted at the implementation it resolves to, once per call.
+    let mut w = calls(0, 2000, 0, 1);
+    let pid = w.pid().to_string();
+    let c = Counter::start(&["-p", &pid, "u:c:strlen"], &[]);
+    w.go();
+    w.wait();
+    let (out, _) = c.finish(true);
+    assert_eq!(count_of(&self::rows(&out), "strlen"), 2000, "{out}");
+
     let mut w = calls(10, 20, 0, 1);
     let bin = workload("calls").to_string_lossy().into_owned();
     let c = Counter::start(&["-j", &format!("u:{bin}:count_*")], &[]);
@@ -261,6 +270,32 @@ fn funccount_bad_input_and_missing_kernel_features_give_one_line() {
         assert!(err.contains(want), "{args:?}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
     }
+}
+
+/// A function whose first instruction the kernel cannot probe (pthread_spin_lock starts with a `lock`
+/// prefix) is skipped with a WARNING naming it, and the rest of the match is still counted.
+#[test]
+fn funccount_skips_functions_the_kernel_cannot_probe() {
+    let Some(_lock) = bpf_test("funccount_skips_functions_the_kernel_cannot_probe") else {
+        return;
+    };
+    let c = Counter::start(&["-d", "1", "u:c:pthread_spin_*"], &[]);
+    let header = c.header.clone();
+    let (_, err) = c.finish(false);
+    assert!(
+        err.contains("could not be attached (pthread_spin_lock") && err.contains("ENOTSUPP"),
+        "{err}"
+    );
+    let total: usize = err
+        .lines()
+        .find_map(|l| l.strip_prefix("WARNING: 1 of "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        header.starts_with(&format!("Tracing {} functions", total - 1)),
+        "{header} / {err}"
+    );
 }
 
 /// This kernel has no kprobes (CONFIG_KPROBES is off): a kernel-function pattern must say so and name

@@ -3,10 +3,12 @@
  *   calls A B S [ROUNDS]
  *     prints "ready", waits for a line on stdin (the tracer is attached), then, in ROUNDS equal rounds 300 ms
  *     apart (default 1): calls count_a A times, count_b B times (each call also fires the USDT probe
- *     calls:tick), and makes S getpgid system calls; never calls count_c; exits.
+ *     calls:tick and calls libc's strlen, an IFUNC, once), and makes S getpgid system calls; never calls
+ *     count_c; exits.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/sdt.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -19,10 +21,14 @@ NOINLINE void count_a(void)
 	__asm__ volatile("" ::: "memory");
 }
 
+/* Called through a volatile pointer: the compiler can neither inline nor fold it. */
+static size_t (*volatile strlen_fn)(const char *) = strlen;
+static volatile size_t sink;
+
 NOINLINE void count_b(long i)
 {
 	DTRACE_PROBE1(calls, tick, i);
-	__asm__ volatile("" ::: "memory");
+	sink += strlen_fn("calls");
 }
 
 NOINLINE void count_c(void)
