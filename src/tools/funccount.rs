@@ -299,6 +299,15 @@ pub fn run(cfg: &FunccountConfig) -> Result<()> {
     if !cfg.json {
         write_stdout("Detaching...\n")?;
     }
+    if let Points::Tracepoints(t) = &points {
+        if t.len() > 50 {
+            eprintln!(
+                "bpfprof: detaching {} tracepoints: the kernel waits for a grace period for each (about {} s here)",
+                t.len(),
+                t.len() * 30 / 1000
+            );
+        }
+    }
     if let Some(l) = links.take() {
         detach_all(l, !matches!(points, Points::Usdt(..)));
     }
