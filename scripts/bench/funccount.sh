@@ -59,7 +59,7 @@ once() {
   R_WALL=$(sed -n 's/.*wall=\([0-9.]*\).*/\1/p' <<<"$out")
   if [ -n "$tracer" ]; then
     case "$tool" in
-      bpfprof) read -r t _ <<<"$(bench_bpf_stats 'count_uprobe_mu|count_uprobe')" ;;
+      bpfprof) read -r t _ <<<"$(bench_bpf_stats 'count_uprobe_multi|count_uprobe')" ;;
       bpftrace) read -r t _ <<<"$(bench_bpf_stats 'uprobe_.*|hot')" ;;
     esac
     R_NS=$(bench_div "$t" "$CALLS")

@@ -245,8 +245,9 @@ bench_wait_attached() {
 }
 
 # bench_bpf_stats NAME_REGEX [MIN_RUNS]: "RUN_TIME_NS RUN_CNT" summed over the loaded BPF programs whose name
-# matches NAME_REGEX whole and that ran at least MIN_RUNS times (kernel.bpf_stats_enabled must be 1; the
-# kernel keeps 15 characters of a name; bpftool here cannot name a program's process).
+# matches NAME_REGEX whole and that ran at least MIN_RUNS times (kernel.bpf_stats_enabled must be 1;
+# bpftool shows a program's whole name from its BTF, else the kernel's first 15 characters; it cannot name
+# a program's process here).
 bench_bpf_stats() {
   bpftool prog show | awk -v re="^($1)$" -v min="${2:-0}" '
     /^[0-9]+:/ { t = 0; c = 0; n = ""

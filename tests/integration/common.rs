@@ -217,11 +217,12 @@ pub fn assert_nothing_left_attached() {
             .output()
             .expect("running bpftool");
         text = String::from_utf8_lossy(&out.stdout).into_owned();
-        // The kernel keeps 15 characters of a program's name.
-        if !progs
-            .iter()
-            .any(|p| text.contains(&format!("name {} ", &p[..p.len().min(15)])))
-        {
+        // The kernel keeps 15 characters of a program's name; bpftool shows the whole name from BTF.
+        let loaded = |p: &&str| {
+            text.contains(&format!("name {p} "))
+                || text.contains(&format!("name {} ", &p[..p.len().min(15)]))
+        };
+        if !progs.iter().any(loaded) {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
