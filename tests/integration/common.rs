@@ -223,6 +223,16 @@ pub fn assert_nothing_left_attached() {
                 || text.contains(&format!("name {} ", &p[..p.len().min(15)]))
         };
         if !progs.iter().any(loaded) {
+            // Probes libbpf makes through tracefs (kernels without perf-based uprobes/kprobes) are named
+            // libbpf_PID_...: none may remain either.
+            for events in ["uprobe_events", "kprobe_events"] {
+                let path = format!("/sys/kernel/tracing/{events}");
+                let listed = std::fs::read_to_string(&path).unwrap_or_default();
+                assert!(
+                    !listed.contains("libbpf_"),
+                    "probes left in {path}:\n{listed}"
+                );
+            }
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
