@@ -1,6 +1,7 @@
 //! bpfprof: parse the command line, dispatch to a tool, and turn errors into one line and a non-zero exit.
 mod bpf;
 mod cli;
+mod oneliner;
 mod probes;
 mod render;
 mod symbolize;

@@ -1,0 +1,567 @@
+//! A recursive-descent parser for the one-liner language (bpftrace's syntax): probes with attach points,
+//! predicates and statement blocks; C's expression precedence. Errors carry the span they are about.
+use super::ast::*;
+use super::diag::{Diag, Span};
+use super::lexer::{Lexer, Tok, Token};
+
+/// Parses a whole program.
+pub fn parse(src: &str) -> Result<Program, Diag> {
+    let mut p = Parser {
+        lx: Lexer::new(src),
+        no_div: false,
+    };
+    let mut probes = Vec::new();
+    while let Some(probe) = p.probe()? {
+        probes.push(probe);
+    }
+    if probes.is_empty() {
+        return Err(Diag::new(
+            Span::new(0, src.len()),
+            "no probes in the program",
+        ));
+    }
+    Ok(Program { probes })
+}
+
+struct Parser<'s> {
+    lx: Lexer<'s>,
+    /// Inside a predicate, outside parentheses: `/` ends the predicate instead of dividing.
+    no_div: bool,
+}
+
+/// Binary operators by precedence level, loosest first.
+const LEVELS: &[&[&str]] = &[
+    &["||"],
+    &["&&"],
+    &["|"],
+    &["^"],
+    &["&"],
+    &["==", "!="],
+    &["<", "<=", ">", ">="],
+    &["<<", ">>"],
+    &["+", "-"],
+    &["*", "/", "%"],
+];
+
+const ASSIGN_OPS: &[&str] = &[
+    "=", "+=", "-=", "*=", "/=", "%=", "&=", "|=", "^=", "<<=", ">>=",
+];
+
+fn describe(t: &Tok) -> String {
+    match t {
+        Tok::Ident(s) => format!("identifier {s}"),
+        Tok::Int(n) => format!("integer {n}"),
+        Tok::Str(s) => format!("string {s:?}"),
+        Tok::Map(s) => format!("map @{s}"),
+        Tok::Var(s) => format!("variable ${s}"),
+        Tok::Punct(p) => p.to_string(),
+        Tok::Eof => "end of program".into(),
+    }
+}
+
+impl Parser<'_> {
+    fn peek(&mut self) -> Result<&Token, Diag> {
+        self.lx.peek()
+    }
+
+    fn next(&mut self) -> Result<Token, Diag> {
+        self.lx.next_token()
+    }
+
+    fn at(&mut self, punct: &str) -> Result<bool, Diag> {
+        Ok(matches!(&self.peek()?.tok, Tok::Punct(p) if *p == punct))
+    }
+
+    fn expect(&mut self, punct: &str) -> Result<Token, Diag> {
+        let t = self.next()?;
+        match &t.tok {
+            Tok::Punct(p) if *p == punct => Ok(t),
+            other => Err(Diag::new(
+                t.span,
+                format!(
+                    "syntax error, unexpected {}, expecting {punct}",
+                    describe(other)
+                ),
+            )),
+        }
+    }
+
+    fn unexpected(t: &Token) -> Diag {
+        Diag::new(
+            t.span,
+            format!("syntax error, unexpected {}", describe(&t.tok)),
+        )
+    }
+
+    /// One probe, or None at the end of the program.
+    fn probe(&mut self) -> Result<Option<Probe>, Diag> {
+        let Some((raw, span)) = self.lx.raw_attach_point()? else {
+            return Ok(None);
+        };
+        let mut attach = vec![attach_point(raw, span)?];
+        while self.at(",")? {
+            self.next()?;
+            match self.lx.raw_attach_point()? {
+                Some((raw, span)) => attach.push(attach_point(raw, span)?),
+                None => {
+                    let t = self.next()?;
+                    return Err(Diag::new(t.span, "an attach point must follow ','"));
+                }
+            }
+        }
+        let pred = if self.at("/")? {
+            self.next()?;
+            self.no_div = true;
+            let e = self.expr()?;
+            self.no_div = false;
+            self.expect("/")?;
+            Some(e)
+        } else {
+            None
+        };
+        let body = self.block()?;
+        let end = self.lx_pos_span();
+        Ok(Some(Probe {
+            attach,
+            pred,
+            body,
+            span: span.to(end),
+        }))
+    }
+
+    fn lx_pos_span(&mut self) -> Span {
+        self.peek().map(|t| t.span).unwrap_or_default()
+    }
+
+    /// `{ stmt; stmt; ... }`
+    fn block(&mut self) -> Result<Vec<Stmt>, Diag> {
+        self.expect("{")?;
+        let mut stmts = Vec::new();
+        loop {
+            if self.at("}")? {
+                self.next()?;
+                return Ok(stmts);
+            }
+            if self.at(";")? {
+                self.next()?;
+                continue;
+            }
+            let s = self.stmt()?;
+            let braced = matches!(s.kind, StmtKind::If { .. });
+            stmts.push(s);
+            if !braced && !self.at("}")? {
+                self.expect(";")?;
+            }
+        }
+    }
+
+    fn stmt(&mut self) -> Result<Stmt, Diag> {
+        if matches!(&self.peek()?.tok, Tok::Ident(s) if s == "if") {
+            return self.if_stmt();
+        }
+        let target = self.expr()?;
+        let op = match &self.peek()?.tok {
+            Tok::Punct(p) if ASSIGN_OPS.contains(p) => Some(*p),
+            _ => None,
+        };
+        let Some(op) = op else {
+            let span = target.span;
+            return Ok(Stmt {
+                kind: StmtKind::Expr(target),
+                span,
+            });
+        };
+        let op_tok = self.next()?;
+        if !matches!(target.kind, ExprKind::Map { .. } | ExprKind::Var(_)) {
+            return Err(Diag::new(
+                target.span,
+                "only maps (@x) and variables ($x) can be assigned to",
+            ));
+        }
+        let value = self.expr()?;
+        let _ = op_tok;
+        Ok(Stmt {
+            span: target.span.to(value.span),
+            kind: StmtKind::Assign {
+                target,
+                op: (op != "=").then(|| &op[..op.len() - 1]).map(static_op),
+                value,
+            },
+        })
+    }
+
+    fn if_stmt(&mut self) -> Result<Stmt, Diag> {
+        let start = self.next()?.span;
+        let cond = self.expr()?;
+        let then = self.block()?;
+        let els = if matches!(&self.peek()?.tok, Tok::Ident(s) if s == "else") {
+            self.next()?;
+            if matches!(&self.peek()?.tok, Tok::Ident(s) if s == "if") {
+                vec![self.if_stmt()?]
+            } else {
+                self.block()?
+            }
+        } else {
+            Vec::new()
+        };
+        Ok(Stmt {
+            kind: StmtKind::If { cond, then, els },
+            span: start,
+        })
+    }
+
+    fn expr(&mut self) -> Result<Expr, Diag> {
+        let cond = self.binary(0)?;
+        if !self.at("?")? {
+            return Ok(cond);
+        }
+        self.next()?;
+        let then = self.expr()?;
+        self.expect(":")?;
+        let els = self.expr()?;
+        Ok(Expr {
+            span: cond.span.to(els.span),
+            kind: ExprKind::Ternary {
+                cond: Box::new(cond),
+                then: Box::new(then),
+                els: Box::new(els),
+            },
+        })
+    }
+
+    fn binary(&mut self, level: usize) -> Result<Expr, Diag> {
+        if level == LEVELS.len() {
+            return self.unary();
+        }
+        let mut lhs = self.binary(level + 1)?;
+        loop {
+            let op = match &self.peek()?.tok {
+                Tok::Punct(p) if LEVELS[level].contains(p) => *p,
+                _ => return Ok(lhs),
+            };
+            if op == "/" && self.no_div {
+                return Ok(lhs);
+            }
+            self.next()?;
+            let rhs = self.binary(level + 1)?;
+            lhs = Expr {
+                span: lhs.span.to(rhs.span),
+                kind: ExprKind::Binary {
+                    op,
+                    lhs: Box::new(lhs),
+                    rhs: Box::new(rhs),
+                },
+            };
+        }
+    }
+
+    fn unary(&mut self) -> Result<Expr, Diag> {
+        let t = self.peek()?.clone();
+        if let Tok::Punct(op @ ("!" | "~" | "-" | "++" | "--")) = t.tok {
+            self.next()?;
+            let expr = self.unary()?;
+            let span = t.span.to(expr.span);
+            let kind = if op == "++" || op == "--" {
+                ExprKind::Incr {
+                    op,
+                    post: false,
+                    target: Box::new(expr),
+                }
+            } else {
+                ExprKind::Unary {
+                    op,
+                    expr: Box::new(expr),
+                }
+            };
+            return Ok(Expr { kind, span });
+        }
+        self.postfix()
+    }
+
+    fn postfix(&mut self) -> Result<Expr, Diag> {
+        let mut e = self.primary()?;
+        loop {
+            let t = self.peek()?.clone();
+            match t.tok {
+                Tok::Punct(op @ ("++" | "--")) => {
+                    self.next()?;
+                    e = Expr {
+                        span: e.span.to(t.span),
+                        kind: ExprKind::Incr {
+                            op,
+                            post: true,
+                            target: Box::new(e),
+                        },
+                    };
+                }
+                Tok::Punct("->" | ".") => {
+                    self.next()?;
+                    let f = self.next()?;
+                    let Tok::Ident(field) = f.tok else {
+                        return Err(Diag::new(f.span, "a field name must follow -> or ."));
+                    };
+                    e = Expr {
+                        span: e.span.to(f.span),
+                        kind: ExprKind::Field {
+                            base: Box::new(e),
+                            field,
+                        },
+                    };
+                }
+                _ => return Ok(e),
+            }
+        }
+    }
+
+    fn primary(&mut self) -> Result<Expr, Diag> {
+        let t = self.next()?;
+        let span = t.span;
+        let kind = match t.tok {
+            Tok::Int(n) => ExprKind::Int(n),
+            Tok::Str(s) => ExprKind::Str(s),
+            Tok::Var(v) => ExprKind::Var(v),
+            Tok::Map(name) => {
+                let mut keys = Vec::new();
+                let mut end = span;
+                if self.at("[")? {
+                    self.next()?;
+                    keys = self.args("]")?;
+                    end = self.expect("]")?.span;
+                }
+                return Ok(Expr {
+                    kind: ExprKind::Map { name, keys },
+                    span: span.to(end),
+                });
+            }
+            Tok::Ident(name) => {
+                if self.at("(")? {
+                    self.next()?;
+                    let args = self.args(")")?;
+                    let end = self.expect(")")?.span;
+                    return Ok(Expr {
+                        kind: ExprKind::Call { name, args },
+                        span: span.to(end),
+                    });
+                }
+                ExprKind::Ident(name)
+            }
+            Tok::Punct("(") => {
+                let outer = std::mem::replace(&mut self.no_div, false);
+                let e = self.expr()?;
+                self.no_div = outer;
+                self.expect(")")?;
+                return Ok(e);
+            }
+            _ => return Err(Self::unexpected(&t)),
+        };
+        Ok(Expr { kind, span })
+    }
+
+    /// Comma-separated expressions up to (not taking) `close`; division is allowed inside.
+    fn args(&mut self, close: &str) -> Result<Vec<Expr>, Diag> {
+        let outer = std::mem::replace(&mut self.no_div, false);
+        let mut out = Vec::new();
+        if !self.at(close)? {
+            loop {
+                out.push(self.expr()?);
+                if !self.at(",")? {
+                    break;
+                }
+                self.next()?;
+            }
+        }
+        self.no_div = outer;
+        Ok(out)
+    }
+}
+
+/// The operator of a compound assignment (`+=` -> `+`), as a static string.
+fn static_op(op: &str) -> &'static str {
+    LEVELS
+        .iter()
+        .flat_map(|l| l.iter())
+        .find(|o| **o == op)
+        .copied()
+        .unwrap_or("?")
+}
+
+/// Parses an attach point's text (`kprobe:vfs_*`, `u:/bin/bash:readline`, `profile:hz:99`, `BEGIN`).
+fn attach_point(raw: String, span: Span) -> Result<AttachPoint, Diag> {
+    let parts: Vec<&str> = raw.split(':').collect();
+    let err = |msg: String| Err(Diag::new(span, msg));
+    let need = |n: usize, form: &str| -> Result<(), Diag> {
+        if parts.len() != n || parts.iter().any(|p| p.is_empty()) {
+            return Err(Diag::new(
+                span,
+                format!("{} probes are written {form}", parts[0]),
+            ));
+        }
+        Ok(())
+    };
+    let timer = |form: &str| -> Result<(TimeUnit, u64), Diag> {
+        need(3, form)?;
+        let unit = match parts[1] {
+            "hz" => TimeUnit::Hz,
+            "s" => TimeUnit::S,
+            "ms" => TimeUnit::Ms,
+            "us" => TimeUnit::Us,
+            u => {
+                return Err(Diag::new(
+                    span,
+                    format!("unknown unit {u:?}: use hz, s, ms or us"),
+                ))
+            }
+        };
+        let n: u64 = parts[2].parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+            Diag::new(
+                span,
+                format!("{:?} is not a positive whole number", parts[2]),
+            )
+        })?;
+        Ok((unit, n))
+    };
+    let kind = match parts[0] {
+        "BEGIN" if parts.len() == 1 => Attach::Begin,
+        "END" if parts.len() == 1 => Attach::End,
+        "t" | "tracepoint" => {
+            need(3, "tracepoint:CATEGORY:EVENT")?;
+            Attach::Tracepoint {
+                category: parts[1].into(),
+                event: parts[2].into(),
+            }
+        }
+        "k" | "kprobe" | "kr" | "kretprobe" => {
+            need(2, "kprobe:FUNCTION")?;
+            Attach::Kprobe {
+                func: parts[1].into(),
+                ret: parts[0].starts_with("kr"),
+            }
+        }
+        "f" | "fentry" | "kfunc" | "fr" | "fexit" | "kretfunc" => {
+            need(2, "fentry:FUNCTION")?;
+            Attach::Fentry {
+                func: parts[1].into(),
+                ret: matches!(parts[0], "fr" | "fexit" | "kretfunc"),
+            }
+        }
+        "u" | "uprobe" | "ur" | "uretprobe" => {
+            need(3, "uprobe:BINARY:FUNCTION")?;
+            Attach::Uprobe {
+                target: parts[1].into(),
+                func: parts[2].into(),
+                ret: parts[0].starts_with("ur"),
+            }
+        }
+        "U" | "usdt" => {
+            if parts.len() == 4 && parts.iter().all(|p| !p.is_empty()) {
+                Attach::Usdt {
+                    target: parts[1].into(),
+                    probe: format!("{}:{}", parts[2], parts[3]),
+                }
+            } else {
+                need(3, "usdt:BINARY:[PROVIDER:]PROBE")?;
+                Attach::Usdt {
+                    target: parts[1].into(),
+                    probe: parts[2].into(),
+                }
+            }
+        }
+        "p" | "profile" => {
+            let (unit, n) = timer("profile:hz:RATE (or s/ms/us:PERIOD)")?;
+            Attach::Profile { unit, n }
+        }
+        "i" | "interval" => {
+            let (unit, n) = timer("interval:s:PERIOD (or ms/us, or hz:RATE)")?;
+            Attach::Interval { unit, n }
+        }
+        other => return err(format!("Invalid probe type: {other}")),
+    };
+    Ok(AttachPoint { kind, raw, span })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Golden tests: every tests/data/oneliner/parse/NAME.bt is parsed and compared with NAME.out (the tree
+    /// as S-expressions, or the error as bpftrace prints it). BLESS=1 rewrites the .out files.
+    #[test]
+    fn golden_parses_and_errors() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/oneliner/parse");
+        let bless = std::env::var_os("BLESS").is_some();
+        let mut inputs: Vec<_> = std::fs::read_dir(&dir)
+            .expect("tests/data/oneliner/parse")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "bt"))
+            .collect();
+        inputs.sort();
+        assert!(
+            inputs.len() >= 10,
+            "golden inputs missing in {}",
+            dir.display()
+        );
+        let mut failed = Vec::new();
+        for input in inputs {
+            let src = std::fs::read_to_string(&input).unwrap();
+            let got = match parse(&src) {
+                Ok(p) => p.sexp(),
+                Err(d) => d.render("stdin", &src),
+            };
+            let out = input.with_extension("out");
+            if bless {
+                std::fs::write(&out, &got).unwrap();
+                continue;
+            }
+            let want = std::fs::read_to_string(&out).unwrap_or_default();
+            if got != want {
+                failed.push(format!(
+                    "{}:\n--- want\n{want}--- got\n{got}",
+                    input.display()
+                ));
+            }
+        }
+        assert!(
+            failed.is_empty(),
+            "{}\n(BLESS=1 cargo test golden rewrites them)",
+            failed.join("\n")
+        );
+    }
+
+    #[test]
+    fn division_in_predicates_needs_parentheses() {
+        let p = parse("k:f /(pid / 2) > 1/ { @++; }").unwrap();
+        assert!(p.probes[0].pred.is_some());
+        assert!(parse("k:f /pid / 2 > 1/ { }").is_err());
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        let inputs = [
+            "",
+            "{",
+            "}",
+            "k:",
+            "k:f {",
+            "k:f { @x[ }",
+            "k:f { $ }",
+            "BEGIN { if }",
+            "BEGIN { 1 ? 2 }",
+            "u:/bin/sh",
+            "BEGIN { @x = }",
+            "BEGIN { printf(\"%d\\n\", ) }",
+            "::::",
+            ",",
+            "k:f,",
+            "BEGIN { a->}",
+            "BEGIN { -- }",
+            "i:s:0 {}",
+            "p:hz:x {}",
+            "BEGIN { \"abc }",
+        ];
+        for src in inputs {
+            let _ = parse(src);
+        }
+    }
+}
