@@ -2,6 +2,7 @@
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -46,5 +47,19 @@ pub fn local_time(format: &std::ffi::CStr) -> String {
         let mut buf = [0u8; 64];
         let n = libc::strftime(buf.as_mut_ptr().cast(), buf.len(), format.as_ptr(), &tm);
         String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+/// Waits until `deadline` passes or a signal raises `stop`; without a deadline, until a signal.
+pub fn wait_until(stop: &StopFlag, deadline: Option<Instant>) {
+    let step = Duration::from_millis(50);
+    while !stop.raised() {
+        match deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) => std::thread::sleep(left.min(step)),
+                None => return,
+            },
+            None => std::thread::sleep(step),
+        }
     }
 }

@@ -23,18 +23,10 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-case "${1:-}" in
-  --quick) : "${BENCH_REPS:=1}" "${BENCH_SECS:=2}" ;;
-  "") ;;
-  -h | --help)
-    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-    exit 0
-    ;;
-  *)
-    echo "usage: $0 [--quick]" >&2
-    exit 2
-    ;;
-esac
+bench_args "$@"
+if [ "$BENCH_QUICK" = 1 ]; then
+  : "${BENCH_REPS:=1}" "${BENCH_SECS:=2}"
+fi
 REPS=${BENCH_REPS:-5}
 SECS=${BENCH_SECS:-4}
 

@@ -67,6 +67,24 @@ bench_lt() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b) ? 1 : 0 }'; }
 
 # --- setup ---------------------------------------------------------------------------------------------
 
+# bench_args "$@": a script's command line. --quick sets BENCH_QUICK=1 (a short smoke run); -h/--help prints
+# the script's header comment; anything else is a usage error.
+bench_args() {
+  BENCH_QUICK=0
+  case "${1:-}" in
+    --quick) BENCH_QUICK=1 ;;
+    "") ;;
+    -h | --help)
+      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+      exit 0
+      ;;
+    *)
+      echo "usage: $0 [--quick]" >&2
+      exit 2
+      ;;
+  esac
+}
+
 # bench_init NAME: checks root, installs the peers (scripts/setup.sh --bench), makes $BENCH_TMP, installs the
 # cleanup trap, and names the results file ($BENCH_RESULT_FILE, written by bench_finish).
 bench_init() {

@@ -32,21 +32,9 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-quick=0
-case "${1:-}" in
-  --quick) quick=1 ;;
-  "") ;;
-  -h | --help)
-    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-    exit 0
-    ;;
-  *)
-    echo "usage: $0 [--quick]" >&2
-    exit 2
-    ;;
-esac
+bench_args "$@"
 
-if [ "$quick" = 1 ]; then
+if [ "$BENCH_QUICK" = 1 ]; then
   : "${BENCH_RATES:=49 4999}" "${BENCH_REPS:=1}" "${BENCH_BURN_CHUNKS:=2000}" "${BENCH_REPORT_SECS:=3}"
   : "${BENCH_REPORT_REPS:=1}" "${BENCH_RETRIES:=0}"
 fi
@@ -63,7 +51,7 @@ BUDGET=${BENCH_BUDGET:-480}
 RATE_SYSCTL=kernel.perf_event_max_sample_rate
 
 bench_init profile
-if [ "$quick" = 1 ]; then # a smoke run: keep its figures apart from real ones
+if [ "$BENCH_QUICK" = 1 ]; then # a smoke run: keep its figures apart from real ones
   BENCH_RESULT_FILE=$BENCH_RESULTS_DIR/profile-quick-$(date +%Y-%m-%d).txt
 fi
 bench_build_bpfprof

@@ -18,7 +18,7 @@ use crate::bpf::skel::biolatency::{BiolatencySkel, BiolatencySkelBuilder};
 use crate::bpf::stacks::{for_each_entry, from_bytes};
 use crate::bpf::{self, Hooks};
 use crate::render::hist::{self as render, Buckets, Histogram};
-use crate::util::{local_time, write_stdout, StopFlag};
+use crate::util::{local_time, wait_until, write_stdout, StopFlag};
 
 /// Everything biolatency needs to know, free of clap.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -197,7 +197,7 @@ pub fn run(cfg: &BiolatencyConfig) -> Result<()> {
         let deadline = cfg
             .interval
             .and_then(|i| started.checked_add(i.checked_mul((printed + 1) as u32)?));
-        wait(&stop, deadline);
+        wait_until(&stop, deadline);
         let last = stop.raised() || cfg.count.is_some_and(|c| printed + 1 >= c);
         if last {
             // The stamping hooks were attached last: detach them first, so that requests already stamped
@@ -247,20 +247,6 @@ pub fn run(cfg: &BiolatencyConfig) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-/// Waits until the deadline or a signal; without a deadline, until a signal.
-fn wait(stop: &StopFlag, deadline: Option<Instant>) {
-    let step = Duration::from_millis(50);
-    while !stop.raised() {
-        match deadline {
-            Some(d) => match d.checked_duration_since(Instant::now()) {
-                Some(left) => std::thread::sleep(left.min(step)),
-                None => return,
-            },
-            None => std::thread::sleep(step),
-        }
-    }
 }
 
 /// Lines for stderr about whatever was not counted (nothing lost silently). Empty when nothing was.

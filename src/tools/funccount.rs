@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::bpf::skel::funccount::{FunccountSkel, FunccountSkelBuilder};
 use crate::bpf::{self};
 use crate::probes::{self, elf, libs, Matcher, Target};
-use crate::util::{local_time, write_stdout, StopFlag};
+use crate::util::{local_time, wait_until, write_stdout, StopFlag};
 
 /// Everything funccount needs to know, free of clap.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -269,7 +269,7 @@ pub fn run(cfg: &FunccountConfig) -> Result<()> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        wait(&stop, deadline);
+        wait_until(&stop, deadline);
         let last = stop.raised() || end.is_some_and(|e| Instant::now() >= e);
         let now = read_counts(&skel.maps.counts, names.len())?;
         let delta: Vec<u64> = now
@@ -312,20 +312,6 @@ pub fn run(cfg: &FunccountConfig) -> Result<()> {
         detach_all(l, !matches!(points, Points::Usdt(..)));
     }
     Ok(())
-}
-
-/// Waits until the deadline or a signal; without a deadline, until a signal.
-fn wait(stop: &StopFlag, deadline: Option<Instant>) {
-    let step = Duration::from_millis(50);
-    while !stop.raised() {
-        match deadline {
-            Some(d) => match d.checked_duration_since(Instant::now()) {
-                Some(left) => std::thread::sleep(left.min(step)),
-                None => return,
-            },
-            None => std::thread::sleep(step),
-        }
-    }
 }
 
 /// The per-CPU counters summed, by probe index.

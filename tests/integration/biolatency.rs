@@ -1,12 +1,11 @@
 //! biolatency against real block I/O: a loop device made for each test and a workload that issues a known
 //! number of O_DIRECT reads and writes to it, one request each (tests/workloads/directio.c).
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
-use crate::common::{assert_nothing_left_attached, bpf_test, bpfprof, workload, Workload};
+use crate::common::{assert_nothing_left_attached, bpf_test, bpfprof, workload, Running, Workload};
 
 /// A loop device over a sparse 64 MiB file, detached and removed when dropped.
 struct LoopDevice {
@@ -74,69 +73,15 @@ fn io_workload_fsync(
 
 const HEADER: &str = "Tracing block device I/O... Hit Ctrl-C to end.";
 
-/// A running `bpfprof biolatency`, attached (its header has been read).
-struct Tracer {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-    stderr: BufReader<ChildStderr>,
-}
-
-impl Tracer {
-    /// Starts biolatency with `args` (and BPFPROF_HOOKS=`hooks` if given) and waits for its header: on
-    /// stdout in text mode, on stderr with -j.
-    fn start(args: &[&str], hooks: Option<&str>) -> Self {
-        let mut cmd = bpfprof();
-        cmd.arg("biolatency")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(h) = hooks {
-            cmd.env("BPFPROF_HOOKS", h);
-        }
-        let mut child = cmd.spawn().expect("starting bpfprof");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        let reader: &mut dyn BufRead = if args.contains(&"-j") {
-            &mut stderr
-        } else {
-            &mut stdout
-        };
-        reader.read_line(&mut line).expect("reading the header");
-        assert_eq!(
-            line.trim_end(),
-            HEADER,
-            "bpfprof biolatency {args:?} did not start"
-        );
-        Self {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    /// Sends Ctrl-C (unless it ends by itself) and returns what it printed after the header.
-    fn finish(mut self, interrupt: bool) -> (String, String) {
-        if interrupt {
-            // SAFETY: sending a signal to our own child.
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        }
-        let (mut out, mut err) = (String::new(), String::new());
-        self.stdout.read_to_string(&mut out).expect("stdout");
-        self.stderr.read_to_string(&mut err).expect("stderr");
-        let status = self.child.wait().expect("waiting for bpfprof");
-        // Reaped: Drop's kill does nothing now (std does not signal a child it has waited for).
-        assert!(status.success(), "bpfprof failed: {status}\nstderr: {err}");
-        (out, err)
-    }
-}
-
-impl Drop for Tracer {
-    /// A test that failed before `finish` leaves no tracer running (and attached) behind.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A running `bpfprof biolatency` (BPFPROF_HOOKS=`hooks` if given), attached: its header is read from
+/// stdout, or stderr with -j.
+fn tracer(args: &[&str], hooks: Option<&str>) -> Running {
+    let mut argv = vec!["biolatency"];
+    argv.extend_from_slice(args);
+    let env: Vec<(&str, &str)> = hooks.map(|h| ("BPFPROF_HOOKS", h)).into_iter().collect();
+    let r = Running::start(&argv, &env, args.contains(&"-j"), HEADER);
+    assert_eq!(r.header.trim_end(), HEADER);
+    r
 }
 
 /// One histogram of bcc's text layout: its `disk = ..`/`flags = ..` label and its rows (low, high, count).
@@ -214,7 +159,7 @@ fn biolatency_counts_every_read_and_write_by_flags_with_either_hook() {
     for hooks in ["tp_btf", "raw_tp"] {
         let dev = LoopDevice::new("flags");
         let mut w = io_workload(&dev, 300, 100, 1);
-        let tracer = Tracer::start(&["-F", "-e", "-d", dev.name()], Some(hooks));
+        let tracer = tracer(&["-F", "-e", "-d", dev.name()], Some(hooks));
         w.go();
         w.wait();
         let (out, err) = tracer.finish(true);
@@ -255,9 +200,9 @@ fn biolatency_json_agrees_with_text_and_queued_time_is_not_shorter() {
     };
     let dev = LoopDevice::new("json");
     let mut w = io_workload_fsync(&dev, 200, 200, 1, 20);
-    let text = Tracer::start(&["-e", "-d", dev.name()], None);
-    let json = Tracer::start(&["-j", "-d", dev.name()], None);
-    let queued = Tracer::start(&["-j", "-Q", "-d", dev.name()], None);
+    let text = tracer(&["-e", "-d", dev.name()], None);
+    let json = tracer(&["-j", "-d", dev.name()], None);
+    let queued = tracer(&["-j", "-Q", "-d", dev.name()], None);
     w.go();
     w.wait();
     let (text_out, _) = text.finish(true);
@@ -315,7 +260,7 @@ fn biolatency_intervals_add_up_to_every_io_per_disk() {
     let dev = LoopDevice::new("intervals");
     // Five rounds 300 ms apart: the I/O spans 1.2 s, so it straddles at least one 1 s interval's end.
     let mut w = io_workload(&dev, 250, 150, 5);
-    let tracer = Tracer::start(&["-D", "-T", "1", "4"], None);
+    let tracer = tracer(&["-D", "-T", "1", "4"], None);
     w.go();
     w.wait();
     let (out, err) = tracer.finish(false);
@@ -361,7 +306,7 @@ fn biolatency_linear_buckets_and_summary() {
     };
     let dev = LoopDevice::new("linear");
     let mut w = io_workload(&dev, 150, 0, 1);
-    let tracer = Tracer::start(&["--linear", "0,1000,50", "-s", "-d", dev.name()], None);
+    let tracer = tracer(&["--linear", "0,1000,50", "-s", "-d", dev.name()], None);
     w.go();
     w.wait();
     let (out, err) = tracer.finish(true);
@@ -445,7 +390,7 @@ fn biolatency_cgroup_filter_counts_only_that_cgroups_io() {
     let mut outside = io_workload(&dev, 70, 0, 1);
     cg.add(inside.pid());
     let cg_path = cg.dir.to_string_lossy().into_owned();
-    let tracer = Tracer::start(&["-c", &cg_path, "-d", dev.name()], None);
+    let tracer = tracer(&["-c", &cg_path, "-d", dev.name()], None);
     inside.go();
     outside.go();
     inside.wait();

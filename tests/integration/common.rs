@@ -1,7 +1,7 @@
 //! Shared test support: building workloads, running bpfprof, and killing workloads on drop.
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 
 /// Path of the binary under test.
@@ -238,4 +238,75 @@ pub fn assert_nothing_left_attached() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     panic!("a bpfprof BPF program is still loaded 5 s after exit:\n{text}");
+}
+
+/// A bpfprof tool running in the background, attached: its first line (the header, printed once its probes
+/// are attached) has been read. Killed when dropped, so a failed test leaves nothing attached.
+pub struct Running {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    stderr: BufReader<ChildStderr>,
+    /// The header line.
+    pub header: String,
+}
+
+impl Running {
+    /// Starts `bpfprof ARGS` with `env` and waits for its header: on stdout, or on stderr when
+    /// `header_on_stderr` (JSON modes keep stdout for JSON). Panics unless it starts with `prefix`.
+    pub fn start(
+        args: &[&str],
+        env: &[(&str, &str)],
+        header_on_stderr: bool,
+        prefix: &str,
+    ) -> Self {
+        let mut child = bpfprof()
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting bpfprof");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut header = String::new();
+        let reader: &mut dyn BufRead = if header_on_stderr {
+            &mut stderr
+        } else {
+            &mut stdout
+        };
+        reader.read_line(&mut header).expect("reading the header");
+        assert!(
+            header.starts_with(prefix),
+            "bpfprof {args:?} did not start: {header:?}"
+        );
+        Self {
+            child,
+            stdout,
+            stderr,
+            header,
+        }
+    }
+
+    /// Sends Ctrl-C (when `interrupt`; else it must end by itself), asserts success, and returns what it
+    /// printed after the header on stdout, and its stderr.
+    pub fn finish(mut self, interrupt: bool) -> (String, String) {
+        if interrupt {
+            // SAFETY: sending a signal to our own child.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        }
+        let (mut out, mut err) = (String::new(), String::new());
+        self.stdout.read_to_string(&mut out).expect("stdout");
+        self.stderr.read_to_string(&mut err).expect("stderr");
+        let status = self.child.wait().expect("waiting for bpfprof");
+        assert!(status.success(), "bpfprof failed: {status}\nstderr: {err}");
+        (out, err)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // After finish the child is reaped: std does not signal a child it has waited for.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

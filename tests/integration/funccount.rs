@@ -1,9 +1,6 @@
 //! funccount against a workload with known calls (tests/workloads/calls.c): functions called an exact number
 //! of times, a USDT probe fired with each call of one of them, and an exact number of getpgid system calls.
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, ChildStderr, ChildStdout, Stdio};
-
-use crate::common::{assert_nothing_left_attached, bpf_test, bpfprof, workload, Workload};
+use crate::common::{assert_nothing_left_attached, bpf_test, bpfprof, workload, Running, Workload};
 
 /// The calls workload, gated: it calls after `go`.
 fn calls(a: u32, b: u32, syscalls: u32, rounds: u32) -> Workload {
@@ -18,64 +15,12 @@ fn calls(a: u32, b: u32, syscalls: u32, rounds: u32) -> Workload {
     )
 }
 
-/// A running `bpfprof funccount`, attached (its header has been read).
-struct Counter {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-    stderr: BufReader<ChildStderr>,
-    header: String,
-}
-
-impl Counter {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut cmd = bpfprof();
-        cmd.arg("funccount")
-            .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("starting bpfprof");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut header = String::new();
-        let reader: &mut dyn BufRead = if args.contains(&"-j") {
-            &mut stderr
-        } else {
-            &mut stdout
-        };
-        reader.read_line(&mut header).expect("reading the header");
-        assert!(
-            header.starts_with("Tracing "),
-            "funccount {args:?} did not start: {header:?}"
-        );
-        Self {
-            child,
-            stdout,
-            stderr,
-            header,
-        }
-    }
-
-    /// Sends Ctrl-C (unless it ends by itself) and returns stdout and stderr after the header.
-    fn finish(mut self, interrupt: bool) -> (String, String) {
-        if interrupt {
-            // SAFETY: sending a signal to our own child.
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        }
-        let (mut out, mut err) = (String::new(), String::new());
-        self.stdout.read_to_string(&mut out).expect("stdout");
-        self.stderr.read_to_string(&mut err).expect("stderr");
-        let status = self.child.wait().expect("waiting for bpfprof");
-        assert!(status.success(), "bpfprof failed: {status}\nstderr: {err}");
-        (out, err)
-    }
-}
-
-impl Drop for Counter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A running `bpfprof funccount`, attached: its header (`Tracing N functions ...`) is read from stdout, or
+/// stderr with -j.
+fn counter(args: &[&str], env: &[(&str, &str)]) -> Running {
+    let mut argv = vec!["funccount"];
+    argv.extend_from_slice(args);
+    Running::start(&argv, env, args.contains(&"-j"), "Tracing ")
 }
 
 /// The rows of bcc's table in one output: (FUNC, COUNT).
@@ -104,7 +49,7 @@ fn count_calls(
     let pattern = pattern_for(&bin);
     let mut args: Vec<&str> = extra.to_vec();
     args.push(&pattern);
-    let c = Counter::start(&args, env);
+    let c = counter(&args, env);
     let header = c.header.clone();
     w.go();
     w.wait();
@@ -152,7 +97,7 @@ fn funccount_regex_and_usdt_and_json() {
     // libc's strlen is an IFUNC: counted at the implementation it resolves to, once per call.
     let mut w = calls(0, 2000, 0, 1);
     let pid = w.pid().to_string();
-    let c = Counter::start(&["-p", &pid, "u:c:strlen"], &[]);
+    let c = counter(&["-p", &pid, "u:c:strlen"], &[]);
     w.go();
     w.wait();
     let (out, _) = c.finish(true);
@@ -160,7 +105,7 @@ fn funccount_regex_and_usdt_and_json() {
 
     let mut w = calls(10, 20, 0, 1);
     let bin = workload("calls").to_string_lossy().into_owned();
-    let c = Counter::start(&["-j", &format!("u:{bin}:count_*")], &[]);
+    let c = counter(&["-j", &format!("u:{bin}:count_*")], &[]);
     w.go();
     w.wait();
     let (out, _) = c.finish(true);
@@ -182,7 +127,7 @@ fn funccount_tracepoint_filtered_by_pid_is_exact() {
     };
     let mut w = calls(0, 0, 77, 1);
     let pid = w.pid().to_string();
-    let c = Counter::start(&["-p", &pid, "t:syscalls:sys_enter_getpgid"], &[]);
+    let c = counter(&["-p", &pid, "t:syscalls:sys_enter_getpgid"], &[]);
     w.go();
     w.wait();
     let (out, _) = c.finish(true);
@@ -203,7 +148,7 @@ fn funccount_intervals_add_up_to_the_total() {
     // Five rounds 300 ms apart span 1.2 s: they straddle at least one 1 s interval's end.
     let mut w = calls(500, 1000, 0, 5);
     let bin = workload("calls").to_string_lossy().into_owned();
-    let c = Counter::start(
+    let c = counter(
         &["-i", "1", "-d", "4", "-T", &format!("u:{bin}:count_*")],
         &[],
     );
@@ -279,7 +224,7 @@ fn funccount_skips_functions_the_kernel_cannot_probe() {
     let Some(_lock) = bpf_test("funccount_skips_functions_the_kernel_cannot_probe") else {
         return;
     };
-    let c = Counter::start(&["-d", "1", "u:c:pthread_spin_*"], &[]);
+    let c = counter(&["-d", "1", "u:c:pthread_spin_*"], &[]);
     let header = c.header.clone();
     let (_, err) = c.finish(false);
     assert!(
