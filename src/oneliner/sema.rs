@@ -1,0 +1,866 @@
+//! The semantic pass: types every expression, checks builtins against the probes they are used in, maps
+//! against all their uses, calls against their signatures and printf formats against their arguments. Errors
+//! point at the expression they are about. What it learns (map kinds and key types, tracepoint fields) is
+//! what code generation needs.
+use std::collections::{BTreeMap, HashMap};
+
+use super::ast::*;
+use super::diag::{Diag, Span};
+use super::tpformat::{Field, FieldType};
+
+/// A value's type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Type {
+    Int {
+        size: usize,
+        signed: bool,
+    },
+    /// A string in a buffer of this many bytes (comm: 16, str(): 64).
+    Str(usize),
+    KStack,
+    UStack,
+    /// A kernel or user address printed as its symbol (func, ksym(), usym()).
+    Sym {
+        user: bool,
+    },
+    /// `args` of a tracepoint: only its fields have values.
+    Args,
+    /// What a statement-only call returns (printf, delete, exit...).
+    None,
+}
+
+impl Type {
+    const U64: Type = Type::Int {
+        size: 8,
+        signed: false,
+    };
+    const S64: Type = Type::Int {
+        size: 8,
+        signed: true,
+    };
+    const U32: Type = Type::Int {
+        size: 4,
+        signed: false,
+    };
+
+    fn is_int(&self) -> bool {
+        matches!(self, Type::Int { .. })
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Type::Int { size, signed } => {
+                format!("{}int{}", if *signed { "" } else { "u" }, size * 8)
+            }
+            Type::Str(n) => format!("string[{n}]"),
+            Type::KStack => "kstack".into(),
+            Type::UStack => "ustack".into(),
+            Type::Sym { user: false } => "ksym".into(),
+            Type::Sym { user: true } => "usym".into(),
+            Type::Args => "args".into(),
+            Type::None => "none".into(),
+        }
+    }
+
+    /// Two uses of a map key or value agree: integers of any size, strings of any length.
+    fn compatible(&self, other: &Type) -> bool {
+        matches!(
+            (self, other),
+            (Type::Int { .. }, Type::Int { .. }) | (Type::Str(_), Type::Str(_))
+        ) || self == other
+    }
+}
+
+/// What a map holds: what its assignments say.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MapKind {
+    /// `@x = expr`, `@x++`, `@x += n`
+    Value(Type),
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Stats,
+    Hist,
+    Lhist {
+        min: i64,
+        max: i64,
+        step: i64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MapInfo {
+    pub keys: Vec<Type>,
+    pub kind: MapKind,
+    /// Where it was first given its kind.
+    pub span: Span,
+}
+
+/// Where tracepoint fields come from: tracefs on a live system, a table in tests.
+pub trait TracepointSource {
+    /// The fields of `category:event` (no globs).
+    fn fields(&self, category: &str, event: &str) -> anyhow::Result<Vec<Field>>;
+}
+
+/// Tracefs.
+pub struct Tracefs;
+
+impl TracepointSource for Tracefs {
+    fn fields(&self, category: &str, event: &str) -> anyhow::Result<Vec<Field>> {
+        super::tpformat::read_fields(category, event)
+    }
+}
+
+/// What the pass learned.
+#[derive(Debug, Default)]
+pub struct Info {
+    pub maps: BTreeMap<String, MapInfo>,
+    /// Per probe (by index), the tracepoint fields `args` has (tracepoint probes only).
+    pub args: Vec<Option<Vec<Field>>>,
+}
+
+/// Checks a program.
+pub fn check(program: &Program, tps: &dyn TracepointSource) -> Result<Info, Diag> {
+    let mut info = Info::default();
+    for probe in &program.probes {
+        let mut ctx = ProbeCtx::new(probe, tps)?;
+        if let Some(pred) = &probe.pred {
+            let t = ctx.expr(pred, &mut info)?;
+            if !t.is_int() && !matches!(t, Type::Str(_)) {
+                return Err(Diag::new(
+                    pred.span,
+                    format!("a predicate must be an integer, not {}", t.name()),
+                ));
+            }
+        }
+        ctx.stmts(&probe.body, &mut info)?;
+        info.args.push(ctx.fields);
+    }
+    Ok(info)
+}
+
+/// Which builtins a probe has.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Provider {
+    Special,
+    Tracepoint,
+    Kprobe,
+    Kretprobe,
+    Uprobe,
+    Uretprobe,
+    Usdt,
+    Timer,
+}
+
+struct ProbeCtx {
+    providers: Vec<Provider>,
+    fields: Option<Vec<Field>>,
+    vars: HashMap<String, Type>,
+}
+
+impl ProbeCtx {
+    fn new(probe: &Probe, tps: &dyn TracepointSource) -> Result<Self, Diag> {
+        let mut providers = Vec::new();
+        let mut fields: Option<Vec<Field>> = None;
+        for a in &probe.attach {
+            let p = match &a.kind {
+                Attach::Begin | Attach::End => Provider::Special,
+                Attach::Tracepoint { category, event } => {
+                    // Globs: the fields of the events are checked at attach time; the first match types them.
+                    if !category.contains(['*', '?', '[']) && !event.contains(['*', '?', '[']) {
+                        let f = tps
+                            .fields(category, event)
+                            .map_err(|e| Diag::new(a.span, format!("{e:#}")))?;
+                        fields = Some(match fields {
+                            None => f,
+                            // Several tracepoints in one probe: `args` has the fields they share.
+                            Some(prev) => prev.into_iter().filter(|x| f.contains(x)).collect(),
+                        });
+                    }
+                    Provider::Tracepoint
+                }
+                Attach::Kprobe { ret: false, .. } | Attach::Fentry { ret: false, .. } => {
+                    Provider::Kprobe
+                }
+                Attach::Kprobe { ret: true, .. } | Attach::Fentry { ret: true, .. } => {
+                    Provider::Kretprobe
+                }
+                Attach::Uprobe { ret: false, .. } => Provider::Uprobe,
+                Attach::Uprobe { ret: true, .. } => Provider::Uretprobe,
+                Attach::Usdt { .. } => Provider::Usdt,
+                Attach::Profile { .. } | Attach::Interval { .. } => Provider::Timer,
+            };
+            providers.push(p);
+        }
+        Ok(Self {
+            providers,
+            fields,
+            vars: HashMap::new(),
+        })
+    }
+
+    /// A builtin exists only where every attach point of the probe has it.
+    fn require(&self, span: Span, name: &str, ok: &[Provider]) -> Result<(), Diag> {
+        if self.providers.iter().all(|p| ok.contains(p)) {
+            return Ok(());
+        }
+        Err(Diag::new(
+            span,
+            format!("the builtin {name} does not exist in this probe's type"),
+        ))
+    }
+
+    fn stmts(&mut self, stmts: &[Stmt], info: &mut Info) -> Result<(), Diag> {
+        for s in stmts {
+            match &s.kind {
+                StmtKind::Expr(e) => {
+                    self.expr(e, info)?;
+                }
+                StmtKind::Assign { target, op, value } => self.assign(target, *op, value, info)?,
+                StmtKind::If { cond, then, els } => {
+                    let t = self.expr(cond, info)?;
+                    if !t.is_int() {
+                        return Err(Diag::new(cond.span, "a condition must be an integer"));
+                    }
+                    self.stmts(then, info)?;
+                    self.stmts(els, info)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn assign(
+        &mut self,
+        target: &Expr,
+        op: Option<&'static str>,
+        value: &Expr,
+        info: &mut Info,
+    ) -> Result<(), Diag> {
+        match &target.kind {
+            ExprKind::Var(name) => {
+                let t = self.expr(value, info)?;
+                if matches!(t, Type::None | Type::Args) {
+                    return Err(Diag::new(value.span, "this has no value to assign"));
+                }
+                if op.is_some() && !t.is_int() {
+                    return Err(Diag::new(
+                        value.span,
+                        "compound assignment needs an integer",
+                    ));
+                }
+                if let Some(prev) = self.vars.get(name) {
+                    if !prev.compatible(&t) {
+                        return Err(Diag::new(
+                            value.span,
+                            format!("${name} holds {}, not {}", prev.name(), t.name()),
+                        ));
+                    }
+                }
+                self.vars.insert(name.clone(), t);
+                Ok(())
+            }
+            ExprKind::Map { name, keys } => {
+                let key_types = self.keys(keys, info)?;
+                let kind = match (&value.kind, op) {
+                    (ExprKind::Call { name: f, args }, None) => {
+                        match self.aggregation(f, args, value.span, info)? {
+                            Some(kind) => kind,
+                            None => MapKind::Value(self.expr(value, info)?),
+                        }
+                    }
+                    _ => MapKind::Value(self.expr(value, info)?),
+                };
+                if let MapKind::Value(t) = &kind {
+                    if matches!(t, Type::None | Type::Args) {
+                        return Err(Diag::new(value.span, "this has no value to store"));
+                    }
+                    if op.is_some() && !t.is_int() {
+                        return Err(Diag::new(
+                            value.span,
+                            "compound assignment needs an integer",
+                        ));
+                    }
+                }
+                declare_map(info, name, key_types, kind, target.span)
+            }
+            _ => Err(Diag::new(
+                target.span,
+                "only maps and variables can be assigned to",
+            )),
+        }
+    }
+
+    /// `count()`, `hist(x)`...: the map kind an aggregation makes, or None for other calls.
+    fn aggregation(
+        &mut self,
+        f: &str,
+        args: &[Expr],
+        span: Span,
+        info: &mut Info,
+    ) -> Result<Option<MapKind>, Diag> {
+        let one_int = |ctx: &mut Self, info: &mut Info| -> Result<(), Diag> {
+            if args.len() != 1 {
+                return Err(Diag::new(span, format!("{f}() takes one integer")));
+            }
+            let t = ctx.expr(&args[0], info)?;
+            if !t.is_int() {
+                return Err(Diag::new(
+                    args[0].span,
+                    format!("{f}() takes an integer, not {}", t.name()),
+                ));
+            }
+            Ok(())
+        };
+        let kind = match f {
+            "count" => {
+                if !args.is_empty() {
+                    return Err(Diag::new(span, "count() takes no arguments"));
+                }
+                MapKind::Count
+            }
+            "sum" | "avg" | "min" | "max" | "stats" | "hist" => {
+                one_int(self, info)?;
+                match f {
+                    "sum" => MapKind::Sum,
+                    "avg" => MapKind::Avg,
+                    "min" => MapKind::Min,
+                    "max" => MapKind::Max,
+                    "stats" => MapKind::Stats,
+                    _ => MapKind::Hist,
+                }
+            }
+            "lhist" => {
+                if args.len() != 4 {
+                    return Err(Diag::new(span, "lhist() takes (value, min, max, step)"));
+                }
+                let t = self.expr(&args[0], info)?;
+                if !t.is_int() {
+                    return Err(Diag::new(args[0].span, "lhist() takes an integer value"));
+                }
+                let konst = |e: &Expr| match e.kind {
+                    ExprKind::Int(n) => Ok(n as i64),
+                    _ => Err(Diag::new(
+                        e.span,
+                        "lhist()'s min, max and step are integer literals",
+                    )),
+                };
+                let (min, max, step) = (konst(&args[1])?, konst(&args[2])?, konst(&args[3])?);
+                if step <= 0 || max <= min {
+                    return Err(Diag::new(
+                        span,
+                        "lhist() needs min < max and a step above 0",
+                    ));
+                }
+                if (max - min) / step > 1000 {
+                    return Err(Diag::new(
+                        span,
+                        "lhist() makes more than 1000 buckets: use a larger step",
+                    ));
+                }
+                MapKind::Lhist { min, max, step }
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(kind))
+    }
+
+    fn keys(&mut self, keys: &[Expr], info: &mut Info) -> Result<Vec<Type>, Diag> {
+        keys.iter()
+            .map(|k| {
+                let t = self.expr(k, info)?;
+                match t {
+                    Type::Int { .. }
+                    | Type::Str(_)
+                    | Type::KStack
+                    | Type::UStack
+                    | Type::Sym { .. } => Ok(t),
+                    other => Err(Diag::new(
+                        k.span,
+                        format!("a map key cannot be {}", other.name()),
+                    )),
+                }
+            })
+            .collect()
+    }
+
+    fn expr(&mut self, e: &Expr, info: &mut Info) -> Result<Type, Diag> {
+        use Provider::*;
+        Ok(match &e.kind {
+            ExprKind::Int(_) => Type::S64,
+            ExprKind::Str(s) => Type::Str(s.len() + 1),
+            ExprKind::Var(name) => self.vars.get(name).cloned().ok_or_else(|| {
+                Diag::new(e.span, format!("${name} is used before it is assigned"))
+            })?,
+            ExprKind::Ident(name) => match name.as_str() {
+                "pid" | "tid" | "uid" | "gid" | "cpu" => Type::U32,
+                "nsecs" | "elapsed" | "cgroup" => Type::U64,
+                "comm" => Type::Str(16),
+                "probe" => Type::Str(64),
+                "kstack" => Type::KStack,
+                "ustack" => Type::UStack,
+                "func" => {
+                    self.require(e.span, name, &[Kprobe, Kretprobe, Uprobe, Uretprobe])?;
+                    Type::Sym {
+                        user: self
+                            .providers
+                            .iter()
+                            .any(|p| matches!(p, Uprobe | Uretprobe)),
+                    }
+                }
+                "retval" => {
+                    self.require(e.span, name, &[Kretprobe, Uretprobe])?;
+                    Type::S64
+                }
+                "args" => {
+                    self.require(e.span, name, &[Tracepoint])?;
+                    Type::Args
+                }
+                n if n.len() == 4 && n.starts_with("arg") && n.as_bytes()[3].is_ascii_digit() => {
+                    if n.as_bytes()[3] > b'5' {
+                        return Err(Diag::new(e.span, "arguments go from arg0 to arg5"));
+                    }
+                    self.require(e.span, name, &[Kprobe, Uprobe, Usdt])?;
+                    Type::U64
+                }
+                _ => return Err(Diag::new(e.span, format!("unknown identifier: {name}"))),
+            },
+            ExprKind::Field { base, field } => {
+                let t = self.expr(base, info)?;
+                if t != Type::Args {
+                    return Err(Diag::new(e.span, format!("{} has no fields", t.name())));
+                }
+                match &self.fields {
+                    // A glob: typed when its events are known (attach time).
+                    None => Type::U64,
+                    Some(fields) => {
+                        let f = fields.iter().find(|f| f.name == *field).ok_or_else(|| {
+                            let names: Vec<&str> = fields
+                                .iter()
+                                .filter(|f| !f.name.starts_with("common_"))
+                                .map(|f| f.name.as_str())
+                                .collect();
+                            Diag::new(
+                                e.span,
+                                format!(
+                                    "the tracepoint has no field {field} (it has: {})",
+                                    names.join(", ")
+                                ),
+                            )
+                        })?;
+                        match &f.ty {
+                            FieldType::Int { signed } => Type::Int {
+                                size: f.size,
+                                signed: *signed,
+                            },
+                            FieldType::Ptr => Type::U64,
+                            FieldType::Chars(n) => Type::Str(*n),
+                            FieldType::Other(t) => {
+                                return Err(Diag::new(
+                                    e.span,
+                                    format!("field {field} ({t}) cannot be read yet"),
+                                ))
+                            }
+                        }
+                    }
+                }
+            }
+            ExprKind::Map { name, keys } => {
+                let key_types = self.keys(keys, info)?;
+                match info.maps.get(name) {
+                    Some(m) => {
+                        check_keys(name, &m.keys, &key_types, e.span)?;
+                        match &m.kind {
+                            MapKind::Value(t) => t.clone(),
+                            MapKind::Count | MapKind::Sum | MapKind::Min | MapKind::Max => {
+                                Type::S64
+                            }
+                            MapKind::Avg => Type::S64,
+                            _ => {
+                                return Err(Diag::new(
+                                    e.span,
+                                    format!(
+                                        "@{name} is a histogram or stats: it has no single value"
+                                    ),
+                                ))
+                            }
+                        }
+                    }
+                    // Read before any assignment in program order: an integer (bpftrace reads 0).
+                    None => Type::S64,
+                }
+            }
+            ExprKind::Call { name, args } => self.call(name, args, e.span, info)?,
+            ExprKind::Unary { op, expr } => {
+                let t = self.expr(expr, info)?;
+                if !t.is_int() {
+                    return Err(Diag::new(
+                        e.span,
+                        format!("{op} needs an integer, not {}", t.name()),
+                    ));
+                }
+                Type::S64
+            }
+            ExprKind::Binary { op, lhs, rhs } => {
+                let (a, b) = (self.expr(lhs, info)?, self.expr(rhs, info)?);
+                match (&a, &b) {
+                    (Type::Int { .. }, Type::Int { .. }) => {
+                        if matches!(*op, "==" | "!=" | "<" | "<=" | ">" | ">=" | "&&" | "||") {
+                            Type::S64
+                        } else {
+                            let signed = matches!(a, Type::Int { signed: true, .. })
+                                && matches!(b, Type::Int { signed: true, .. });
+                            Type::Int { size: 8, signed }
+                        }
+                    }
+                    (Type::Str(_), Type::Str(_)) if matches!(*op, "==" | "!=") => Type::S64,
+                    _ => {
+                        return Err(Diag::new(
+                            e.span,
+                            format!("{op} cannot take {} and {}", a.name(), b.name()),
+                        ))
+                    }
+                }
+            }
+            ExprKind::Ternary { cond, then, els } => {
+                let c = self.expr(cond, info)?;
+                if !c.is_int() {
+                    return Err(Diag::new(cond.span, "a condition must be an integer"));
+                }
+                let (a, b) = (self.expr(then, info)?, self.expr(els, info)?);
+                if !a.compatible(&b) {
+                    return Err(Diag::new(
+                        e.span,
+                        format!("the branches differ: {} and {}", a.name(), b.name()),
+                    ));
+                }
+                match (a, b) {
+                    (Type::Str(x), Type::Str(y)) => Type::Str(x.max(y)),
+                    (a, _) => a,
+                }
+            }
+            ExprKind::Incr { target, .. } => match &target.kind {
+                ExprKind::Var(name) => {
+                    let t = self.vars.get(name).cloned().ok_or_else(|| {
+                        Diag::new(
+                            target.span,
+                            format!("${name} is used before it is assigned"),
+                        )
+                    })?;
+                    if !t.is_int() {
+                        return Err(Diag::new(target.span, "++ and -- need an integer"));
+                    }
+                    t
+                }
+                ExprKind::Map { name, keys } => {
+                    let key_types = self.keys(keys, info)?;
+                    declare_map(
+                        info,
+                        name,
+                        key_types,
+                        MapKind::Value(Type::S64),
+                        target.span,
+                    )?;
+                    Type::S64
+                }
+                _ => {
+                    return Err(Diag::new(
+                        target.span,
+                        "++ and -- apply to maps and variables",
+                    ))
+                }
+            },
+        })
+    }
+
+    fn call(
+        &mut self,
+        name: &str,
+        args: &[Expr],
+        span: Span,
+        info: &mut Info,
+    ) -> Result<Type, Diag> {
+        let arity = |lo: usize, hi: usize| -> Result<(), Diag> {
+            if args.len() < lo || args.len() > hi {
+                return Err(Diag::new(
+                    span,
+                    format!("wrong number of arguments to {name}()"),
+                ));
+            }
+            Ok(())
+        };
+        let map_arg = |ctx: &mut Self, info: &mut Info, keyed: bool| -> Result<(), Diag> {
+            match args.first().map(|a| &a.kind) {
+                Some(ExprKind::Map { name: m, keys }) if keyed || keys.is_empty() => {
+                    let kt = ctx.keys(keys, info)?;
+                    if let Some(known) = info.maps.get(m) {
+                        if keyed {
+                            check_keys(m, &known.keys, &kt, args[0].span)?;
+                        }
+                    }
+                    Ok(())
+                }
+                _ => Err(Diag::new(
+                    span,
+                    format!(
+                        "{name}() takes a map{}",
+                        if keyed { " element: @m[key]" } else { ": @m" }
+                    ),
+                )),
+            }
+        };
+        Ok(match name {
+            "count" | "sum" | "avg" | "min" | "max" | "stats" | "hist" | "lhist" => {
+                return Err(Diag::new(
+                    span,
+                    format!("{name}() can only be assigned to a map: @x = {name}(...)"),
+                ))
+            }
+            "printf" => {
+                let fmt = match args.first().map(|a| &a.kind) {
+                    Some(ExprKind::Str(s)) => s.clone(),
+                    _ => return Err(Diag::new(span, "printf() takes a format string first")),
+                };
+                let mut types = Vec::new();
+                for a in &args[1..] {
+                    types.push((self.expr(a, info)?, a.span));
+                }
+                check_printf(&fmt, &types, span)?;
+                Type::None
+            }
+            "str" => {
+                arity(1, 2)?;
+                let t = self.expr(&args[0], info)?;
+                if !t.is_int() && !matches!(t, Type::Str(_)) {
+                    return Err(Diag::new(args[0].span, "str() takes an address"));
+                }
+                Type::Str(64)
+            }
+            "ksym" | "usym" => {
+                arity(1, 1)?;
+                if !self.expr(&args[0], info)?.is_int() {
+                    return Err(Diag::new(
+                        args[0].span,
+                        format!("{name}() takes an address"),
+                    ));
+                }
+                Type::Sym {
+                    user: name == "usym",
+                }
+            }
+            "exit" => {
+                arity(0, 0)?;
+                Type::None
+            }
+            "delete" => {
+                arity(1, 1)?;
+                map_arg(self, info, true)?;
+                Type::None
+            }
+            "clear" | "zero" | "print" => {
+                arity(1, 1)?;
+                map_arg(self, info, false)?;
+                Type::None
+            }
+            _ => return Err(Diag::new(span, format!("unknown function: {name}()"))),
+        })
+    }
+}
+
+fn check_keys(name: &str, known: &[Type], used: &[Type], span: Span) -> Result<(), Diag> {
+    if known.len() != used.len() || known.iter().zip(used).any(|(a, b)| !a.compatible(b)) {
+        let show = |ts: &[Type]| ts.iter().map(Type::name).collect::<Vec<_>>().join(", ");
+        return Err(Diag::new(
+            span,
+            format!(
+                "@{name} is keyed by [{}], not [{}]",
+                show(known),
+                show(used)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn declare_map(
+    info: &mut Info,
+    name: &str,
+    keys: Vec<Type>,
+    kind: MapKind,
+    span: Span,
+) -> Result<(), Diag> {
+    match info.maps.get(name) {
+        None => {
+            info.maps
+                .insert(name.to_string(), MapInfo { keys, kind, span });
+            Ok(())
+        }
+        Some(m) => {
+            check_keys(name, &m.keys, &keys, span)?;
+            let same = match (&m.kind, &kind) {
+                (MapKind::Value(a), MapKind::Value(b)) => a.compatible(b),
+                (a, b) => a == b,
+            };
+            if !same {
+                return Err(Diag::new(
+                    span,
+                    format!(
+                        "@{name} already holds {:?}; it cannot also hold {:?}",
+                        m.kind, kind
+                    ),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Checks printf's verbs against its arguments: %d %i %u %x %X %o (integers, with l/ll/h/hh), %s (strings,
+/// symbols), %c, %p, %%; flags and widths allowed.
+fn check_printf(fmt: &str, args: &[(Type, Span)], span: Span) -> Result<(), Diag> {
+    let mut verbs = Vec::new();
+    let mut chars = fmt.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            continue;
+        }
+        while let Some(&n) = chars.peek() {
+            if "-+ #0123456789.lhz".contains(n) {
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        match chars.next() {
+            Some('%') => {}
+            Some(v @ ('d' | 'i' | 'u' | 'x' | 'X' | 'o' | 'c' | 'p' | 's')) => verbs.push(v),
+            Some(v) => return Err(Diag::new(span, format!("printf: unknown verb %{v}"))),
+            None => return Err(Diag::new(span, "printf: a format ends with %")),
+        }
+    }
+    if verbs.len() != args.len() {
+        return Err(Diag::new(
+            span,
+            format!(
+                "printf: the format has {} verbs and {} arguments follow it",
+                verbs.len(),
+                args.len()
+            ),
+        ));
+    }
+    for (v, (t, s)) in verbs.iter().zip(args) {
+        let ok = match v {
+            's' => matches!(
+                t,
+                Type::Str(_) | Type::Sym { .. } | Type::KStack | Type::UStack
+            ),
+            _ => t.is_int(),
+        };
+        if !ok {
+            return Err(Diag::new(
+                *s,
+                format!("printf: %{v} does not take {}", t.name()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parser::parse;
+    use super::super::tpformat::parse_format;
+    use super::*;
+
+    /// Two tracepoints' formats, as tracefs would give them.
+    struct Fake;
+
+    impl TracepointSource for Fake {
+        fn fields(&self, category: &str, event: &str) -> anyhow::Result<Vec<Field>> {
+            let text = match (category, event) {
+                ("syscalls", "sys_enter_openat") => {
+                    "\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\
+                     \tfield:const char * filename;\toffset:24;\tsize:8;\tsigned:0;\n"
+                }
+                ("syscalls", "sys_exit_read") => {
+                    "\tfield:long ret;\toffset:16;\tsize:8;\tsigned:1;\n"
+                }
+                ("sched", "sched_switch") => {
+                    "\tfield:char prev_comm[16];\toffset:8;\tsize:16;\tsigned:0;\n"
+                }
+                _ => anyhow::bail!("no tracepoint {category}:{event}"),
+            };
+            parse_format(text)
+        }
+    }
+
+    fn ok(src: &str) -> Info {
+        let p = parse(src).unwrap_or_else(|d| panic!("{}", d.render("stdin", src)));
+        check(&p, &Fake).unwrap_or_else(|d| panic!("{}", d.render("stdin", src)))
+    }
+
+    fn err(src: &str) -> String {
+        let p = parse(src).unwrap_or_else(|d| panic!("{}", d.render("stdin", src)));
+        match check(&p, &Fake) {
+            Ok(_) => panic!("accepted: {src}"),
+            Err(d) => d.render("stdin", src),
+        }
+    }
+
+    #[test]
+    fn the_issues_one_liners_check() {
+        ok(
+            r#"tracepoint:syscalls:sys_enter_openat { printf("%s %s\n", comm, str(args->filename)); }"#,
+        );
+        let i = ok("t:syscalls:sys_exit_read { @[comm] = hist(args->ret); }");
+        assert_eq!(i.maps[""].kind, MapKind::Hist);
+        assert_eq!(i.maps[""].keys, vec![Type::Str(16)]);
+        ok("kprobe:vfs_* { @[func] = count(); }");
+        ok("k:vfs_read { @start[tid] = nsecs; } kr:vfs_read /@start[tid]/ { @ns = hist(nsecs - @start[tid]); delete(@start[tid]); }");
+        ok(r#"uretprobe:/bin/bash:readline { printf("%s\n", str(retval)); }"#);
+        ok("k:do_nanosleep /pid > 100/ { @[comm]++; }");
+        ok("kr:vfs_read { @ = hist(retval); }");
+        let i = ok("profile:hz:99 { @[kstack, ustack, comm] = count(); }");
+        assert_eq!(
+            i.maps[""].keys,
+            vec![Type::KStack, Type::UStack, Type::Str(16)]
+        );
+        let i = ok("tracepoint:sched:sched_switch { @[args->prev_comm] = count(); } interval:s:5 { exit(); }");
+        assert_eq!(i.maps[""].keys, vec![Type::Str(16)]);
+        let i = ok("k:f { @l = lhist(arg0, 0, 100, 10); @s = stats(arg1); $x = 1; $x++; if ($x > 1) { @m[$x] = $x; } }");
+        assert_eq!(
+            i.maps["l"].kind,
+            MapKind::Lhist {
+                min: 0,
+                max: 100,
+                step: 10
+            }
+        );
+    }
+
+    #[test]
+    fn errors_point_at_what_is_wrong() {
+        assert!(err("t:sched:sched_switch { @ = retval; }")
+            .contains("retval does not exist in this probe's type"));
+        assert!(err("k:f { @ = args->x; }").contains("the builtin args does not exist"));
+        let e = err("t:syscalls:sys_exit_read { @ = args->nope; }");
+        assert!(e.contains("no field nope (it has: ret)"), "{e}");
+        assert!(err("t:x:y { }").contains("no tracepoint x:y"));
+        assert!(err("k:f { @x[pid] = 1; @x[comm] = 2; }")
+            .contains("@x is keyed by [uint32], not [string[16]]"));
+        assert!(err("k:f { @x = count(); @x = hist(1); }").contains("already holds Count"));
+        assert!(err(r#"k:f { printf("%d %d\n", pid); }"#).contains("2 verbs and 1 arguments"));
+        assert!(err(r#"k:f { printf("%d\n", comm); }"#).contains("%d does not take string[16]"));
+        assert!(err("k:f { $y = $z; }").contains("$z is used before it is assigned"));
+        assert!(err("k:f { count(); }").contains("can only be assigned to a map"));
+        assert!(err("k:f { @ = nosuch; }").contains("unknown identifier: nosuch"));
+        assert!(err("k:f { @ = frob(1); }").contains("unknown function: frob()"));
+        assert!(err("k:f { @ = comm + 1; }").contains("+ cannot take string[16] and int64"));
+        assert!(err("k:f { @ = lhist(1, 10, 5, 1); }").contains("min < max"));
+        assert!(err("k:f { @ = arg9; }").contains("arg0 to arg5"));
+        let e = err("BEGIN { @x = 1; }\nk:f { @y = @x + comm; }");
+        assert!(e.starts_with("stdin:2:12-"), "{e}");
+    }
+}
