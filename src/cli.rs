@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 
+use crate::oneliner::runtime::TraceConfig;
 use crate::tools::biolatency::{BiolatencyConfig, Linear};
 use crate::tools::funccount::FunccountConfig;
 use crate::tools::offcpu::{WaitConfig, WaitMode};
@@ -38,7 +39,18 @@ pub enum Command {
     /// Count calls of functions, tracepoints and USDT probes matching a pattern (as bcc's funccount).
     #[command(after_help = FUNCCOUNT_EXAMPLES)]
     Funccount(FunccountArgs),
+    /// Run a bpftrace-language program, compiled to BPF in-process (a subset so far: see the README).
+    #[command(after_help = TRACE_EXAMPLES)]
+    Trace(TraceArgs),
 }
+
+const TRACE_EXAMPLES: &str = "\
+Examples:
+  bpfprof trace -e 'tracepoint:syscalls:sys_enter_openat { printf(\"%s %s\\n\", comm, str(args->filename)); }'
+  bpfprof trace -e 't:syscalls:sys_exit_read { @[comm] = hist(args->ret); }'
+  bpfprof trace -e 'tracepoint:sched:sched_switch { @[args->prev_comm] = count(); } interval:s:5 { exit(); }'
+  bpfprof trace -e 'profile:hz:99 { @[comm] = count(); }' -d 5
+  bpfprof trace prog.bt              # a program in a file";
 
 const FUNCCOUNT_EXAMPLES: &str = "\
 Patterns:
@@ -394,6 +406,50 @@ impl FunccountArgs {
             timestamp: self.timestamp,
             json: self.json,
             max_probes: self.max_probes,
+        })
+    }
+}
+
+/// trace's arguments: a program (-e or a file), as bpftrace takes them.
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// The program's text
+    #[arg(short = 'e', value_name = "PROGRAM", conflicts_with = "file")]
+    pub program: Option<String>,
+    /// A file holding the program
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Parse and check the program, then stop (nothing is loaded)
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Print each probe's BPF instructions on stderr
+    #[arg(short = 'v')]
+    pub verbose: bool,
+    /// Stop after this many seconds (default: at exit() or Ctrl-C)
+    #[arg(short = 'd', long = "duration", value_name = "SECONDS")]
+    pub duration: Option<u64>,
+}
+
+impl TraceArgs {
+    pub fn into_config(self) -> Result<TraceConfig> {
+        let (program, source_name) = match (self.program, self.file) {
+            (Some(p), None) => (p, "stdin".to_string()),
+            (None, Some(f)) => (
+                std::fs::read_to_string(&f)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?,
+                f.display().to_string(),
+            ),
+            _ => bail!("give a program with -e 'PROGRAM', or a file"),
+        };
+        if self.duration == Some(0) {
+            bail!("duration must be at least 1 second");
+        }
+        Ok(TraceConfig {
+            program,
+            source_name,
+            dry_run: self.dry_run,
+            verbose: self.verbose,
+            duration: self.duration.map(Duration::from_secs),
         })
     }
 }

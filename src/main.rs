@@ -33,6 +33,9 @@ fn main() -> ExitCode {
         cli::Command::Funccount(args) => args
             .into_config()
             .and_then(|config| tools::funccount::run(&config)),
+        cli::Command::Trace(args) => args
+            .into_config()
+            .and_then(|config| oneliner::runtime::run(&config)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! The one-liner language's syntax tree, with a span on every node, and an S-expression printer for golden
 //! tests of the parser.
+#[cfg(test)]
 use std::fmt::Write as _;
 
 use super::diag::Span;
@@ -145,6 +146,7 @@ pub enum ExprKind {
     },
 }
 
+#[cfg(test)]
 impl Program {
     /// An S-expression rendering, one probe or statement per line (golden tests compare it).
     pub fn sexp(&self) -> String {
@@ -162,6 +164,7 @@ impl Program {
     }
 }
 
+#[cfg(test)]
 fn attach_sexp(a: &Attach) -> String {
     let unit = |u: &TimeUnit| match u {
         TimeUnit::Hz => "hz",
@@ -191,6 +194,7 @@ fn attach_sexp(a: &Attach) -> String {
     }
 }
 
+#[cfg(test)]
 fn stmts_sexp(out: &mut String, stmts: &[Stmt], depth: usize) {
     let pad = "  ".repeat(depth);
     for s in stmts {
@@ -220,6 +224,7 @@ fn stmts_sexp(out: &mut String, stmts: &[Stmt], depth: usize) {
     }
 }
 
+#[cfg(test)]
 fn expr_sexp(e: &Expr) -> String {
     match &e.kind {
         ExprKind::Int(n) => n.to_string(),

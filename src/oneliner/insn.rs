@@ -27,7 +27,9 @@ pub const R3: Reg = Reg(3);
 pub const R4: Reg = Reg(4);
 pub const R5: Reg = Reg(5);
 pub const R6: Reg = Reg(6);
+#[allow(dead_code)] // the full register set: later code generation uses r7 and r8
 pub const R7: Reg = Reg(7);
+#[allow(dead_code)]
 pub const R8: Reg = Reg(8);
 pub const R9: Reg = Reg(9);
 pub const FP: Reg = Reg(10);
@@ -57,17 +59,6 @@ pub enum Size {
     DW = 0x18,
 }
 
-impl Size {
-    pub fn bytes(self) -> usize {
-        match self {
-            Size::B => 1,
-            Size::H => 2,
-            Size::W => 4,
-            Size::DW => 8,
-        }
-    }
-}
-
 /// 64-bit ALU operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Alu {
@@ -92,6 +83,7 @@ pub enum Cond {
     Eq = 0x10,
     Gt = 0x20,
     Ge = 0x30,
+    #[allow(dead_code)] // the full set of conditions
     Set = 0x40,
     Ne = 0x50,
     Sgt = 0x60,
@@ -126,14 +118,6 @@ pub struct Asm {
 impl Asm {
     pub fn new() -> Self {
         Self::default()
-    }
-
-    pub fn len(&self) -> usize {
-        self.insns.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.insns.is_empty()
     }
 
     pub fn label(&mut self) -> Label {

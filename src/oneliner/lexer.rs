@@ -45,10 +45,6 @@ impl<'s> Lexer<'s> {
         }
     }
 
-    pub fn source(&self) -> &'s str {
-        self.src
-    }
-
     /// The next token, without taking it.
     pub fn peek(&mut self) -> Result<&Token, Diag> {
         if self.peeked.is_none() {

@@ -1,15 +1,17 @@
-//! The one-liner language (`trace`): bpftrace's syntax, compiled straight to BPF instructions. Stages, each
-//! unit-tested: lexer -> parser (AST with spans) -> semantic pass -> code generation -> runtime. So far:
-//! programs parse, errors point at their column as bpftrace's do, the semantic pass types programs and
-//! checks builtins, maps, calls and printf formats (tracepoint fields from tracefs), and the instruction
-//! encoder, assembler and loader (insn.rs) that code generation will target are in place.
-// Not wired to a command until the later stages exist (issue 6).
-#![allow(dead_code)]
+//! The one-liner language (`trace`): bpftrace's syntax, compiled straight to BPF instructions, no LLVM.
+//! Stages, each tested apart: lexer -> parser (AST with spans; errors rendered as bpftrace's) -> semantic
+//! pass (types, builtins per probe type, maps, printf formats) -> code generation (codegen.rs onto the
+//! assembler in insn.rs) -> runtime (maps, loading, perf-event attachment, ring buffer, output.rs's layouts).
+//! Probe types so far: tracepoint, profile, interval, BEGIN, END (see the README for the rest).
 
 pub mod ast;
+pub mod codegen;
 pub mod diag;
 pub mod insn;
 pub mod lexer;
+pub mod maps;
+pub mod output;
 pub mod parser;
+pub mod runtime;
 pub mod sema;
 pub mod tpformat;

@@ -209,6 +209,7 @@ pub fn assert_nothing_left_attached() {
         "count_usdt",
         "count_kprobe_multi",
         "count_kprobe",
+        "bpfprof_trace",
     ];
     let mut text = String::new();
     for _ in 0..50 {

@@ -7,3 +7,4 @@ mod common;
 mod funccount;
 mod offcpu;
 mod profile;
+mod trace;

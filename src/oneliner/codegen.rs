@@ -1,0 +1,884 @@
+//! Code generation: one BPF program per probe, from the checked syntax tree. Every intermediate value lives
+//! in an 8-byte stack slot (strings and keys in longer buffers): the code is longer than a register
+//! allocator's, but simple to get right and easy on the verifier. r9 keeps the context pointer.
+use anyhow::{bail, Result};
+
+use super::ast::*;
+use super::insn::{Alu, Asm, Cond, Insn, Reg, Size, FP, R0, R1, R2, R3, R4, R5, R6, R9};
+use super::maps::{size_of, Maps};
+use super::sema::{Info, MapKind, Type};
+use super::tpformat::{Field, FieldType};
+use crate::render::hist::LOG2_LEN;
+
+const HELPER_MAP_LOOKUP: u32 = libbpf_sys::BPF_FUNC_map_lookup_elem;
+const HELPER_MAP_UPDATE: u32 = libbpf_sys::BPF_FUNC_map_update_elem;
+const HELPER_MAP_DELETE: u32 = libbpf_sys::BPF_FUNC_map_delete_elem;
+const HELPER_KTIME: u32 = libbpf_sys::BPF_FUNC_ktime_get_ns;
+const HELPER_CPU: u32 = libbpf_sys::BPF_FUNC_get_smp_processor_id;
+const HELPER_PID_TGID: u32 = libbpf_sys::BPF_FUNC_get_current_pid_tgid;
+const HELPER_UID_GID: u32 = libbpf_sys::BPF_FUNC_get_current_uid_gid;
+const HELPER_COMM: u32 = libbpf_sys::BPF_FUNC_get_current_comm;
+const HELPER_READ_KERNEL: u32 = libbpf_sys::BPF_FUNC_probe_read_kernel;
+const HELPER_READ_USER_STR: u32 = libbpf_sys::BPF_FUNC_probe_read_user_str;
+const HELPER_READ_KERNEL_STR: u32 = libbpf_sys::BPF_FUNC_probe_read_kernel_str;
+const HELPER_RINGBUF_OUTPUT: u32 = libbpf_sys::BPF_FUNC_ringbuf_output;
+
+/// Bytes str() reads.
+pub const STR_LEN: usize = 64;
+/// The first word of a ring-buffer record: a printf's index, or one of these.
+pub const RECORD_EXIT: u64 = u64::MAX;
+
+/// A printf's format and the layout of its arguments in its record (after the 8-byte index).
+#[derive(Clone, Debug)]
+pub struct PrintfSpec {
+    pub format: String,
+    pub args: Vec<Type>,
+}
+
+/// A value on the stack: an integer in an 8-byte slot, or a buffer of bytes (strings).
+#[derive(Clone, Copy, Debug)]
+enum Val {
+    Int(i16),
+    Buf(i16, usize),
+}
+
+struct Gen<'a> {
+    asm: Asm,
+    maps: &'a Maps,
+    info: &'a Info,
+    fields: Option<&'a [Field]>,
+    /// The lowest stack offset in use (offsets are negative from r10).
+    sp: i16,
+    /// Variables: their slots.
+    vars: Vec<(String, Val)>,
+    printfs: &'a mut Vec<PrintfSpec>,
+    exit: super::insn::Label,
+}
+
+/// Generates the program of probe `index`.
+pub fn probe_program(
+    probe: &Probe,
+    index: usize,
+    info: &Info,
+    maps: &Maps,
+    printfs: &mut Vec<PrintfSpec>,
+) -> Result<Vec<Insn>> {
+    let mut asm = Asm::new();
+    let exit = asm.label();
+    let mut g = Gen {
+        asm,
+        maps,
+        info,
+        fields: info.args.get(index).and_then(|f| f.as_deref()),
+        sp: 0,
+        vars: Vec::new(),
+        printfs,
+        exit,
+    };
+    g.asm.mov_reg(R9, R1);
+    if let Some(pred) = &probe.pred {
+        let v = g.expr(pred)?;
+        let v = g.truthy(v)?;
+        g.load_int(R0, v);
+        g.asm.jmp_imm(Cond::Eq, R0, 0, g.exit);
+    }
+    g.stmts(&probe.body)?;
+    g.asm.bind(g.exit);
+    g.asm.mov_imm(R0, 0);
+    g.asm.exit();
+    g.asm.finish()
+}
+
+impl Gen<'_> {
+    /// A new stack area of `bytes` (rounded up to 8).
+    fn alloc(&mut self, bytes: usize) -> Result<i16> {
+        let bytes = bytes.div_ceil(8) * 8;
+        let sp = self.sp as i64 - bytes as i64;
+        if sp < -512 {
+            bail!(
+                "the probe needs more than the 512 bytes of stack a BPF program has: simplify it"
+            );
+        }
+        self.sp = sp as i16;
+        Ok(self.sp)
+    }
+
+    fn zero(&mut self, off: i16, bytes: usize) {
+        for i in (0..bytes).step_by(8) {
+            self.asm.store_imm(Size::DW, FP, off + i as i16, 0);
+        }
+    }
+
+    fn load_int(&mut self, r: Reg, v: Val) {
+        if let Val::Int(off) = v {
+            self.asm.load(Size::DW, r, FP, off);
+        }
+    }
+
+    fn int_slot_from(&mut self, r: Reg) -> Result<Val> {
+        let off = self.alloc(8)?;
+        self.asm.store_reg(Size::DW, FP, off, r);
+        Ok(Val::Int(off))
+    }
+
+    fn addr(&mut self, r: Reg, off: i16) {
+        self.asm.mov_reg(r, FP);
+        self.asm.alu_imm(Alu::Add, r, off as i32);
+    }
+
+    fn stmts(&mut self, stmts: &[Stmt]) -> Result<()> {
+        for s in stmts {
+            let mark = self.sp;
+            self.stmt(s)?;
+            // Statement temporaries are free again; variables were allocated before `mark` or keep theirs.
+            if self.vars.iter().all(|(_, v)| match v {
+                Val::Int(o) | Val::Buf(o, _) => *o >= mark,
+            }) {
+                self.sp = mark;
+            }
+        }
+        Ok(())
+    }
+
+    fn stmt(&mut self, s: &Stmt) -> Result<()> {
+        match &s.kind {
+            StmtKind::Expr(e) => {
+                self.expr(e)?;
+            }
+            StmtKind::Assign { target, op, value } => self.assign(target, *op, value)?,
+            StmtKind::If { cond, then, els } => {
+                let c = self.expr(cond)?;
+                self.load_int(R0, c);
+                let else_l = self.asm.label();
+                let end = self.asm.label();
+                self.asm.jmp_imm(Cond::Eq, R0, 0, else_l);
+                self.stmts(then)?;
+                self.asm.ja(end);
+                self.asm.bind(else_l);
+                self.stmts(els)?;
+                self.asm.bind(end);
+            }
+        }
+        Ok(())
+    }
+
+    fn var_slot(&mut self, name: &str, t: &Type) -> Result<Val> {
+        if let Some((_, v)) = self.vars.iter().find(|(n, _)| n == name) {
+            return Ok(*v);
+        }
+        let v = match t {
+            Type::Str(n) => Val::Buf(self.alloc(*n)?, *n),
+            _ => Val::Int(self.alloc(8)?),
+        };
+        self.vars.push((name.to_string(), v));
+        Ok(v)
+    }
+
+    fn copy(&mut self, dst: i16, src: Val, len: usize) {
+        match src {
+            Val::Int(off) => {
+                self.asm.load(Size::DW, R0, FP, off);
+                self.asm.store_reg(Size::DW, FP, dst, R0);
+            }
+            Val::Buf(off, n) => {
+                let n = n.min(len);
+                let mut i = 0;
+                while i + 8 <= n {
+                    self.asm.load(Size::DW, R0, FP, off + i as i16);
+                    self.asm.store_reg(Size::DW, FP, dst + i as i16, R0);
+                    i += 8;
+                }
+                while i < n {
+                    self.asm.load(Size::B, R0, FP, off + i as i16);
+                    self.asm.store_reg(Size::B, FP, dst + i as i16, R0);
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    fn assign(&mut self, target: &Expr, op: Option<&'static str>, value: &Expr) -> Result<()> {
+        match &target.kind {
+            ExprKind::Var(name) => {
+                let v = self.expr(value)?;
+                let t = match v {
+                    Val::Buf(_, n) => Type::Str(n),
+                    Val::Int(_) => Type::Int {
+                        size: 8,
+                        signed: true,
+                    },
+                };
+                // Variables live for the whole probe: below every statement's temporaries.
+                let slot = self.var_slot(name, &t)?;
+                match (op, slot) {
+                    (Some(op), Val::Int(off)) => {
+                        self.asm.load(Size::DW, R1, FP, off);
+                        self.load_int(R2, v);
+                        self.binop(op, R1, R2, true)?;
+                        self.asm.store_reg(Size::DW, FP, off, R1);
+                    }
+                    (_, Val::Int(off)) => self.copy(off, v, 8),
+                    (_, Val::Buf(off, n)) => {
+                        self.zero(off, n.div_ceil(8) * 8);
+                        self.copy(off, v, n)
+                    }
+                }
+                Ok(())
+            }
+            ExprKind::Map { name, keys } => {
+                let m = &self.info.maps[name];
+                match (&m.kind, &value.kind) {
+                    (MapKind::Value(_), _) => {
+                        let key = self.key(name, keys)?;
+                        if let Some(op) = op {
+                            let v = self.expr(value)?;
+                            return self.map_add(name, key, v, op);
+                        }
+                        let v = self.expr(value)?;
+                        let def = &self.maps.maps[name];
+                        let (fd, vsize) = (def.raw_fd(), def.value_size);
+                        let buf = self.alloc(vsize)?;
+                        self.zero(buf, vsize);
+                        self.copy(buf, v, vsize);
+                        self.asm.ld_map_fd(R1, fd);
+                        self.addr(R2, key);
+                        self.addr(R3, buf);
+                        self.asm.mov_imm(R4, 0); // BPF_ANY
+                        self.asm.call(HELPER_MAP_UPDATE);
+                        Ok(())
+                    }
+                    (kind, ExprKind::Call { args, .. }) => {
+                        let kind = kind.clone();
+                        let key = self.key(name, keys)?;
+                        let v = match args.first() {
+                            Some(a) => Some(self.expr(a)?),
+                            None => None,
+                        };
+                        self.aggregate(name, key, &kind, v)
+                    }
+                    _ => bail!("internal error: @{name} has an aggregation kind but no call"),
+                }
+            }
+            _ => bail!("internal error: assignment to a non-map, non-variable"),
+        }
+    }
+
+    /// Builds the key of `@name[keys]` in a zeroed stack buffer; returns its offset.
+    fn key(&mut self, name: &str, keys: &[Expr]) -> Result<i16> {
+        let size = self.maps.maps[name].key_size;
+        let buf = self.alloc(size)?;
+        self.zero(buf, size);
+        let mut at = buf;
+        for (k, t) in keys.iter().zip(self.info.maps[name].keys.clone()) {
+            let v = self.expr(k)?;
+            let n = size_of(&t);
+            self.copy(at, v, n);
+            at += n as i16;
+        }
+        Ok(buf)
+    }
+
+    /// r0 = the value of @name at `key`, created zeroed first where missing; jumps to `skip` if that fails.
+    fn lookup_or_init(&mut self, name: &str, key: i16, skip: super::insn::Label) {
+        let fd = self.maps.maps[name].raw_fd();
+        let have = self.asm.label();
+        self.asm.ld_map_fd(R1, fd);
+        self.addr(R2, key);
+        self.asm.call(HELPER_MAP_LOOKUP);
+        self.asm.jmp_imm(Cond::Ne, R0, 0, have);
+        // The zeroed value comes from a per-CPU array: map values can be larger than the stack.
+        let zero_key = self.sp - 8;
+        self.asm.store_imm(Size::W, FP, zero_key, 0);
+        self.asm.ld_map_fd(R1, self.maps.zeros.as_raw_fd_i32());
+        self.addr(R2, zero_key);
+        self.asm.call(HELPER_MAP_LOOKUP);
+        self.asm.jmp_imm(Cond::Eq, R0, 0, skip);
+        self.asm.mov_reg(R3, R0);
+        self.asm.ld_map_fd(R1, fd);
+        self.addr(R2, key);
+        self.asm.mov_imm(R4, 1); // BPF_NOEXIST: another CPU may have created it meanwhile
+        self.asm.call(HELPER_MAP_UPDATE);
+        self.asm.ld_map_fd(R1, fd);
+        self.addr(R2, key);
+        self.asm.call(HELPER_MAP_LOOKUP);
+        self.asm.jmp_imm(Cond::Eq, R0, 0, skip);
+        self.asm.bind(have);
+    }
+
+    /// `@x[k] += v` / `@x[k]++` on an integer value map (shared by CPUs: atomic add).
+    fn map_add(&mut self, name: &str, key: i16, v: Val, op: &str) -> Result<()> {
+        if op != "+" && op != "-" {
+            bail!("only += and -= apply to maps so far");
+        }
+        let skip = self.asm.label();
+        // Keep the value safe from the helper calls: it is on the stack already.
+        self.lookup_or_init(name, key, skip);
+        self.load_int(R1, v);
+        if op == "-" {
+            self.asm.alu_imm(Alu::Neg, R1, 0);
+        }
+        self.asm.atomic_add64(R0, 0, R1);
+        self.asm.bind(skip);
+        Ok(())
+    }
+
+    fn aggregate(&mut self, name: &str, key: i16, kind: &MapKind, v: Option<Val>) -> Result<()> {
+        let skip = self.asm.label();
+        self.lookup_or_init(name, key, skip);
+        self.asm.mov_reg(R6, R0);
+        if let Some(v) = v {
+            self.load_int(R1, v);
+        }
+        match kind {
+            MapKind::Count => {
+                self.asm.load(Size::DW, R2, R6, 0);
+                self.asm.alu_imm(Alu::Add, R2, 1);
+                self.asm.store_reg(Size::DW, R6, 0, R2);
+            }
+            MapKind::Sum => {
+                self.asm.load(Size::DW, R2, R6, 0);
+                self.asm.alu_reg(Alu::Add, R2, R1);
+                self.asm.store_reg(Size::DW, R6, 0, R2);
+            }
+            MapKind::Avg | MapKind::Stats => {
+                self.asm.load(Size::DW, R2, R6, 0);
+                self.asm.alu_imm(Alu::Add, R2, 1);
+                self.asm.store_reg(Size::DW, R6, 0, R2);
+                self.asm.load(Size::DW, R2, R6, 8);
+                self.asm.alu_reg(Alu::Add, R2, R1);
+                self.asm.store_reg(Size::DW, R6, 8, R2);
+            }
+            MapKind::Min | MapKind::Max => {
+                let store = self.asm.label();
+                let done = self.asm.label();
+                self.asm.load(Size::DW, R2, R6, 8);
+                self.asm.jmp_imm(Cond::Eq, R2, 0, store);
+                self.asm.load(Size::DW, R2, R6, 0);
+                let c = if *kind == MapKind::Min {
+                    Cond::Sge
+                } else {
+                    Cond::Sle
+                };
+                self.asm.jmp_reg(c, R1, R2, done);
+                self.asm.bind(store);
+                self.asm.store_reg(Size::DW, R6, 0, R1);
+                self.asm.store_imm(Size::DW, R6, 8, 1);
+                self.asm.bind(done);
+            }
+            MapKind::Hist => {
+                self.log2_index(R1, R2);
+                self.bump_slot(R6, R2, LOG2_LEN as i32 - 1, skip);
+            }
+            MapKind::Lhist { min, max, step } => {
+                let n = (max - min) / step;
+                let (below, above, done) = (self.asm.label(), self.asm.label(), self.asm.label());
+                self.asm.ld_imm64(R3, *min as u64);
+                self.asm.jmp_reg(Cond::Slt, R1, R3, below);
+                self.asm.ld_imm64(R3, *max as u64);
+                self.asm.jmp_reg(Cond::Sge, R1, R3, above);
+                self.asm.mov_reg(R2, R1);
+                self.asm.ld_imm64(R3, *min as u64);
+                self.asm.alu_reg(Alu::Sub, R2, R3);
+                self.asm.ld_imm64(R3, *step as u64);
+                self.asm.alu_reg(Alu::Div, R2, R3);
+                self.asm.alu_imm(Alu::Add, R2, 1);
+                self.asm.ja(done);
+                self.asm.bind(below);
+                self.asm.mov_imm(R2, 0);
+                self.asm.ja(done);
+                self.asm.bind(above);
+                self.asm.mov_imm(R2, n as i32 + 1);
+                self.asm.bind(done);
+                self.bump_slot(R6, R2, n as i32 + 1, skip);
+            }
+            MapKind::Value(_) => bail!("internal error: a value map aggregated"),
+        }
+        self.asm.bind(skip);
+        Ok(())
+    }
+
+    /// `*(u64 *)(base + idx * 8) += 1`, with idx checked against `max` for the verifier.
+    fn bump_slot(&mut self, base: Reg, idx: Reg, max: i32, skip: super::insn::Label) {
+        self.asm.jmp_imm(Cond::Gt, idx, max, skip);
+        self.asm.alu_imm(Alu::Lsh, idx, 3);
+        self.asm.alu_reg(Alu::Add, idx, base);
+        self.asm.load(Size::DW, R3, idx, 0);
+        self.asm.alu_imm(Alu::Add, R3, 1);
+        self.asm.store_reg(Size::DW, idx, 0, R3);
+    }
+
+    /// `out` = bpftrace's hist index of the signed value in `v` (0 negative, 1 zero, floor(log2)+2).
+    fn log2_index(&mut self, v: Reg, out: Reg) {
+        let (neg, zero, done) = (self.asm.label(), self.asm.label(), self.asm.label());
+        self.asm.jmp_imm(Cond::Slt, v, 0, neg);
+        self.asm.jmp_imm(Cond::Eq, v, 0, zero);
+        self.asm.mov_reg(R4, v);
+        self.asm.mov_imm(out, 2);
+        for shift in [32, 16, 8, 4, 2, 1] {
+            let skip = self.asm.label();
+            self.asm.ld_imm64(R5, (1u64 << shift) - 1);
+            self.asm.jmp_reg(Cond::Le, R4, R5, skip);
+            self.asm.alu_imm(Alu::Rsh, R4, shift);
+            self.asm.alu_imm(Alu::Add, out, shift);
+            self.asm.bind(skip);
+        }
+        self.asm.ja(done);
+        self.asm.bind(neg);
+        self.asm.mov_imm(out, 0);
+        self.asm.ja(done);
+        self.asm.bind(zero);
+        self.asm.mov_imm(out, 1);
+        self.asm.bind(done);
+    }
+
+    /// Turns a value into 0/1 for conditions (strings: non-empty).
+    fn truthy(&mut self, v: Val) -> Result<Val> {
+        match v {
+            Val::Int(_) => Ok(v),
+            Val::Buf(off, _) => {
+                self.asm.load(Size::B, R0, FP, off);
+                self.int_slot_from(R0)
+            }
+        }
+    }
+
+    fn binop(&mut self, op: &str, a: Reg, b: Reg, signed: bool) -> Result<()> {
+        let alu = |op: &str| match op {
+            "+" => Some(Alu::Add),
+            "-" => Some(Alu::Sub),
+            "*" => Some(Alu::Mul),
+            "/" => Some(Alu::Div),
+            "%" => Some(Alu::Mod),
+            "&" => Some(Alu::And),
+            "|" => Some(Alu::Or),
+            "^" => Some(Alu::Xor),
+            "<<" => Some(Alu::Lsh),
+            ">>" => Some(Alu::Rsh),
+            _ => None,
+        };
+        if let Some(op) = alu(op) {
+            let op = if op == Alu::Rsh && signed {
+                Alu::Arsh
+            } else {
+                op
+            };
+            self.asm.alu_reg(op, a, b);
+            return Ok(());
+        }
+        let cond = match (op, signed) {
+            ("==", _) => Cond::Eq,
+            ("!=", _) => Cond::Ne,
+            ("<", true) => Cond::Slt,
+            ("<", false) => Cond::Lt,
+            ("<=", true) => Cond::Sle,
+            ("<=", false) => Cond::Le,
+            (">", true) => Cond::Sgt,
+            (">", false) => Cond::Gt,
+            (">=", true) => Cond::Sge,
+            (">=", false) => Cond::Ge,
+            _ => bail!("internal error: operator {op}"),
+        };
+        let yes = self.asm.label();
+        let done = self.asm.label();
+        self.asm.jmp_reg(cond, a, b, yes);
+        self.asm.mov_imm(a, 0);
+        self.asm.ja(done);
+        self.asm.bind(yes);
+        self.asm.mov_imm(a, 1);
+        self.asm.bind(done);
+        Ok(())
+    }
+
+    /// Whether an expression's integer value is signed (for comparisons, division and >>).
+    fn signed(&self, e: &Expr) -> bool {
+        match &e.kind {
+            ExprKind::Ident(n) => !matches!(
+                n.as_str(),
+                "pid"
+                    | "tid"
+                    | "uid"
+                    | "gid"
+                    | "cpu"
+                    | "nsecs"
+                    | "elapsed"
+                    | "arg0"
+                    | "arg1"
+                    | "arg2"
+                    | "arg3"
+                    | "arg4"
+                    | "arg5"
+            ),
+            ExprKind::Field { field, .. } => self
+                .fields
+                .and_then(|f| f.iter().find(|x| x.name == *field))
+                .map_or(true, |f| matches!(f.ty, FieldType::Int { signed: true })),
+            _ => true,
+        }
+    }
+
+    fn expr(&mut self, e: &Expr) -> Result<Val> {
+        match &e.kind {
+            ExprKind::Int(n) => {
+                self.asm.ld_imm64(R0, *n);
+                self.int_slot_from(R0)
+            }
+            ExprKind::Str(s) => {
+                let n = s.len() + 1;
+                let off = self.alloc(n)?;
+                self.zero(off, n.div_ceil(8) * 8);
+                for (i, b) in s.bytes().enumerate() {
+                    self.asm.store_imm(Size::B, FP, off + i as i16, b as i32);
+                }
+                Ok(Val::Buf(off, n))
+            }
+            ExprKind::Var(name) => match self.vars.iter().find(|(n, _)| n == name) {
+                Some((_, v)) => Ok(*v),
+                None => bail!("internal error: ${name} has no slot"),
+            },
+            ExprKind::Ident(name) => self.builtin(name),
+            ExprKind::Field { field, .. } => self.field(field),
+            ExprKind::Map { name, keys } => {
+                let m = &self.info.maps[name];
+                if !matches!(m.kind, MapKind::Value(Type::Int { .. })) {
+                    bail!("reading @{name} in a probe is supported for integer maps only (so far)");
+                }
+                let key = self.key(name, keys)?;
+                let out = self.alloc(8)?;
+                self.asm.store_imm(Size::DW, FP, out, 0);
+                let fd = self.maps.maps[name].raw_fd();
+                let missing = self.asm.label();
+                self.asm.ld_map_fd(R1, fd);
+                self.addr(R2, key);
+                self.asm.call(HELPER_MAP_LOOKUP);
+                self.asm.jmp_imm(Cond::Eq, R0, 0, missing);
+                self.asm.load(Size::DW, R0, R0, 0);
+                self.asm.store_reg(Size::DW, FP, out, R0);
+                self.asm.bind(missing);
+                Ok(Val::Int(out))
+            }
+            ExprKind::Call { name, args } => self.call(name, args),
+            ExprKind::Unary { op, expr } => {
+                let v = self.expr(expr)?;
+                let v = self.truthy(v)?;
+                self.load_int(R0, v);
+                match *op {
+                    "-" => self.asm.alu_imm(Alu::Neg, R0, 0),
+                    "~" => self.asm.alu_imm(Alu::Xor, R0, -1),
+                    _ => {
+                        let (t, d) = (self.asm.label(), self.asm.label());
+                        self.asm.jmp_imm(Cond::Eq, R0, 0, t);
+                        self.asm.mov_imm(R0, 0);
+                        self.asm.ja(d);
+                        self.asm.bind(t);
+                        self.asm.mov_imm(R0, 1);
+                        self.asm.bind(d);
+                    }
+                }
+                self.int_slot_from(R0)
+            }
+            ExprKind::Binary { op, lhs, rhs } => {
+                let signed = self.signed(lhs) && self.signed(rhs);
+                let (a, b) = (self.expr(lhs)?, self.expr(rhs)?);
+                match (a, b) {
+                    (Val::Buf(x, n), Val::Buf(y, m)) => self.str_eq(*op == "==", x, n, y, m),
+                    _ if matches!(*op, "&&" | "||") => {
+                        let (a, b) = (self.truthy(a)?, self.truthy(b)?);
+                        self.load_int(R1, a);
+                        self.load_int(R2, b);
+                        let (f, d) = (self.asm.label(), self.asm.label());
+                        if *op == "&&" {
+                            self.asm.jmp_imm(Cond::Eq, R1, 0, f);
+                            self.asm.jmp_imm(Cond::Eq, R2, 0, f);
+                            self.asm.mov_imm(R1, 1);
+                        } else {
+                            self.asm.mov_imm(R1, 1);
+                            self.asm.ld_imm64(R3, 0);
+                            let t = self.asm.label();
+                            self.asm.load(Size::DW, R3, FP, int_off(a));
+                            self.asm.jmp_imm(Cond::Ne, R3, 0, t);
+                            self.asm.load(Size::DW, R3, FP, int_off(b));
+                            self.asm.jmp_imm(Cond::Ne, R3, 0, t);
+                            self.asm.ja(f);
+                            self.asm.bind(t);
+                        }
+                        self.asm.ja(d);
+                        self.asm.bind(f);
+                        self.asm.mov_imm(R1, 0);
+                        self.asm.bind(d);
+                        self.int_slot_from(R1)
+                    }
+                    (a, b) => {
+                        self.load_int(R1, a);
+                        self.load_int(R2, b);
+                        self.binop(op, R1, R2, signed)?;
+                        self.int_slot_from(R1)
+                    }
+                }
+            }
+            ExprKind::Ternary { cond, then, els } => {
+                let c = self.expr(cond)?;
+                let c = self.truthy(c)?;
+                let out = self.alloc(8)?;
+                let (no, done) = (self.asm.label(), self.asm.label());
+                self.load_int(R0, c);
+                self.asm.jmp_imm(Cond::Eq, R0, 0, no);
+                let a = self.expr(then)?;
+                self.load_int(R0, a);
+                self.asm.store_reg(Size::DW, FP, out, R0);
+                self.asm.ja(done);
+                self.asm.bind(no);
+                let b = self.expr(els)?;
+                self.load_int(R0, b);
+                self.asm.store_reg(Size::DW, FP, out, R0);
+                self.asm.bind(done);
+                if matches!(a, Val::Buf(..)) || matches!(b, Val::Buf(..)) {
+                    bail!("string ternaries are not supported yet");
+                }
+                Ok(Val::Int(out))
+            }
+            ExprKind::Incr { op, post, target } => match &target.kind {
+                ExprKind::Var(name) => {
+                    let slot = self.var_slot(
+                        name,
+                        &Type::Int {
+                            size: 8,
+                            signed: true,
+                        },
+                    )?;
+                    let off = int_off(slot);
+                    let before = self.alloc(8)?;
+                    self.asm.load(Size::DW, R0, FP, off);
+                    self.asm.store_reg(Size::DW, FP, before, R0);
+                    self.asm
+                        .alu_imm(Alu::Add, R0, if *op == "++" { 1 } else { -1 });
+                    self.asm.store_reg(Size::DW, FP, off, R0);
+                    Ok(if *post { Val::Int(before) } else { slot })
+                }
+                ExprKind::Map { name, keys } => {
+                    let key = self.key(name, keys)?;
+                    self.asm.mov_imm(R0, 1);
+                    let one = self.int_slot_from(R0)?;
+                    self.map_add(name, key, one, if *op == "++" { "+" } else { "-" })?;
+                    self.asm.mov_imm(R0, 0);
+                    self.int_slot_from(R0)
+                }
+                _ => bail!("internal error: ++ on a non-lvalue"),
+            },
+        }
+    }
+
+    /// 1 if the strings at x and y are equal up to their first NUL (`eq`), else 0 (inverted for !=).
+    fn str_eq(&mut self, eq: bool, x: i16, n: usize, y: i16, m: usize) -> Result<Val> {
+        let (differ, same, done) = (self.asm.label(), self.asm.label(), self.asm.label());
+        for i in 0..n.min(m) {
+            self.asm.load(Size::B, R1, FP, x + i as i16);
+            self.asm.load(Size::B, R2, FP, y + i as i16);
+            self.asm.jmp_reg(Cond::Ne, R1, R2, differ);
+            self.asm.jmp_imm(Cond::Eq, R1, 0, same);
+        }
+        // Equal over the shorter buffer: equal if the longer one ends there.
+        if n != m {
+            let (long, at) = if n > m { (x, m) } else { (y, n) };
+            self.asm.load(Size::B, R1, FP, long + at as i16);
+            self.asm.jmp_imm(Cond::Ne, R1, 0, differ);
+        }
+        self.asm.bind(same);
+        self.asm.mov_imm(R0, eq as i32);
+        self.asm.ja(done);
+        self.asm.bind(differ);
+        self.asm.mov_imm(R0, !eq as i32);
+        self.asm.bind(done);
+        self.int_slot_from(R0)
+    }
+
+    fn builtin(&mut self, name: &str) -> Result<Val> {
+        match name {
+            "pid" | "tid" => {
+                self.asm.call(HELPER_PID_TGID);
+                if name == "pid" {
+                    self.asm.alu_imm(Alu::Rsh, R0, 32);
+                } else {
+                    self.asm.alu_imm(Alu::Lsh, R0, 32);
+                    self.asm.alu_imm(Alu::Rsh, R0, 32);
+                }
+                self.int_slot_from(R0)
+            }
+            "uid" | "gid" => {
+                self.asm.call(HELPER_UID_GID);
+                if name == "gid" {
+                    self.asm.alu_imm(Alu::Rsh, R0, 32);
+                } else {
+                    self.asm.alu_imm(Alu::Lsh, R0, 32);
+                    self.asm.alu_imm(Alu::Rsh, R0, 32);
+                }
+                self.int_slot_from(R0)
+            }
+            "cpu" => {
+                self.asm.call(HELPER_CPU);
+                self.int_slot_from(R0)
+            }
+            "nsecs" => {
+                self.asm.call(HELPER_KTIME);
+                self.int_slot_from(R0)
+            }
+            "comm" => {
+                let off = self.alloc(16)?;
+                self.addr(R1, off);
+                self.asm.mov_imm(R2, 16);
+                self.asm.call(HELPER_COMM);
+                Ok(Val::Buf(off, 16))
+            }
+            other => bail!("the builtin {other} is not supported by trace yet"),
+        }
+    }
+
+    /// `args->field` of a tracepoint: integers loaded from the record, char arrays copied.
+    fn field(&mut self, field: &str) -> Result<Val> {
+        let Some(f) = self
+            .fields
+            .and_then(|fs| fs.iter().find(|f| f.name == field))
+            .cloned()
+        else {
+            bail!("args->{field}: tracepoint globs with args are not supported yet");
+        };
+        match f.ty {
+            FieldType::Chars(n) => {
+                let off = self.alloc(n)?;
+                self.addr(R1, off);
+                self.asm.mov_imm(R2, n as i32);
+                self.asm.mov_reg(R3, R9);
+                self.asm.alu_imm(Alu::Add, R3, f.offset as i32);
+                self.asm.call(HELPER_READ_KERNEL);
+                Ok(Val::Buf(off, n))
+            }
+            FieldType::Int { .. } | FieldType::Ptr => {
+                let size = match f.size {
+                    1 => Size::B,
+                    2 => Size::H,
+                    4 => Size::W,
+                    _ => Size::DW,
+                };
+                self.asm.load(size, R0, R9, f.offset as i16);
+                if matches!(f.ty, FieldType::Int { signed: true }) && f.size < 8 {
+                    let shift = 64 - 8 * f.size as i32;
+                    self.asm.alu_imm(Alu::Lsh, R0, shift);
+                    self.asm.alu_imm(Alu::Arsh, R0, shift);
+                }
+                self.int_slot_from(R0)
+            }
+            FieldType::Other(t) => bail!("args->{field} ({t}) cannot be read yet"),
+        }
+    }
+
+    fn call(&mut self, name: &str, args: &[Expr]) -> Result<Val> {
+        match name {
+            "str" => {
+                let v = self.expr(&args[0])?;
+                if let Val::Buf(..) = v {
+                    return Ok(v);
+                }
+                let off = self.alloc(STR_LEN)?;
+                self.zero(off, STR_LEN);
+                let done = self.asm.label();
+                for helper in [HELPER_READ_USER_STR, HELPER_READ_KERNEL_STR] {
+                    self.addr(R1, off);
+                    self.asm.mov_imm(R2, STR_LEN as i32);
+                    self.load_int(R3, v);
+                    self.asm.call(helper);
+                    self.asm.jmp_imm(Cond::Sgt, R0, 0, done);
+                }
+                self.asm.bind(done);
+                Ok(Val::Buf(off, STR_LEN))
+            }
+            "printf" => {
+                let ExprKind::Str(format) = &args[0].kind else {
+                    bail!("internal error: printf without a format");
+                };
+                let mut vals = Vec::new();
+                let mut types = Vec::new();
+                for a in &args[1..] {
+                    let v = self.expr(a)?;
+                    types.push(match v {
+                        Val::Int(_) => Type::Int {
+                            size: 8,
+                            signed: self.signed(a),
+                        },
+                        Val::Buf(_, n) => Type::Str(n),
+                    });
+                    vals.push(v);
+                }
+                let size: usize = 8 + types.iter().map(size_of).sum::<usize>();
+                let rec = self.alloc(size)?;
+                self.zero(rec, size);
+                let id = self.printfs.len() as u64;
+                self.printfs.push(PrintfSpec {
+                    format: format.clone(),
+                    args: types.clone(),
+                });
+                self.asm.ld_imm64(R0, id);
+                self.asm.store_reg(Size::DW, FP, rec, R0);
+                let mut at = rec + 8;
+                for (v, t) in vals.iter().zip(&types) {
+                    let n = size_of(t);
+                    self.copy(at, *v, n);
+                    at += n as i16;
+                }
+                self.output(rec, size);
+                Ok(Val::Int(rec))
+            }
+            "exit" => {
+                let rec = self.alloc(8)?;
+                self.asm.ld_imm64(R0, RECORD_EXIT);
+                self.asm.store_reg(Size::DW, FP, rec, R0);
+                self.output(rec, 8);
+                self.asm.ja(self.exit);
+                Ok(Val::Int(rec))
+            }
+            "delete" => {
+                let ExprKind::Map { name, keys } = &args[0].kind else {
+                    bail!("internal error: delete without a map");
+                };
+                let key = self.key(name, keys)?;
+                let fd = self.maps.maps[name].raw_fd();
+                self.asm.ld_map_fd(R1, fd);
+                self.addr(R2, key);
+                self.asm.call(HELPER_MAP_DELETE);
+                self.asm.mov_imm(R0, 0);
+                self.int_slot_from(R0)
+            }
+            other => bail!("{other}() is not supported by trace yet"),
+        }
+    }
+
+    fn output(&mut self, rec: i16, size: usize) {
+        self.asm.ld_map_fd(R1, self.maps.ringbuf.as_raw_fd_i32());
+        self.addr(R2, rec);
+        self.asm.mov_imm(R3, size as i32);
+        self.asm.mov_imm(R4, 0);
+        self.asm.call(HELPER_RINGBUF_OUTPUT);
+    }
+}
+
+fn int_off(v: Val) -> i16 {
+    match v {
+        Val::Int(o) | Val::Buf(o, _) => o,
+    }
+}
+
+/// Raw fds of owned fds, for instructions.
+trait RawFdI32 {
+    fn as_raw_fd_i32(&self) -> i32;
+}
+
+impl RawFdI32 for std::os::fd::OwnedFd {
+    fn as_raw_fd_i32(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[allow(unused_imports)]
+    use super::*;
+}

@@ -1,0 +1,144 @@
+//! The BPF maps a one-liner needs: one per @map (its key and value layout from the semantic pass), a ring
+//! buffer for printf and exit, and a zeroed buffer that new map values are copied from.
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use anyhow::{bail, Result};
+
+use super::sema::{Info, MapKind, Type};
+use crate::render::hist::LOG2_LEN as LOG2_SLOTS;
+
+/// Bytes a key part or a stored value takes.
+pub fn size_of(t: &Type) -> usize {
+    match t {
+        Type::Str(n) => n.div_ceil(8) * 8,
+        _ => 8,
+    }
+}
+
+/// One @map as created in the kernel.
+pub struct MapDef {
+    pub name: String,
+    pub keys: Vec<Type>,
+    pub kind: MapKind,
+    pub key_size: usize,
+    pub value_size: usize,
+    /// Aggregations are per-CPU (no atomics on the hot path); user space sums the CPUs.
+    pub per_cpu: bool,
+    pub fd: OwnedFd,
+}
+
+impl MapDef {
+    pub fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Entries each @map can hold.
+pub const MAP_ENTRIES: u32 = 16384;
+/// The printf/exit ring buffer's size.
+pub const RINGBUF_BYTES: u32 = 1 << 20;
+
+/// Value layout of each kind.
+pub fn value_size(kind: &MapKind) -> usize {
+    match kind {
+        MapKind::Value(t) => size_of(t),
+        MapKind::Count | MapKind::Sum => 8,
+        // count, sum (avg and stats); value, set (min and max)
+        MapKind::Avg | MapKind::Stats | MapKind::Min | MapKind::Max => 16,
+        MapKind::Hist => LOG2_SLOTS * 8,
+        MapKind::Lhist { min, max, step } => (((max - min) / step) as usize + 2) * 8,
+    }
+}
+
+/// All the maps of a program.
+pub struct Maps {
+    pub maps: BTreeMap<String, MapDef>,
+    pub ringbuf: OwnedFd,
+    /// A per-CPU array of one zeroed value as large as the largest map value.
+    pub zeros: OwnedFd,
+}
+
+fn create(map_type: u32, name: &str, key: usize, value: usize, entries: u32) -> Result<OwnedFd> {
+    let cname = std::ffi::CString::new(
+        name.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(15)
+            .collect::<String>(),
+    )?;
+    // SAFETY: a NUL-terminated name and no options.
+    let fd = unsafe {
+        libbpf_sys::bpf_map_create(
+            map_type,
+            cname.as_ptr(),
+            key as u32,
+            value as u32,
+            entries,
+            std::ptr::null(),
+        )
+    };
+    if fd < 0 {
+        bail!(
+            "creating map {name}: {}",
+            std::io::Error::from_raw_os_error(-fd)
+        );
+    }
+    // SAFETY: a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+impl Maps {
+    pub fn create(info: &Info) -> Result<Self> {
+        let mut maps = BTreeMap::new();
+        let mut largest = 8;
+        for (name, m) in &info.maps {
+            let key_size = m.keys.iter().map(size_of).sum::<usize>().max(8);
+            let value_size = value_size(&m.kind);
+            largest = largest.max(value_size);
+            let per_cpu = !matches!(m.kind, MapKind::Value(_));
+            let map_type = if per_cpu {
+                libbpf_sys::BPF_MAP_TYPE_PERCPU_HASH
+            } else {
+                libbpf_sys::BPF_MAP_TYPE_HASH
+            };
+            let fd = create(
+                map_type,
+                &format!("AT_{name}"),
+                key_size,
+                value_size,
+                MAP_ENTRIES,
+            )?;
+            maps.insert(
+                name.clone(),
+                MapDef {
+                    name: name.clone(),
+                    keys: m.keys.clone(),
+                    kind: m.kind.clone(),
+                    key_size,
+                    value_size,
+                    per_cpu,
+                    fd,
+                },
+            );
+        }
+        let ringbuf = create(
+            libbpf_sys::BPF_MAP_TYPE_RINGBUF,
+            "printf",
+            0,
+            0,
+            RINGBUF_BYTES,
+        )?;
+        let zeros = create(
+            libbpf_sys::BPF_MAP_TYPE_PERCPU_ARRAY,
+            "zeros",
+            4,
+            largest,
+            1,
+        )?;
+        Ok(Self {
+            maps,
+            ringbuf,
+            zeros,
+        })
+    }
+}
