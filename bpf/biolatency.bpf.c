@@ -166,8 +166,12 @@ static __always_inline int rq_done(struct request *rq, bool btf)
 	__u64 slot;
 
 	tsp = bpf_map_lookup_elem(&start, &key);
-	if (!tsp || !*tsp)
-		return 0; /* issued before tracing began, or filtered out */
+	if (!tsp || !*tsp) {
+		/* Issued before tracing began, or filtered out: with -d, those of the disk are counted. */
+		if (filter_dev && request_dev(rq, btf) == targ_dev)
+			bio_stat_inc(BIO_STAT_UNSTAMPED);
+		return 0;
+	}
 	delta = bpf_ktime_get_ns() - *tsp;
 	*tsp = 0;
 	if ((__s64)delta < 0) {

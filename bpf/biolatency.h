@@ -36,6 +36,7 @@ enum bio_stat {
 	BIO_STAT_START_FULL,  /* start map full: a request not timed */
 	BIO_STAT_HISTS_FULL,  /* histogram map full: a completion not counted */
 	BIO_STAT_NEGATIVE,    /* a completion stamped before its start (clock skew): not counted */
+	BIO_STAT_UNSTAMPED,   /* with -d: a completion of that disk with no start stamp (issued before tracing) */
 	BIO_STAT_MAX,
 };
 

@@ -286,7 +286,8 @@ impl Gen<'_> {
         self.addr(R2, key);
         self.asm.call(HELPER_MAP_LOOKUP);
         self.asm.jmp_imm(Cond::Ne, R0, 0, have);
-        // The zeroed value comes from a per-CPU array: map values can be larger than the stack.
+        // The zeroed value comes from a per-CPU array: map values can be larger than the stack. Its key is
+        // a word below every slot in use (free again after this sequence).
         let zero_key = self.sp - 8;
         self.asm.store_imm(Size::W, FP, zero_key, 0);
         self.asm.ld_map_fd(R1, self.maps.zeros.as_raw_fd_i32());
@@ -850,12 +851,25 @@ impl Gen<'_> {
         }
     }
 
+    /// Sends a record through the ring buffer; one that does not fit is counted in `lost`.
     fn output(&mut self, rec: i16, size: usize) {
         self.asm.ld_map_fd(R1, self.maps.ringbuf.as_raw_fd_i32());
         self.addr(R2, rec);
         self.asm.mov_imm(R3, size as i32);
         self.asm.mov_imm(R4, 0);
         self.asm.call(HELPER_RINGBUF_OUTPUT);
+        let ok = self.asm.label();
+        self.asm.jmp_imm(Cond::Eq, R0, 0, ok);
+        // The key of the one-slot array: a word below every slot in use.
+        self.asm.store_imm(Size::W, FP, self.sp - 8, 0);
+        self.asm.ld_map_fd(R1, self.maps.lost.as_raw_fd_i32());
+        self.addr(R2, self.sp - 8);
+        self.asm.call(HELPER_MAP_LOOKUP);
+        self.asm.jmp_imm(Cond::Eq, R0, 0, ok);
+        self.asm.load(Size::DW, R1, R0, 0);
+        self.asm.alu_imm(Alu::Add, R1, 1);
+        self.asm.store_reg(Size::DW, R0, 0, R1);
+        self.asm.bind(ok);
     }
 }
 

@@ -57,6 +57,8 @@ pub struct Maps {
     pub ringbuf: OwnedFd,
     /// A per-CPU array of one zeroed value as large as the largest map value.
     pub zeros: OwnedFd,
+    /// A per-CPU counter of printf/exit records the ring buffer had no room for.
+    pub lost: OwnedFd,
 }
 
 fn create(map_type: u32, name: &str, key: usize, value: usize, entries: u32) -> Result<OwnedFd> {
@@ -135,10 +137,12 @@ impl Maps {
             largest,
             1,
         )?;
+        let lost = create(libbpf_sys::BPF_MAP_TYPE_PERCPU_ARRAY, "lost", 4, 8, 1)?;
         Ok(Self {
             maps,
             ringbuf,
             zeros,
+            lost,
         })
     }
 }

@@ -320,6 +320,29 @@ fn read_map(def: &MapDef) -> Result<Vec<(Vec<u8>, Vec<i64>)>> {
     Ok(out)
 }
 
+/// Records the ring buffer had no room for, summed over CPUs.
+fn lost_records(maps: &Maps) -> Result<u64> {
+    // SAFETY: libbpf only reads sysfs.
+    let ncpu = unsafe { libbpf_sys::libbpf_num_possible_cpus() }.max(1) as usize;
+    let mut values = vec![0u8; 8 * ncpu];
+    let key = 0u32;
+    // SAFETY: a 4-byte key and a value buffer for every CPU of an 8-byte per-CPU array.
+    let r = unsafe {
+        libbpf_sys::bpf_map_lookup_elem(
+            maps.lost.as_raw_fd(),
+            (&key as *const u32).cast(),
+            values.as_mut_ptr().cast(),
+        )
+    };
+    if r != 0 {
+        bail!("reading the lost-records counter failed");
+    }
+    Ok(values
+        .chunks(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
+        .sum())
+}
+
 type Printfs = std::rc::Rc<std::cell::RefCell<(Vec<PrintfSpec>, bool)>>;
 
 extern "C" fn on_record(
@@ -423,5 +446,10 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
         text.push_str(&output::print_map(def, &read_map(def)?));
     }
     write_stdout(&text)?;
+    let lost = lost_records(&maps)?;
+    if lost > 0 {
+        // bpftrace's words, on stderr: standard output keeps only the program's output.
+        eprintln!("Lost {lost} events");
+    }
     Ok(())
 }

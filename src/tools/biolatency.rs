@@ -222,7 +222,7 @@ pub fn run(cfg: &BiolatencyConfig) -> Result<()> {
         }
     }
 
-    let stats: [u64; 4] = bpf::read_counters(&skel.maps.bio_stats)?;
+    let stats: [u64; 5] = bpf::read_counters(&skel.maps.bio_stats)?;
     let p = &skel.progs;
     let misses = match hooks {
         Hooks::RawTp => bpf::recursion_misses(&[
@@ -250,7 +250,7 @@ pub fn run(cfg: &BiolatencyConfig) -> Result<()> {
 }
 
 /// Lines for stderr about whatever was not counted (nothing lost silently). Empty when nothing was.
-fn loss_report(stats: &[u64; 4], recursion_misses: u64) -> Vec<String> {
+fn loss_report(stats: &[u64; 5], recursion_misses: u64) -> Vec<String> {
     let mut lines = Vec::new();
     if stats[1] > 0 {
         lines.push(format!(
@@ -268,6 +268,12 @@ fn loss_report(stats: &[u64; 4], recursion_misses: u64) -> Vec<String> {
         lines.push(format!(
             "WARNING: {} completions were not counted: completed before they started (clock skew)",
             stats[3]
+        ));
+    }
+    if stats[4] > 0 {
+        lines.push(format!(
+            "NOTE: {} completions of the disk were not timed: their requests were issued before tracing began",
+            stats[4]
         ));
     }
     if recursion_misses > 0 {

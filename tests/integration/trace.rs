@@ -146,3 +146,35 @@ fn trace_kprobes_need_the_kernel_feature() {
         "{err}"
     );
 }
+
+/// A ring buffer that overflows loses records, and says how many: printed lines plus `Lost N events` are
+/// exactly the calls made.
+#[test]
+fn trace_counts_printf_records_it_had_no_room_for() {
+    let Some(_lock) = bpf_test("trace_counts_printf_records_it_had_no_room_for") else {
+        return;
+    };
+    const CALLS: u64 = 300_000;
+    let mut w = Workload::start_gated(&workload("calls"), &["0", "0", &CALLS.to_string(), "1"]);
+    let program = format!(
+        r#"t:syscalls:sys_enter_getpgid /pid == {}/ {{ printf("%s %d\n", comm, args->pid); }}"#,
+        w.pid()
+    );
+    let t = Running::start(&["trace", "-e", &program], &[], false, "Attaching ");
+    w.go();
+    w.wait();
+    let (out, err) = t.finish(true);
+    let printed = out.lines().filter(|l| *l == "calls 0").count() as u64;
+    let lost: u64 = err
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Lost ")
+                .and_then(|r| r.strip_suffix(" events"))
+        })
+        .map_or(0, |n| n.parse().expect("a count"));
+    assert_eq!(
+        printed + lost,
+        CALLS,
+        "printed {printed}, lost {lost}: {err}"
+    );
+}
