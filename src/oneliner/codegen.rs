@@ -130,12 +130,16 @@ impl Gen<'_> {
         for s in stmts {
             let mark = self.sp;
             self.stmt(s)?;
-            // Statement temporaries are free again; variables were allocated before `mark` or keep theirs.
-            if self.vars.iter().all(|(_, v)| match v {
-                Val::Int(o) | Val::Buf(o, _) => *o >= mark,
-            }) {
-                self.sp = mark;
-            }
+            // Statement temporaries are free again, down to the lowest variable slot.
+            let lowest = self
+                .vars
+                .iter()
+                .map(|(_, v)| match v {
+                    Val::Int(o) | Val::Buf(o, _) => *o,
+                })
+                .min()
+                .unwrap_or(0);
+            self.sp = mark.min(lowest);
         }
         Ok(())
     }
@@ -208,7 +212,16 @@ impl Gen<'_> {
                         signed: true,
                     },
                 };
-                // Variables live for the whole probe: below every statement's temporaries.
+                // A new variable adopts the value's own slot when that is the newest one (no copy, no
+                // stack left behind); else it gets a slot of its own, for the whole probe.
+                let fresh = !self.vars.iter().any(|(n, _)| n == name);
+                let newest = match v {
+                    Val::Int(o) | Val::Buf(o, _) => o == self.sp,
+                };
+                if fresh && newest && op.is_none() {
+                    self.vars.push((name.clone(), v));
+                    return Ok(());
+                }
                 let slot = self.var_slot(name, &t)?;
                 match (op, slot) {
                     (Some(op), Val::Int(off)) => {
@@ -306,19 +319,28 @@ impl Gen<'_> {
         self.asm.bind(have);
     }
 
-    /// `@x[k] += v` / `@x[k]++` on an integer value map (shared by CPUs: atomic add).
+    /// `@x[k] OP= v` / `@x[k]++` on an integer value map (shared by CPUs): + and - as atomic adds, other
+    /// operators as a load, the operation and a store.
     fn map_add(&mut self, name: &str, key: i16, v: Val, op: &str) -> Result<()> {
-        if op != "+" && op != "-" {
-            bail!("only += and -= apply to maps so far");
-        }
         let skip = self.asm.label();
-        // Keep the value safe from the helper calls: it is on the stack already.
+        // The value is on the stack already: the helper calls cannot clobber it.
         self.lookup_or_init(name, key, skip);
         self.load_int(R1, v);
-        if op == "-" {
-            self.asm.alu_imm(Alu::Neg, R1, 0);
+        match op {
+            "+" | "-" => {
+                if op == "-" {
+                    self.asm.alu_imm(Alu::Neg, R1, 0);
+                }
+                self.asm.atomic_add64(R0, 0, R1);
+            }
+            _ => {
+                self.asm.mov_reg(R6, R0);
+                self.asm.load(Size::DW, R2, R6, 0);
+                self.asm.mov_reg(R3, R1);
+                self.binop(op, R2, R3, true)?;
+                self.asm.store_reg(Size::DW, R6, 0, R2);
+            }
         }
-        self.asm.atomic_add64(R0, 0, R1);
         self.asm.bind(skip);
         Ok(())
     }
@@ -458,11 +480,7 @@ impl Gen<'_> {
             _ => None,
         };
         if let Some(op) = alu(op) {
-            let op = if op == Alu::Rsh && signed {
-                Alu::Arsh
-            } else {
-                op
-            };
+            // bpftrace shifts right logically (and divides unsigned), whatever the sign.
             self.asm.alu_reg(op, a, b);
             return Ok(());
         }
@@ -579,7 +597,15 @@ impl Gen<'_> {
             }
             ExprKind::Binary { op, lhs, rhs } => {
                 let signed = self.signed(lhs) && self.signed(rhs);
+                let (mark, nvars) = (self.sp, self.vars.len());
                 let (a, b) = (self.expr(lhs)?, self.expr(rhs)?);
+                // The operands are dead once in registers: their slots are free again (unless a variable
+                // was given a slot meanwhile).
+                let free = |g: &mut Self| {
+                    if g.vars.len() == nvars {
+                        g.sp = mark;
+                    }
+                };
                 match (a, b) {
                     (Val::Buf(x, n), Val::Buf(y, m)) => self.str_eq(*op == "==", x, n, y, m),
                     _ if matches!(*op, "&&" | "||") => {
@@ -612,6 +638,7 @@ impl Gen<'_> {
                         self.load_int(R1, a);
                         self.load_int(R2, b);
                         self.binop(op, R1, R2, signed)?;
+                        free(self);
                         self.int_slot_from(R1)
                     }
                 }
@@ -831,8 +858,7 @@ impl Gen<'_> {
                 let rec = self.alloc(8)?;
                 self.asm.ld_imm64(R0, RECORD_EXIT);
                 self.asm.store_reg(Size::DW, FP, rec, R0);
-                self.output(rec, 8);
-                self.asm.ja(self.exit);
+                self.output_then_exit(rec, 8);
                 Ok(Val::Int(rec))
             }
             "delete" => {
@@ -849,6 +875,15 @@ impl Gen<'_> {
             }
             other => bail!("{other}() is not supported by trace yet"),
         }
+    }
+
+    /// exit(): sends the record, then ends this run of the probe. The jump is conditional on the helper's
+    /// result (always 0 or a negative errno) so that the statements after exit() stay reachable for the
+    /// verifier, which refuses unreachable instructions.
+    fn output_then_exit(&mut self, rec: i16, size: usize) {
+        self.output(rec, size);
+        self.asm.call(HELPER_KTIME);
+        self.asm.jmp_imm(Cond::Ne, R0, 0, self.exit);
     }
 
     /// Sends a record through the ring buffer; one that does not fit is counted in `lost`.

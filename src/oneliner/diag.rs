@@ -48,11 +48,15 @@ impl Diag {
         let col = source[line_start..start].chars().count() + 1;
         let end = self.span.end.clamp(start, line_end);
         let width = source[start..end].chars().count().max(1);
+        // Tabs stay tabs under the line, so that the markers line up in a terminal.
+        let pad: String = source[line_start..start]
+            .chars()
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
         format!(
-            "{file}:{line_no}:{col}-{}: ERROR: {}\n{line}\n{}{}\n",
+            "{file}:{line_no}:{col}-{}: ERROR: {}\n{line}\n{pad}{}\n",
             col + width,
             self.message,
-            " ".repeat(col - 1),
             "~".repeat(width)
         )
     }

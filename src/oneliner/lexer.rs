@@ -37,10 +37,16 @@ pub struct Lexer<'s> {
 }
 
 impl<'s> Lexer<'s> {
+    /// A lexer over `src`; a first line starting with `#!` (a script's interpreter line) is skipped.
     pub fn new(src: &'s str) -> Self {
+        let pos = if src.starts_with("#!") {
+            src.find('\n').unwrap_or(src.len())
+        } else {
+            0
+        };
         Self {
             src,
-            pos: 0,
+            pos,
             peeked: None,
         }
     }

@@ -118,6 +118,9 @@ fn key_text(keys: &[Type], key: &[u8]) -> String {
 /// One map's entries (key bytes, the value summed over CPUs as i64 slots), printed as bpftrace prints maps
 /// at exit.
 pub fn print_map(def: &MapDef, entries: &[(Vec<u8>, Vec<i64>)]) -> String {
+    if entries.is_empty() {
+        return String::new();
+    }
     let name = &def.name;
     let label = |key: &[u8]| {
         if def.keys.is_empty() {

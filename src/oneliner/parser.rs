@@ -9,6 +9,7 @@ pub fn parse(src: &str) -> Result<Program, Diag> {
     let mut p = Parser {
         lx: Lexer::new(src),
         no_div: false,
+        depth: 0,
     };
     let mut probes = Vec::new();
     while let Some(probe) = p.probe()? {
@@ -27,7 +28,12 @@ struct Parser<'s> {
     lx: Lexer<'s>,
     /// Inside a predicate, outside parentheses: `/` ends the predicate instead of dividing.
     no_div: bool,
+    /// How deep the expression being parsed is (every later pass recurses as deep).
+    depth: usize,
 }
+
+/// The deepest expression accepted: deeper ones would exhaust the stack of the passes that walk them.
+const MAX_DEPTH: usize = 200;
 
 /// Binary operators by precedence level, loosest first.
 const LEVELS: &[&[&str]] = &[
@@ -96,7 +102,18 @@ impl Parser<'_> {
     /// One probe, or None at the end of the program.
     fn probe(&mut self) -> Result<Option<Probe>, Diag> {
         let Some((raw, span)) = self.lx.raw_attach_point()? else {
-            return Ok(None);
+            // No attach point: the end of the program, or a stray `}` or `,`.
+            let t = self.next()?;
+            if t.tok == Tok::Eof {
+                return Ok(None);
+            }
+            return Err(Diag::new(
+                t.span,
+                format!(
+                    "syntax error, unexpected {}, expecting a probe",
+                    describe(&t.tok)
+                ),
+            ));
         };
         let mut attach = vec![attach_point(raw, span)?];
         while self.at(",")? {
@@ -211,6 +228,20 @@ impl Parser<'_> {
     }
 
     fn expr(&mut self) -> Result<Expr, Diag> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            let t = self.peek()?.span;
+            return Err(Diag::new(
+                t,
+                format!("expression nested more than {MAX_DEPTH} deep"),
+            ));
+        }
+        let e = self.expr_inner();
+        self.depth -= 1;
+        e
+    }
+
+    fn expr_inner(&mut self) -> Result<Expr, Diag> {
         let cond = self.binary(0)?;
         if !self.at("?")? {
             return Ok(cond);
@@ -234,6 +265,7 @@ impl Parser<'_> {
             return self.unary();
         }
         let mut lhs = self.binary(level + 1)?;
+        let mut chain = 0;
         loop {
             let op = match &self.peek()?.tok {
                 Tok::Punct(p) if LEVELS[level].contains(p) => *p,
@@ -244,6 +276,13 @@ impl Parser<'_> {
             }
             self.next()?;
             let rhs = self.binary(level + 1)?;
+            chain += 1;
+            if self.depth + chain > MAX_DEPTH {
+                return Err(Diag::new(
+                    rhs.span,
+                    format!("expression nested more than {MAX_DEPTH} deep"),
+                ));
+            }
             lhs = Expr {
                 span: lhs.span.to(rhs.span),
                 kind: ExprKind::Binary {
@@ -259,7 +298,16 @@ impl Parser<'_> {
         let t = self.peek()?.clone();
         if let Tok::Punct(op @ ("!" | "~" | "-" | "++" | "--")) = t.tok {
             self.next()?;
-            let expr = self.unary()?;
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return Err(Diag::new(
+                    t.span,
+                    format!("expression nested more than {MAX_DEPTH} deep"),
+                ));
+            }
+            let expr = self.unary();
+            self.depth -= 1;
+            let expr = expr?;
             let span = t.span.to(expr.span);
             let kind = if op == "++" || op == "--" {
                 ExprKind::Incr {

@@ -47,6 +47,18 @@ struct Attached {
 }
 
 const PERF_EVENT_IOC_ENABLE: u64 = 0x2400;
+const PERF_EVENT_IOC_DISABLE: u64 = 0x2401;
+
+impl Attached {
+    /// Stops the probe firing at once; closing its events (which detaches it) can take the kernel a grace
+    /// period each, so that is left until the output is printed.
+    fn disable(&self) {
+        for e in &self._events {
+            // SAFETY: a valid perf event fd; the ioctl takes an int argument.
+            unsafe { libc::ioctl(e.as_raw_fd(), PERF_EVENT_IOC_DISABLE as _, 0) };
+        }
+    }
+}
 const PERF_EVENT_IOC_SET_BPF: u64 = 0x4004_2408;
 
 fn perf_event_open(attr: &libbpf_sys::perf_event_attr, cpu: i32) -> Result<OwnedFd> {
@@ -432,7 +444,9 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
         }
         wait_until(&stop, Some(Instant::now() + Duration::from_millis(1)));
     }
-    drop(attached);
+    for a in &attached {
+        a.disable();
+    }
     for p in &end {
         run_once(p)?;
     }
@@ -451,5 +465,6 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
         // bpftrace's words, on stderr: standard output keeps only the program's output.
         eprintln!("Lost {lost} events");
     }
+    drop(attached);
     Ok(())
 }

@@ -117,6 +117,8 @@ impl TracepointSource for Tracefs {
 #[derive(Debug, Default)]
 pub struct Info {
     pub maps: BTreeMap<String, MapInfo>,
+    /// Maps read somewhere, and where first: each must be assigned somewhere too.
+    reads: Vec<(String, Span)>,
     /// Per probe (by index), the tracepoint fields `args` has (tracepoint probes only).
     pub args: Vec<Option<Vec<Field>>>,
 }
@@ -137,6 +139,12 @@ pub fn check(program: &Program, tps: &dyn TracepointSource) -> Result<Info, Diag
         }
         ctx.stmts(&probe.body, &mut info)?;
         info.args.push(ctx.fields);
+    }
+    if let Some((name, span)) = info.reads.iter().find(|(n, _)| !info.maps.contains_key(n)) {
+        return Err(Diag::new(
+            *span,
+            format!("@{name} is read but never assigned"),
+        ));
     }
     Ok(info)
 }
@@ -469,6 +477,7 @@ impl ProbeCtx {
             }
             ExprKind::Map { name, keys } => {
                 let key_types = self.keys(keys, info)?;
+                info.reads.push((name.clone(), e.span));
                 match info.maps.get(name) {
                     Some(m) => {
                         check_keys(name, &m.keys, &key_types, e.span)?;
@@ -669,6 +678,21 @@ impl ProbeCtx {
     }
 }
 
+/// A map kind as a user writes it.
+fn kind_name(k: &MapKind) -> String {
+    match k {
+        MapKind::Value(t) => format!("a value of type {}", t.name()),
+        MapKind::Count => "count()".into(),
+        MapKind::Sum => "sum()".into(),
+        MapKind::Avg => "avg()".into(),
+        MapKind::Min => "min()".into(),
+        MapKind::Max => "max()".into(),
+        MapKind::Stats => "stats()".into(),
+        MapKind::Hist => "hist()".into(),
+        MapKind::Lhist { .. } => "lhist()".into(),
+    }
+}
+
 fn check_keys(name: &str, known: &[Type], used: &[Type], span: Span) -> Result<(), Diag> {
     if known.len() != used.len() || known.iter().zip(used).any(|(a, b)| !a.compatible(b)) {
         let show = |ts: &[Type]| ts.iter().map(Type::name).collect::<Vec<_>>().join(", ");
@@ -707,8 +731,9 @@ fn declare_map(
                 return Err(Diag::new(
                     span,
                     format!(
-                        "@{name} already holds {:?}; it cannot also hold {:?}",
-                        m.kind, kind
+                        "@{name} already holds {}; it cannot also hold {}",
+                        kind_name(&m.kind),
+                        kind_name(&kind)
                     ),
                 ));
             }
@@ -850,7 +875,9 @@ mod tests {
         assert!(err("t:x:y { }").contains("no tracepoint x:y"));
         assert!(err("k:f { @x[pid] = 1; @x[comm] = 2; }")
             .contains("@x is keyed by [uint32], not [string[16]]"));
-        assert!(err("k:f { @x = count(); @x = hist(1); }").contains("already holds Count"));
+        assert!(err("k:f { @x = count(); @x = hist(1); }")
+            .contains("already holds count(); it cannot also hold hist()"));
+        assert!(err("BEGIN { @x = @never; }").contains("@never is read but never assigned"));
         assert!(err(r#"k:f { printf("%d %d\n", pid); }"#).contains("2 verbs and 1 arguments"));
         assert!(err(r#"k:f { printf("%d\n", comm); }"#).contains("%d does not take string[16]"));
         assert!(err("k:f { $y = $z; }").contains("$z is used before it is assigned"));

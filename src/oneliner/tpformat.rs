@@ -65,6 +65,14 @@ pub fn parse_format(text: &str) -> Result<Vec<Field>> {
             FieldType::Int { signed }
         };
         let name = name.split('[').next().unwrap_or(name).to_string();
+        // System call records store every argument in 8 bytes and say `signed:0`; the declared C type says
+        // what the value is (`int dfd` holds -100 for AT_FDCWD), as bpftrace reads it.
+        let (size, ty) = match (&ty, c_int_type(ty_text)) {
+            (FieldType::Int { .. }, Some((csize, csigned))) if csize <= size => {
+                (csize, FieldType::Int { signed: csigned })
+            }
+            _ => (size, ty),
+        };
         fields.push(Field {
             name,
             offset,
@@ -73,6 +81,37 @@ pub fn parse_format(text: &str) -> Result<Vec<Field>> {
         });
     }
     Ok(fields)
+}
+
+/// The size and signedness of a C integer type as the kernel's headers declare it, if it is one.
+fn c_int_type(ty: &str) -> Option<(usize, bool)> {
+    let words: Vec<&str> = ty
+        .split_whitespace()
+        .filter(|w| !matches!(*w, "const" | "volatile"))
+        .collect();
+    let unsigned = words.contains(&"unsigned");
+    let base: Vec<&str> = words
+        .iter()
+        .copied()
+        .filter(|w| !matches!(*w, "unsigned" | "signed" | "int") || words.len() == 1)
+        .collect();
+    let (size, signed) = match base.as_slice() {
+        ["int"] | [] => (4, !unsigned),
+        ["char"] => (1, !unsigned),
+        ["short"] => (2, !unsigned),
+        ["long"] | ["long", "long"] => (8, !unsigned),
+        ["bool"] | ["_Bool"] => (1, false),
+        ["u8" | "__u8"] => (1, false),
+        ["u16" | "__u16" | "umode_t"] => (2, false),
+        ["u32" | "__u32" | "uid_t" | "gid_t" | "dev_t"] => (4, false),
+        ["u64" | "__u64" | "size_t"] => (8, false),
+        ["s8" | "__s8"] => (1, true),
+        ["s16" | "__s16"] => (2, true),
+        ["s32" | "__s32" | "pid_t"] => (4, true),
+        ["s64" | "__s64" | "ssize_t" | "loff_t" | "off_t"] => (8, true),
+        _ => return None,
+    };
+    Some((size, signed))
 }
 
 /// Splits `const char * filename` into (`const char *`, `filename`).
@@ -116,7 +155,9 @@ print fmt: \"dfd: 0x%08lx\", ((unsigned long)(REC->dfd))
         let f = parse_format(OPENAT).unwrap();
         let by = |n: &str| f.iter().find(|x| x.name == n).unwrap().clone();
         assert_eq!(by("common_pid").ty, FieldType::Int { signed: true });
-        assert_eq!((by("dfd").offset, by("dfd").size), (16, 8));
+        // Declared `int` in an 8-byte slot marked unsigned: read as a signed 4-byte int, as bpftrace does.
+        assert_eq!((by("dfd").offset, by("dfd").size), (16, 4));
+        assert_eq!(by("dfd").ty, FieldType::Int { signed: true });
         assert_eq!(by("filename").ty, FieldType::Ptr);
         assert_eq!(by("prev_comm").ty, FieldType::Chars(16));
         assert!(matches!(by("name").ty, FieldType::Other(_)));

@@ -178,3 +178,55 @@ fn trace_counts_printf_records_it_had_no_room_for() {
         "printed {printed}, lost {lost}: {err}"
     );
 }
+
+/// Programs a new-user trial found broken: statements after exit() (the verifier refused unreachable
+/// code), long expressions and many variables (the stack ran out), compound operators on maps, bpftrace's
+/// logical >>, a stray `}`.
+#[test]
+fn trace_runs_what_bpftrace_runs() {
+    let Some(_lock) = bpf_test("trace_runs_what_bpftrace_runs") else {
+        return;
+    };
+    let sum40: Vec<String> = (1..=40).map(|i| i.to_string()).collect();
+    let vars40: String = (1..=40).map(|i| format!("$v{i} = {i}; ")).collect();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            "BEGIN { if (1) { exit(); } @x = 1; }".into(),
+            "Attaching 1 probe...\n\n",
+        ),
+        (
+            "interval:ms:50 { @i++; if (@i == 3) { exit(); } }".into(),
+            "Attaching 1 probe...\n\n@i: 3\n\n",
+        ),
+        (
+            format!("BEGIN {{ @x = {}; exit(); }}", sum40.join(" + ")),
+            "Attaching 1 probe...\n\n@x: 820\n\n",
+        ),
+        (
+            format!("BEGIN {{ {vars40}@x = $v1 + $v40; exit(); }}"),
+            "Attaching 1 probe...\n\n@x: 41\n\n",
+        ),
+        (
+            "BEGIN { $a = -1; @s = $a >> 60; @m = 3; @m *= 5; @m <<= 1; exit(); }".into(),
+            "Attaching 1 probe...\n\n@m: 30\n\n@s: 15\n\n",
+        ),
+    ];
+    for (program, want) in &cases {
+        let out = bpfprof()
+            .args(["trace", "-e", program])
+            .output()
+            .expect("running bpfprof");
+        assert!(
+            out.status.success(),
+            "{program}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), *want, "{program}");
+    }
+    let out = bpfprof()
+        .args(["trace", "-e", "BEGIN { @x = 1; exit(); } }"])
+        .output()
+        .expect("running bpfprof");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unexpected }"));
+}
