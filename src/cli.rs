@@ -416,7 +416,7 @@ pub struct TraceArgs {
     /// The program's text
     #[arg(short = 'e', value_name = "PROGRAM", conflicts_with = "file")]
     pub program: Option<String>,
-    /// A file holding the program
+    /// A file holding the program (- for standard input)
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Parse and check the program, then stop (nothing is loaded)
@@ -434,6 +434,12 @@ impl TraceArgs {
     pub fn into_config(self) -> Result<TraceConfig> {
         let (program, source_name) = match (self.program, self.file) {
             (Some(p), None) => (p, "stdin".to_string()),
+            (None, Some(f)) if f.as_os_str() == "-" => {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                    .map_err(|e| anyhow::anyhow!("reading the program from standard input: {e}"))?;
+                (text, "stdin".to_string())
+            }
             (None, Some(f)) => (
                 std::fs::read_to_string(&f)
                     .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?,

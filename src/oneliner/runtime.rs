@@ -44,6 +44,8 @@ pub fn compile_check(cfg: &TraceConfig) -> Result<(Program, Info)> {
 struct Attached {
     _prog: OwnedFd,
     _events: Vec<OwnedFd>,
+    /// Attach points after globs are expanded (what `Attaching N probes` counts, as bpftrace).
+    points: usize,
 }
 
 const PERF_EVENT_IOC_ENABLE: u64 = 0x2400;
@@ -160,6 +162,7 @@ fn load_and_attach(
         return Ok((None, Some((first.clone(), prog))));
     }
     let mut events = Vec::new();
+    let mut points_attached = 0;
     for a in &probe.attach {
         match &a.kind {
             Attach::Tracepoint { category, event } => {
@@ -175,6 +178,7 @@ fn load_and_attach(
                 if points.is_empty() {
                     bail!("{}: no tracepoint matches", a.raw);
                 }
+                points_attached += points.len();
                 for (c, e) in points {
                     let mut attr = libbpf_sys::perf_event_attr {
                         type_: libbpf_sys::PERF_TYPE_TRACEPOINT,
@@ -191,6 +195,7 @@ fn load_and_attach(
                 }
             }
             Attach::Interval { unit, n } | Attach::Profile { unit, n } => {
+                points_attached += 1;
                 let cpus: Vec<u32> = if matches!(a.kind, Attach::Interval { .. }) {
                     vec![crate::bpf::perf::online_cpus()?
                         .first()
@@ -226,6 +231,7 @@ fn load_and_attach(
         Some(Attached {
             _prog: prog,
             _events: events,
+            points: points_attached,
         }),
         None,
     ))
@@ -413,7 +419,8 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
             None => {}
         }
     }
-    let n_points: usize = program.probes.iter().map(|p| p.attach.len()).sum();
+    let n_points: usize =
+        attached.iter().map(|a| a.points).sum::<usize>() + begin.len() + end.len();
     write_stdout(&format!(
         "Attaching {n_points} probe{}...\n",
         if n_points == 1 { "" } else { "s" }

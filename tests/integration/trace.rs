@@ -223,6 +223,31 @@ fn trace_runs_what_bpftrace_runs() {
         );
         assert_eq!(String::from_utf8_lossy(&out.stdout), *want, "{program}");
     }
+    // Globs count as the tracepoints they expand to, as bpftrace counts them.
+    let out = bpfprof()
+        .args([
+            "trace",
+            "-e",
+            "t:sched:sched_process_e* { @ = count(); } BEGIN { exit(); }",
+        ])
+        .output()
+        .expect("running bpfprof");
+    let expanded = std::fs::read_dir("/sys/kernel/tracing/events/sched")
+        .expect("tracefs")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("sched_process_e")
+        })
+        .count();
+    assert!(expanded >= 2, "sched_process_exec and _exit exist");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with(&format!("Attaching {} probes...", expanded + 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let out = bpfprof()
         .args(["trace", "-e", "BEGIN { @x = 1; exit(); } }"])
         .output()
