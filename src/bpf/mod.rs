@@ -247,9 +247,9 @@ pub fn recursion_misses(progs: &[&Program<'_>]) -> u64 {
         .sum()
 }
 
-/// Sums a per-CPU array of u64 counters (a tool's loss and event counters) into N totals.
-pub fn read_counters<const N: usize>(map: &dyn MapCore) -> Result<[u64; N]> {
-    let mut out = [0u64; N];
+/// Sums the first `n` u64 slots of a per-CPU array over its CPUs (loss and event counters, per-probe counts).
+pub fn sum_percpu(map: &dyn MapCore, n: usize) -> Result<Vec<u64>> {
+    let mut out = vec![0u64; n];
     for (i, slot) in out.iter_mut().enumerate() {
         let key = (i as u32).to_ne_bytes();
         if let Some(per_cpu) = map.lookup_percpu(&key, MapFlags::ANY)? {
@@ -259,5 +259,12 @@ pub fn read_counters<const N: usize>(map: &dyn MapCore) -> Result<[u64; N]> {
                 .sum();
         }
     }
+    Ok(out)
+}
+
+/// Sums a per-CPU array of u64 counters (a tool's loss and event counters) into N totals.
+pub fn read_counters<const N: usize>(map: &dyn MapCore) -> Result<[u64; N]> {
+    let mut out = [0u64; N];
+    out.copy_from_slice(&sum_percpu(map, N)?);
     Ok(out)
 }

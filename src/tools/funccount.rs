@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{
-    KprobeMultiOpts, KprobeOpts, Link, MapCore, MapFlags, OpenObject, TracepointCategory,
-    TracepointOpts, UprobeMultiOpts, UprobeOpts, UsdtOpts,
+    KprobeMultiOpts, KprobeOpts, Link, OpenObject, TracepointCategory, TracepointOpts,
+    UprobeMultiOpts, UprobeOpts, UsdtOpts,
 };
 use serde_json::json;
 
@@ -271,7 +271,7 @@ pub fn run(cfg: &FunccountConfig) -> Result<()> {
         };
         wait_until(&stop, deadline);
         let last = stop.raised() || end.is_some_and(|e| Instant::now() >= e);
-        let now = read_counts(&skel.maps.counts, names.len())?;
+        let now = bpf::sum_percpu(&skel.maps.counts, names.len()).context("reading the counts")?;
         let delta: Vec<u64> = now
             .iter()
             .zip(&before)
@@ -312,24 +312,6 @@ pub fn run(cfg: &FunccountConfig) -> Result<()> {
         detach_all(l, !matches!(points, Points::Usdt(..)));
     }
     Ok(())
-}
-
-/// The per-CPU counters summed, by probe index.
-fn read_counts(map: &dyn MapCore, n: usize) -> Result<Vec<u64>> {
-    let mut out = vec![0u64; n];
-    for (i, slot) in out.iter_mut().enumerate() {
-        let key = (i as u32).to_ne_bytes();
-        if let Some(per_cpu) = map
-            .lookup_percpu(&key, MapFlags::ANY)
-            .context("reading the counts")?
-        {
-            *slot = per_cpu
-                .iter()
-                .map(|v| u64::from_ne_bytes(v[..8].try_into().expect("8-byte value")))
-                .sum();
-        }
-    }
-    Ok(out)
 }
 
 /// bcc's table: an empty line, -T's time, `FUNC  COUNT`, then the non-zero counts ascending.
