@@ -141,11 +141,19 @@ fn load_and_attach(
         Attach::Tracepoint { .. } => libbpf_sys::BPF_PROG_TYPE_TRACEPOINT,
         Attach::Profile { .. } | Attach::Interval { .. } => libbpf_sys::BPF_PROG_TYPE_PERF_EVENT,
         Attach::Begin | Attach::End => libbpf_sys::BPF_PROG_TYPE_RAW_TRACEPOINT,
-        Attach::Kprobe { .. } | Attach::Fentry { .. } if !probes::kernel_has_kprobes() => bail!(
-            "{}: kernel functions need kprobes (or fentry), which this kernel does not have (CONFIG_KPROBES is off); tracepoints may serve instead",
+        Attach::Kprobe { func, .. } | Attach::Fentry { func, .. }
+            if !probes::kernel_has_kprobes() =>
+        {
+            bail!(
+                "{}: {}",
+                probe.attach[0].raw,
+                probes::kprobes_missing("tracing kernel functions", func)
+            )
+        }
+        _ => bail!(
+            "{}: this probe type is not supported by trace yet",
             probe.attach[0].raw
         ),
-        _ => bail!("{}: this probe type is not supported by trace yet", probe.attach[0].raw),
     };
     for a in &probe.attach[1..] {
         let same = std::mem::discriminant(&a.kind) == std::mem::discriminant(first);

@@ -160,6 +160,23 @@ pub fn kernel_has_kprobes() -> bool {
     Path::new("/sys/bus/event_source/devices/kprobe").exists()
 }
 
+/// The one-line refusal where kernel functions cannot be traced (`what`: what was asked for), naming the
+/// missing kernel feature and the tracepoints that may serve instead of `func_pattern`.
+pub fn kprobes_missing(what: &str, func_pattern: &str) -> String {
+    let like = tracepoints_like(func_pattern);
+    let hint = if like.is_empty() {
+        "tracepoints may serve instead: see /sys/kernel/tracing/available_events".to_string()
+    } else {
+        let shown: Vec<&str> = like.iter().take(4).map(String::as_str).collect();
+        let more = if like.len() > 4 { ", ..." } else { "" };
+        format!(
+            "tracepoints that may serve instead: {}{more}",
+            shown.join(", ")
+        )
+    };
+    format!("{what} needs kprobes (or fentry), which this kernel does not have (CONFIG_KPROBES is off: /sys/bus/event_source/devices/kprobe is missing); {hint}")
+}
+
 /// Kernel functions whose names match: ftrace's list of functions that can be probed where there is one,
 /// else the text symbols of /proc/kallsyms.
 pub fn kernel_functions(m: &Matcher) -> Result<Vec<String>> {

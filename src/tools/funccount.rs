@@ -118,19 +118,10 @@ fn resolve(cfg: &FunccountConfig) -> Result<(Points, Vec<String>)> {
         }
         Target::Kernel { func } => {
             if !probes::kernel_has_kprobes() {
-                let like = probes::tracepoints_like(func);
-                let hint = if like.is_empty() {
-                    "tracepoints may serve instead: see /sys/kernel/tracing/available_events"
-                        .to_string()
-                } else {
-                    let shown: Vec<&str> = like.iter().take(4).map(String::as_str).collect();
-                    let more = if like.len() > 4 { ", ..." } else { "" };
-                    format!(
-                        "tracepoints that may serve instead: {}{more}",
-                        shown.join(", ")
-                    )
-                };
-                bail!("counting kernel functions needs kprobes (or fentry), which this kernel does not have (CONFIG_KPROBES is off: /sys/bus/event_source/devices/kprobe is missing); {hint}");
+                bail!(
+                    "{}",
+                    probes::kprobes_missing("counting kernel functions", func)
+                );
             }
             Points::Kernel(probes::kernel_functions(&Matcher::new(func, cfg.regex)?)?)
         }
