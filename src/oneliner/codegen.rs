@@ -1,6 +1,8 @@
 //! Code generation: one BPF program per probe, from the checked syntax tree. Every intermediate value lives
 //! in an 8-byte stack slot (strings and keys in longer buffers): the code is longer than a register
 //! allocator's, but simple to get right and easy on the verifier. r9 keeps the context pointer.
+use std::os::fd::AsRawFd;
+
 use anyhow::{bail, Result};
 
 use super::ast::*;
@@ -40,6 +42,15 @@ pub struct PrintfSpec {
 enum Val {
     Int(i16),
     Buf(i16, usize),
+}
+
+impl Val {
+    /// Where it starts on the stack.
+    fn off(self) -> i16 {
+        match self {
+            Val::Int(o) | Val::Buf(o, _) => o,
+        }
+    }
 }
 
 struct Gen<'a> {
@@ -131,14 +142,7 @@ impl Gen<'_> {
             let mark = self.sp;
             self.stmt(s)?;
             // Statement temporaries are free again, down to the lowest variable slot.
-            let lowest = self
-                .vars
-                .iter()
-                .map(|(_, v)| match v {
-                    Val::Int(o) | Val::Buf(o, _) => *o,
-                })
-                .min()
-                .unwrap_or(0);
+            let lowest = self.vars.iter().map(|(_, v)| v.off()).min().unwrap_or(0);
             self.sp = mark.min(lowest);
         }
         Ok(())
@@ -215,9 +219,7 @@ impl Gen<'_> {
                 // A new variable adopts the value's own slot when that is the newest one (no copy, no
                 // stack left behind); else it gets a slot of its own, for the whole probe.
                 let fresh = !self.vars.iter().any(|(n, _)| n == name);
-                let newest = match v {
-                    Val::Int(o) | Val::Buf(o, _) => o == self.sp,
-                };
+                let newest = v.off() == self.sp;
                 if fresh && newest && op.is_none() {
                     self.vars.push((name.clone(), v));
                     return Ok(());
@@ -291,21 +293,27 @@ impl Gen<'_> {
         Ok(buf)
     }
 
+    /// r0 = slot 0 of a one-slot array map (or NULL). Its key sits in a scratch word, free again after.
+    fn lookup_slot0(&mut self, fd: i32) -> Result<()> {
+        let key = self.alloc(8)?;
+        self.asm.store_imm(Size::W, FP, key, 0);
+        self.asm.ld_map_fd(R1, fd);
+        self.addr(R2, key);
+        self.asm.call(HELPER_MAP_LOOKUP);
+        self.sp += 8;
+        Ok(())
+    }
+
     /// r0 = the value of @name at `key`, created zeroed first where missing; jumps to `skip` if that fails.
-    fn lookup_or_init(&mut self, name: &str, key: i16, skip: super::insn::Label) {
+    fn lookup_or_init(&mut self, name: &str, key: i16, skip: super::insn::Label) -> Result<()> {
         let fd = self.maps.maps[name].raw_fd();
         let have = self.asm.label();
         self.asm.ld_map_fd(R1, fd);
         self.addr(R2, key);
         self.asm.call(HELPER_MAP_LOOKUP);
         self.asm.jmp_imm(Cond::Ne, R0, 0, have);
-        // The zeroed value comes from a per-CPU array: map values can be larger than the stack. Its key is
-        // a word below every slot in use (free again after this sequence).
-        let zero_key = self.sp - 8;
-        self.asm.store_imm(Size::W, FP, zero_key, 0);
-        self.asm.ld_map_fd(R1, self.maps.zeros.as_raw_fd_i32());
-        self.addr(R2, zero_key);
-        self.asm.call(HELPER_MAP_LOOKUP);
+        // The zeroed value comes from a per-CPU array: map values can be larger than the stack.
+        self.lookup_slot0(self.maps.zeros.as_raw_fd())?;
         self.asm.jmp_imm(Cond::Eq, R0, 0, skip);
         self.asm.mov_reg(R3, R0);
         self.asm.ld_map_fd(R1, fd);
@@ -317,6 +325,7 @@ impl Gen<'_> {
         self.asm.call(HELPER_MAP_LOOKUP);
         self.asm.jmp_imm(Cond::Eq, R0, 0, skip);
         self.asm.bind(have);
+        Ok(())
     }
 
     /// `@x[k] OP= v` / `@x[k]++` on an integer value map (shared by CPUs): + and - as atomic adds, other
@@ -324,7 +333,7 @@ impl Gen<'_> {
     fn map_add(&mut self, name: &str, key: i16, v: Val, op: &str) -> Result<()> {
         let skip = self.asm.label();
         // The value is on the stack already: the helper calls cannot clobber it.
-        self.lookup_or_init(name, key, skip);
+        self.lookup_or_init(name, key, skip)?;
         self.load_int(R1, v);
         match op {
             "+" | "-" => {
@@ -347,7 +356,7 @@ impl Gen<'_> {
 
     fn aggregate(&mut self, name: &str, key: i16, kind: &MapKind, v: Option<Val>) -> Result<()> {
         let skip = self.asm.label();
-        self.lookup_or_init(name, key, skip);
+        self.lookup_or_init(name, key, skip)?;
         self.asm.mov_reg(R6, R0);
         if let Some(v) = v {
             self.load_int(R1, v);
@@ -612,22 +621,18 @@ impl Gen<'_> {
                         let (a, b) = (self.truthy(a)?, self.truthy(b)?);
                         self.load_int(R1, a);
                         self.load_int(R2, b);
-                        let (f, d) = (self.asm.label(), self.asm.label());
+                        let (t, f, d) = (self.asm.label(), self.asm.label(), self.asm.label());
                         if *op == "&&" {
                             self.asm.jmp_imm(Cond::Eq, R1, 0, f);
                             self.asm.jmp_imm(Cond::Eq, R2, 0, f);
-                            self.asm.mov_imm(R1, 1);
+                            self.asm.ja(t);
                         } else {
-                            self.asm.mov_imm(R1, 1);
-                            self.asm.ld_imm64(R3, 0);
-                            let t = self.asm.label();
-                            self.asm.load(Size::DW, R3, FP, int_off(a));
-                            self.asm.jmp_imm(Cond::Ne, R3, 0, t);
-                            self.asm.load(Size::DW, R3, FP, int_off(b));
-                            self.asm.jmp_imm(Cond::Ne, R3, 0, t);
+                            self.asm.jmp_imm(Cond::Ne, R1, 0, t);
+                            self.asm.jmp_imm(Cond::Ne, R2, 0, t);
                             self.asm.ja(f);
-                            self.asm.bind(t);
                         }
+                        self.asm.bind(t);
+                        self.asm.mov_imm(R1, 1);
                         self.asm.ja(d);
                         self.asm.bind(f);
                         self.asm.mov_imm(R1, 0);
@@ -673,7 +678,7 @@ impl Gen<'_> {
                             signed: true,
                         },
                     )?;
-                    let off = int_off(slot);
+                    let off = slot.off();
                     let before = self.alloc(8)?;
                     self.asm.load(Size::DW, R0, FP, off);
                     self.asm.store_reg(Size::DW, FP, before, R0);
@@ -851,14 +856,14 @@ impl Gen<'_> {
                     self.copy(at, *v, n);
                     at += n as i16;
                 }
-                self.output(rec, size);
+                self.output(rec, size)?;
                 Ok(Val::Int(rec))
             }
             "exit" => {
                 let rec = self.alloc(8)?;
                 self.asm.ld_imm64(R0, RECORD_EXIT);
                 self.asm.store_reg(Size::DW, FP, rec, R0);
-                self.output_then_exit(rec, 8);
+                self.output_then_exit(rec, 8)?;
                 Ok(Val::Int(rec))
             }
             "delete" => {
@@ -880,54 +885,28 @@ impl Gen<'_> {
     /// exit(): sends the record, then ends this run of the probe. The jump is conditional on the helper's
     /// result (always 0 or a negative errno) so that the statements after exit() stay reachable for the
     /// verifier, which refuses unreachable instructions.
-    fn output_then_exit(&mut self, rec: i16, size: usize) {
-        self.output(rec, size);
+    fn output_then_exit(&mut self, rec: i16, size: usize) -> Result<()> {
+        self.output(rec, size)?;
         self.asm.call(HELPER_KTIME);
         self.asm.jmp_imm(Cond::Ne, R0, 0, self.exit);
+        Ok(())
     }
 
     /// Sends a record through the ring buffer; one that does not fit is counted in `lost`.
-    fn output(&mut self, rec: i16, size: usize) {
-        self.asm.ld_map_fd(R1, self.maps.ringbuf.as_raw_fd_i32());
+    fn output(&mut self, rec: i16, size: usize) -> Result<()> {
+        self.asm.ld_map_fd(R1, self.maps.ringbuf.as_raw_fd());
         self.addr(R2, rec);
         self.asm.mov_imm(R3, size as i32);
         self.asm.mov_imm(R4, 0);
         self.asm.call(HELPER_RINGBUF_OUTPUT);
         let ok = self.asm.label();
         self.asm.jmp_imm(Cond::Eq, R0, 0, ok);
-        // The key of the one-slot array: a word below every slot in use.
-        self.asm.store_imm(Size::W, FP, self.sp - 8, 0);
-        self.asm.ld_map_fd(R1, self.maps.lost.as_raw_fd_i32());
-        self.addr(R2, self.sp - 8);
-        self.asm.call(HELPER_MAP_LOOKUP);
+        self.lookup_slot0(self.maps.lost.as_raw_fd())?;
         self.asm.jmp_imm(Cond::Eq, R0, 0, ok);
         self.asm.load(Size::DW, R1, R0, 0);
         self.asm.alu_imm(Alu::Add, R1, 1);
         self.asm.store_reg(Size::DW, R0, 0, R1);
         self.asm.bind(ok);
+        Ok(())
     }
-}
-
-fn int_off(v: Val) -> i16 {
-    match v {
-        Val::Int(o) | Val::Buf(o, _) => o,
-    }
-}
-
-/// Raw fds of owned fds, for instructions.
-trait RawFdI32 {
-    fn as_raw_fd_i32(&self) -> i32;
-}
-
-impl RawFdI32 for std::os::fd::OwnedFd {
-    fn as_raw_fd_i32(&self) -> i32 {
-        use std::os::fd::AsRawFd;
-        self.as_raw_fd()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[allow(unused_imports)]
-    use super::*;
 }
