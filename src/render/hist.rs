@@ -221,8 +221,6 @@ pub fn bcc_linear(h: &Histogram, val_type: &str) -> String {
     out
 }
 
-// bpftrace's layout is for the one-liner tool (`trace`, to come); unit-tested here until it uses it.
-#[allow(dead_code)]
 /// bpftrace's power-of-two label: 1, 2, ... 512, 1K, 2K, ... 1M, ... with a suffix per 2^10.
 fn bpftrace_pow2_label(power: u32) -> String {
     let decade = (power / 10) as usize;
@@ -230,7 +228,6 @@ fn bpftrace_pow2_label(power: u32) -> String {
     format!("{}{suffix}", 1u64 << (power - 10 * decade as u32))
 }
 
-#[allow(dead_code)]
 /// bpftrace's lhist label: a multiple of 1M or 1K is written with its suffix (not 0).
 fn bpftrace_linear_label(n: i64) -> String {
     const KILO: i64 = 1024;
@@ -246,7 +243,6 @@ fn bpftrace_linear_label(n: i64) -> String {
     }
 }
 
-#[allow(dead_code)]
 /// bpftrace's `hist`/`lhist` body, exactly (rows from the first to the last non-empty bucket, each
 /// `%-16s%8d |@...|` with a 52-character bar); the caller prints the `@name:` line above it.
 pub fn bpftrace(h: &Histogram) -> String {
@@ -371,7 +367,7 @@ pub fn summary_line(h: &Histogram, unit: &str) -> String {
     s
 }
 
-#[allow(dead_code)]
+#[cfg(test)]
 /// The log2 bucket of a non-negative value (the BPF programs compute the same: bits.bpf.h).
 pub fn log2_index(v: u64) -> usize {
     if v == 0 {
