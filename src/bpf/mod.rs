@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::{bail, Result};
-use libbpf_rs::{MapCore, MapFlags, OpenObject, PrintLevel, Program};
+use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, PrintLevel, Program, ProgramMut};
 
 /// The skeletons libbpf-cargo generated from bpf/*.bpf.c (see build.rs).
 pub mod skel {
@@ -157,6 +157,39 @@ impl Hooks {
             Hooks::TpBtf => "tp_btf",
             Hooks::RawTp => "raw_tp",
         }
+    }
+}
+
+/// One hook of a tool, written once per kind of tracepoint: the classic variant (None where the tool has
+/// none), the BTF one and the raw one, for the tracepoint `category:name`.
+pub struct HookProgs<'a, 'o> {
+    pub category: &'a str,
+    pub name: &'a str,
+    pub tp: Option<&'a ProgramMut<'o>>,
+    pub btf: &'a ProgramMut<'o>,
+    pub raw: &'a ProgramMut<'o>,
+}
+
+impl HookProgs<'_, '_> {
+    /// Attaches the variant loaded for `hooks`; the error names the tracepoint and `what` was attaching.
+    pub fn attach(&self, hooks: Hooks, what: &str) -> Result<Link> {
+        let link = match (hooks, self.tp) {
+            (Hooks::Tp, Some(tp)) => tp.attach_tracepoint(
+                libbpf_rs::TracepointCategory::Custom(self.category.to_string()),
+                self.name,
+            ),
+            (Hooks::Tp, None) => {
+                bail!("{what} has no classic-tracepoint program for {}", self.name)
+            }
+            (Hooks::TpBtf, _) => self.btf.attach_trace(),
+            (Hooks::RawTp, _) => self.raw.attach_raw_tracepoint(self.name),
+        };
+        link.map_err(|e| {
+            anyhow::Error::new(e).context(format!(
+                "attaching to the {} tracepoint ({what})",
+                self.name
+            ))
+        })
     }
 }
 

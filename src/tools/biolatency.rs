@@ -338,30 +338,29 @@ fn load_and_attach<'o>(
             .context("setting the cgroup filter")?;
     }
 
-    let attach_err = |tp: &str, e: libbpf_rs::Error| {
-        anyhow::Error::new(e).context(format!("attaching to the {tp} tracepoint ({what})"))
-    };
     let p = &skel.progs;
+    let hook = |name, btf, raw| bpf::HookProgs {
+        category: "block",
+        name,
+        tp: None,
+        btf,
+        raw,
+    };
     // Completions first, stamps last: whatever is stamped then finds its completion hooked.
-    let mut plan = vec![("block_rq_complete", &p.complete_btf, &p.complete_raw)];
+    let mut plan = vec![hook("block_rq_complete", &p.complete_btf, &p.complete_raw)];
     if issue {
-        plan.push(("block_rq_issue", &p.issue_btf, &p.issue_raw));
+        plan.push(hook("block_rq_issue", &p.issue_btf, &p.issue_raw));
     }
     if io_start {
-        plan.push(("block_io_start", &p.io_start_btf, &p.io_start_raw));
+        plan.push(hook("block_io_start", &p.io_start_btf, &p.io_start_raw));
     }
     if insert {
-        plan.push(("block_rq_insert", &p.insert_btf, &p.insert_raw));
+        plan.push(hook("block_rq_insert", &p.insert_btf, &p.insert_raw));
     }
-    let mut links = Vec::new();
-    for (tp, btf_prog, raw_prog) in plan {
-        let link = if btf {
-            btf_prog.attach_trace()
-        } else {
-            raw_prog.attach_raw_tracepoint(tp)
-        };
-        links.push(link.map_err(|e| attach_err(tp, e))?);
-    }
+    let links = plan
+        .iter()
+        .map(|h| h.attach(hooks, &what))
+        .collect::<Result<Vec<_>>>()?;
     Ok((skel, links))
 }
 

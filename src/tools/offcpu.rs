@@ -344,31 +344,27 @@ fn load_and_attach<'o>(
 
     fill_filters(&skel.maps.pids, &skel.maps.tids, &cfg.pids, &cfg.tids)?;
 
-    let mut links = Vec::new();
-    let attach_err = |tp: &str, e: libbpf_rs::Error| {
-        anyhow::Error::new(e).context(format!("attaching to the {tp} tracepoint ({what})"))
+    let p = &skel.progs;
+    let waking = bpf::HookProgs {
+        category: "sched",
+        name: "sched_waking",
+        tp: Some(&p.waking_tp),
+        btf: &p.waking_btf,
+        raw: &p.waking_raw,
     };
+    let switch = bpf::HookProgs {
+        category: "sched",
+        name: "sched_switch",
+        tp: Some(&p.switch_tp),
+        btf: &p.switch_btf,
+        raw: &p.switch_raw,
+    };
+    let mut links = Vec::new();
     // Wakeups first: in offwake, a thread's waker must be known by the time it switches back in.
     if wake {
-        let link = match hooks {
-            Hooks::Tp => skel
-                .progs
-                .waking_tp
-                .attach_tracepoint(libbpf_rs::TracepointCategory::Sched, "sched_waking"),
-            Hooks::TpBtf => skel.progs.waking_btf.attach_trace(),
-            Hooks::RawTp => skel.progs.waking_raw.attach_raw_tracepoint("sched_waking"),
-        };
-        links.push(link.map_err(|e| attach_err("sched_waking", e))?);
+        links.push(waking.attach(hooks, what)?);
     }
-    let link = match hooks {
-        Hooks::Tp => skel
-            .progs
-            .switch_tp
-            .attach_tracepoint(libbpf_rs::TracepointCategory::Sched, "sched_switch"),
-        Hooks::TpBtf => skel.progs.switch_btf.attach_trace(),
-        Hooks::RawTp => skel.progs.switch_raw.attach_raw_tracepoint("sched_switch"),
-    };
-    links.push(link.map_err(|e| attach_err("sched_switch", e))?);
+    links.push(switch.attach(hooks, what)?);
     Ok((skel, links))
 }
 
