@@ -1,13 +1,11 @@
 //! Code generation: one BPF program per probe, from the checked syntax tree. Every intermediate value lives
 //! in an 8-byte stack slot (strings and keys in longer buffers): the code is longer than a register
 //! allocator's, but simple to get right and easy on the verifier. r9 keeps the context pointer.
-use std::os::fd::AsRawFd;
-
 use anyhow::{bail, Result};
 
 use super::ast::*;
 use super::insn::{Alu, Asm, Cond, Insn, Reg, Size, FP, R0, R1, R2, R3, R4, R5, R6, R9};
-use super::maps::{size_of, Maps};
+use super::maps::{raw_fd, size_of, Maps};
 use super::sema::{Info, MapKind, Type};
 use super::tpformat::{Field, FieldType};
 use crate::render::hist::LOG2_LEN;
@@ -313,7 +311,7 @@ impl Gen<'_> {
         self.asm.call(HELPER_MAP_LOOKUP);
         self.asm.jmp_imm(Cond::Ne, R0, 0, have);
         // The zeroed value comes from a per-CPU array: map values can be larger than the stack.
-        self.lookup_slot0(self.maps.zeros.as_raw_fd())?;
+        self.lookup_slot0(raw_fd(&self.maps.zeros))?;
         self.asm.jmp_imm(Cond::Eq, R0, 0, skip);
         self.asm.mov_reg(R3, R0);
         self.asm.ld_map_fd(R1, fd);
@@ -894,14 +892,14 @@ impl Gen<'_> {
 
     /// Sends a record through the ring buffer; one that does not fit is counted in `lost`.
     fn output(&mut self, rec: i16, size: usize) -> Result<()> {
-        self.asm.ld_map_fd(R1, self.maps.ringbuf.as_raw_fd());
+        self.asm.ld_map_fd(R1, raw_fd(&self.maps.ringbuf));
         self.addr(R2, rec);
         self.asm.mov_imm(R3, size as i32);
         self.asm.mov_imm(R4, 0);
         self.asm.call(HELPER_RINGBUF_OUTPUT);
         let ok = self.asm.label();
         self.asm.jmp_imm(Cond::Eq, R0, 0, ok);
-        self.lookup_slot0(self.maps.lost.as_raw_fd())?;
+        self.lookup_slot0(raw_fd(&self.maps.lost))?;
         self.asm.jmp_imm(Cond::Eq, R0, 0, ok);
         self.asm.load(Size::DW, R1, R0, 0);
         self.asm.alu_imm(Alu::Add, R1, 1);

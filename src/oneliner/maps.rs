@@ -1,9 +1,10 @@
 //! The BPF maps a one-liner needs: one per @map (its key and value layout from the semantic pass), a ring
 //! buffer for printf and exit, and a zeroed buffer that new map values are copied from.
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
+use libbpf_rs::{MapHandle, MapType};
 
 use super::sema::{Info, MapKind, Type};
 use crate::render::hist::LOG2_LEN as LOG2_SLOTS;
@@ -25,13 +26,18 @@ pub struct MapDef {
     pub value_size: usize,
     /// Aggregations are per-CPU (no atomics on the hot path); user space sums the CPUs.
     pub per_cpu: bool,
-    pub fd: OwnedFd,
+    pub map: MapHandle,
 }
 
 impl MapDef {
     pub fn raw_fd(&self) -> i32 {
-        self.fd.as_raw_fd()
+        raw_fd(&self.map)
     }
+}
+
+/// A map's fd as BPF instructions embed it.
+pub fn raw_fd(map: &MapHandle) -> i32 {
+    map.as_fd().as_raw_fd()
 }
 
 /// Entries each @map can hold.
@@ -54,39 +60,39 @@ pub fn value_size(kind: &MapKind) -> usize {
 /// All the maps of a program.
 pub struct Maps {
     pub maps: BTreeMap<String, MapDef>,
-    pub ringbuf: OwnedFd,
+    pub ringbuf: MapHandle,
     /// A per-CPU array of one zeroed value as large as the largest map value.
-    pub zeros: OwnedFd,
+    pub zeros: MapHandle,
     /// A per-CPU counter of printf/exit records the ring buffer had no room for.
-    pub lost: OwnedFd,
+    pub lost: MapHandle,
 }
 
-fn create(map_type: u32, name: &str, key: usize, value: usize, entries: u32) -> Result<OwnedFd> {
-    let cname = std::ffi::CString::new(
-        name.chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(15)
-            .collect::<String>(),
-    )?;
-    // SAFETY: a NUL-terminated name and no options.
-    let fd = unsafe {
-        libbpf_sys::bpf_map_create(
-            map_type,
-            cname.as_ptr(),
-            key as u32,
-            value as u32,
-            entries,
-            std::ptr::null(),
-        )
+fn create(
+    map_type: MapType,
+    name: &str,
+    key: usize,
+    value: usize,
+    entries: u32,
+) -> Result<MapHandle> {
+    // The kernel keeps 15 characters of a name, of these.
+    let name: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(15)
+        .collect();
+    let opts = libbpf_sys::bpf_map_create_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+        ..Default::default()
     };
-    if fd < 0 {
-        bail!(
-            "creating map {name}: {}",
-            std::io::Error::from_raw_os_error(-fd)
-        );
-    }
-    // SAFETY: a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    MapHandle::create(
+        map_type,
+        Some(&name),
+        key as u32,
+        value as u32,
+        entries,
+        &opts,
+    )
+    .with_context(|| format!("creating map {name}"))
 }
 
 impl Maps {
@@ -99,11 +105,11 @@ impl Maps {
             largest = largest.max(value_size);
             let per_cpu = !matches!(m.kind, MapKind::Value(_));
             let map_type = if per_cpu {
-                libbpf_sys::BPF_MAP_TYPE_PERCPU_HASH
+                MapType::PercpuHash
             } else {
-                libbpf_sys::BPF_MAP_TYPE_HASH
+                MapType::Hash
             };
-            let fd = create(
+            let map = create(
                 map_type,
                 &format!("AT_{name}"),
                 key_size,
@@ -119,25 +125,13 @@ impl Maps {
                     key_size,
                     value_size,
                     per_cpu,
-                    fd,
+                    map,
                 },
             );
         }
-        let ringbuf = create(
-            libbpf_sys::BPF_MAP_TYPE_RINGBUF,
-            "printf",
-            0,
-            0,
-            RINGBUF_BYTES,
-        )?;
-        let zeros = create(
-            libbpf_sys::BPF_MAP_TYPE_PERCPU_ARRAY,
-            "zeros",
-            4,
-            largest,
-            1,
-        )?;
-        let lost = create(libbpf_sys::BPF_MAP_TYPE_PERCPU_ARRAY, "lost", 4, 8, 1)?;
+        let ringbuf = create(MapType::RingBuf, "printf", 0, 0, RINGBUF_BYTES)?;
+        let zeros = create(MapType::PercpuArray, "zeros", 4, largest, 1)?;
+        let lost = create(MapType::PercpuArray, "lost", 4, 8, 1)?;
         Ok(Self {
             maps,
             ringbuf,

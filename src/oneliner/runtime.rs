@@ -4,11 +4,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use libbpf_rs::{MapCore, MapFlags};
 
 use super::ast::{Attach, Program, TimeUnit};
 use super::codegen::{self, PrintfSpec, RECORD_EXIT};
 use super::insn::{self, Insn};
-use super::maps::{MapDef, Maps};
+use super::maps::{raw_fd, MapDef, Maps};
 use super::output;
 use super::parser;
 use super::sema::{self, Info};
@@ -280,93 +281,51 @@ fn dump(name: &str, insns: &[Insn]) -> String {
 
 /// Reads every entry of a map, its value summed over CPUs for per-CPU maps, as i64 slots.
 fn read_map(def: &MapDef) -> Result<Vec<(Vec<u8>, Vec<i64>)>> {
-    let ncpu = if def.per_cpu {
-        // SAFETY: libbpf only reads sysfs.
-        let n = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
-        if n <= 0 {
-            bail!("counting the possible CPUs failed");
-        }
-        n as usize
-    } else {
-        1
+    let slots = |v: &[u8]| -> Vec<i64> {
+        v.chunks_exact(8)
+            .map(|c| i64::from_ne_bytes(c.try_into().expect("8 bytes")))
+            .collect()
     };
-    let stride = def.value_size.div_ceil(8) * 8;
-    let mut value = vec![0u8; stride * ncpu];
-    let mut key = vec![0u8; def.key_size];
-    let mut next = vec![0u8; def.key_size];
     let mut out = Vec::new();
-    let fd = def.raw_fd();
-    let mut first = true;
-    loop {
-        let prev = if first {
-            std::ptr::null()
+    for key in def.map.keys() {
+        let values: Vec<Vec<i64>> = if def.per_cpu {
+            match def.map.lookup_percpu(&key, MapFlags::ANY)? {
+                Some(per_cpu) => per_cpu.iter().map(|v| slots(v)).collect(),
+                None => continue, // deleted meanwhile
+            }
         } else {
-            key.as_ptr()
+            match def.map.lookup(&key, MapFlags::ANY)? {
+                Some(v) => vec![slots(&v)],
+                None => continue,
+            }
         };
-        // SAFETY: buffers of the map's key size.
-        let r =
-            unsafe { libbpf_sys::bpf_map_get_next_key(fd, prev.cast(), next.as_mut_ptr().cast()) };
-        if r != 0 {
-            break;
-        }
-        first = false;
-        key.copy_from_slice(&next);
-        // SAFETY: a key of the map's key size and a value buffer for every CPU.
-        let r = unsafe {
-            libbpf_sys::bpf_map_lookup_elem(fd, key.as_ptr().cast(), value.as_mut_ptr().cast())
-        };
-        if r != 0 {
-            continue;
-        }
-        let slots = def.value_size / 8;
-        let mut sum = vec![0i64; slots.max(1)];
-        for cpu in 0..ncpu {
-            for (s, slot) in sum.iter_mut().enumerate() {
-                let at = cpu * stride + s * 8;
-                let v = i64::from_ne_bytes(value[at..at + 8].try_into().expect("8 bytes"));
-                *slot = if def.per_cpu { slot.wrapping_add(v) } else { v };
+        let mut sum = vec![0i64; (def.value_size / 8).max(1)];
+        for v in &values {
+            for (s, x) in sum.iter_mut().zip(v) {
+                *s = s.wrapping_add(*x);
             }
         }
-        // min/max: per CPU, keep the extreme among CPUs that have a value.
-        if matches!(def.kind, sema::MapKind::Min | sema::MapKind::Max) && def.per_cpu {
-            let vals: Vec<i64> = (0..ncpu)
-                .filter(|cpu| value[cpu * stride + 8] != 0)
-                .map(|cpu| {
-                    i64::from_ne_bytes(value[cpu * stride..cpu * stride + 8].try_into().expect("8"))
-                })
-                .collect();
+        // min/max: keep the extreme among the CPUs that have a value (its second slot is the `set` flag).
+        if matches!(def.kind, sema::MapKind::Min | sema::MapKind::Max) {
+            let set = values
+                .iter()
+                .filter(|v| v.get(1).is_some_and(|&f| f != 0))
+                .map(|v| v[0]);
             sum[0] = if matches!(def.kind, sema::MapKind::Min) {
-                vals.iter().copied().min().unwrap_or(0)
+                set.min().unwrap_or(0)
             } else {
-                vals.iter().copied().max().unwrap_or(0)
+                set.max().unwrap_or(0)
             };
         }
-        out.push((key.clone(), sum));
+        out.push((key, sum));
     }
     Ok(out)
 }
 
 /// Records the ring buffer had no room for, summed over CPUs.
 fn lost_records(maps: &Maps) -> Result<u64> {
-    // SAFETY: libbpf only reads sysfs.
-    let ncpu = unsafe { libbpf_sys::libbpf_num_possible_cpus() }.max(1) as usize;
-    let mut values = vec![0u8; 8 * ncpu];
-    let key = 0u32;
-    // SAFETY: a 4-byte key and a value buffer for every CPU of an 8-byte per-CPU array.
-    let r = unsafe {
-        libbpf_sys::bpf_map_lookup_elem(
-            maps.lost.as_raw_fd(),
-            (&key as *const u32).cast(),
-            values.as_mut_ptr().cast(),
-        )
-    };
-    if r != 0 {
-        bail!("reading the lost-records counter failed");
-    }
-    Ok(values
-        .chunks(8)
-        .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
-        .sum())
+    let lost = crate::bpf::sum_percpu(&maps.lost, 1).context("reading the lost-records counter")?;
+    Ok(lost[0])
 }
 
 type Printfs = std::rc::Rc<std::cell::RefCell<(Vec<PrintfSpec>, bool)>>;
@@ -437,7 +396,7 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
     // SAFETY: the callback's ctx (state) outlives the ring buffer, freed below.
     let rb = unsafe {
         libbpf_sys::ring_buffer__new(
-            maps.ringbuf.as_raw_fd(),
+            raw_fd(&maps.ringbuf),
             Some(on_record),
             std::rc::Rc::as_ptr(&state) as *mut _,
             std::ptr::null(),
