@@ -63,3 +63,22 @@ pub fn wait_until(stop: &StopFlag, deadline: Option<Instant>) {
         }
     }
 }
+
+/// Drops `items` from up to 64 threads at once. Detaching a probe or closing a perf event waits for an RCU
+/// grace period, and waits that overlap share one: hundreds of links dropped one after another took 25 s.
+pub fn drop_concurrently<T: Send>(items: Vec<T>) {
+    const THREADS: usize = 64;
+    if items.len() <= 1 {
+        return;
+    }
+    let n = THREADS.min(items.len());
+    let mut groups: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        groups[i % n].push(item);
+    }
+    std::thread::scope(|s| {
+        for group in groups {
+            s.spawn(move || drop(group));
+        }
+    });
+}

@@ -44,7 +44,7 @@ pub fn compile_check(cfg: &TraceConfig) -> Result<(Program, Info)> {
 /// An attached probe: the program and the perf events that keep it attached.
 struct Attached {
     _prog: OwnedFd,
-    _events: Vec<OwnedFd>,
+    events: Vec<OwnedFd>,
     /// Attach points after globs are expanded (what `Attaching N probes` counts, as bpftrace).
     points: usize,
 }
@@ -56,7 +56,7 @@ impl Attached {
     /// Stops the probe firing at once; closing its events (which detaches it) can take the kernel a grace
     /// period each, so that is left until the output is printed.
     fn disable(&self) {
-        for e in &self._events {
+        for e in &self.events {
             // SAFETY: a valid perf event fd; the ioctl takes an int argument.
             unsafe { libc::ioctl(e.as_raw_fd(), PERF_EVENT_IOC_DISABLE as _, 0) };
         }
@@ -239,7 +239,7 @@ fn load_and_attach(
     Ok((
         Some(Attached {
             _prog: prog,
-            _events: events,
+            events,
             points: points_attached,
         }),
         None,
@@ -439,6 +439,8 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
         // bpftrace's words, on stderr: standard output keeps only the program's output.
         eprintln!("Lost {lost} events");
     }
-    drop(attached);
+    // Closing each perf event detaches its program: concurrently, so that the kernel's waits overlap.
+    let events: Vec<OwnedFd> = attached.into_iter().flat_map(|a| a.events).collect();
+    crate::util::drop_concurrently(events);
     Ok(())
 }

@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::bpf::skel::funccount::{FunccountSkel, FunccountSkelBuilder};
 use crate::bpf::{self};
 use crate::probes::{self, elf, libs, Matcher, Target};
-use crate::util::{local_time, wait_until, write_stdout, StopFlag};
+use crate::util::{drop_concurrently, local_time, wait_until, write_stdout, StopFlag};
 
 /// Everything funccount needs to know, free of clap.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -300,7 +300,13 @@ pub fn run(cfg: &FunccountConfig) -> Result<()> {
         }
     }
     if let Some(l) = links.take() {
-        detach_all(l, !matches!(points, Points::Usdt(..)));
+        // Not USDT links: libbpf's USDT manager is shared by them and not thread-safe (concurrent
+        // detaches corrupted its memory).
+        if matches!(points, Points::Usdt(..)) {
+            drop(l);
+        } else {
+            drop_concurrently(l);
+        }
     }
     Ok(())
 }
@@ -538,26 +544,6 @@ fn check_alive(pid: Option<u32>) -> Result<()> {
         }
         _ => Ok(()),
     }
-}
-
-/// Detaches links concurrently: detaching a tracepoint or probe waits for an RCU grace period, and waits
-/// that overlap share one (hundreds of links one after another took 25 s). Not USDT links: libbpf's USDT
-/// manager is shared by them and not thread-safe (concurrent detaches corrupted its memory).
-fn detach_all(links: Vec<Link>, concurrent: bool) {
-    const THREADS: usize = 64;
-    if links.len() <= 1 || !concurrent {
-        return;
-    }
-    let mut groups: Vec<Vec<Link>> = (0..THREADS.min(links.len())).map(|_| Vec::new()).collect();
-    let n = groups.len();
-    for (i, link) in links.into_iter().enumerate() {
-        groups[i % n].push(link);
-    }
-    std::thread::scope(|s| {
-        for group in groups {
-            s.spawn(move || drop(group));
-        }
-    });
 }
 
 #[cfg(test)]
