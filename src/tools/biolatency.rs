@@ -63,6 +63,16 @@ pub struct Linear {
 pub const MAX_LINEAR_BUCKETS: u64 = 126;
 /// Buckets `--linear STEP` makes.
 const DEFAULT_LINEAR_BUCKETS: u64 = 100;
+/// Indexes of the per-CPU `bio_stats` array (enum bio_stat in bpf/biolatency.h).
+mod stat {
+    pub const IOS: usize = 0;
+    pub const START_FULL: usize = 1;
+    pub const HISTS_FULL: usize = 2;
+    pub const NEGATIVE: usize = 3;
+    pub const UNSTAMPED: usize = 4;
+    pub const MAX: usize = 5;
+}
+
 /// Requests that can be in flight at once (the `start` map).
 const MAX_IN_FLIGHT: u32 = 65536;
 
@@ -222,7 +232,7 @@ pub fn run(cfg: &BiolatencyConfig) -> Result<()> {
         }
     }
 
-    let stats: [u64; 5] = bpf::read_counters(&skel.maps.bio_stats)?;
+    let stats: [u64; stat::MAX] = bpf::read_counters(&skel.maps.bio_stats)?;
     let p = &skel.progs;
     let misses = match hooks {
         Hooks::RawTp => bpf::recursion_misses(&[
@@ -243,37 +253,37 @@ pub fn run(cfg: &BiolatencyConfig) -> Result<()> {
     }
     eprintln!(
         "bpfprof: {} I/Os timed in {:.1} s",
-        stats[0],
+        stats[stat::IOS],
         started.elapsed().as_secs_f64()
     );
     Ok(())
 }
 
 /// Lines for stderr about whatever was not counted (nothing lost silently). Empty when nothing was.
-fn loss_report(stats: &[u64; 5], recursion_misses: u64) -> Vec<String> {
+fn loss_report(stats: &[u64; stat::MAX], recursion_misses: u64) -> Vec<String> {
     let mut lines = Vec::new();
-    if stats[1] > 0 {
+    if stats[stat::START_FULL] > 0 {
         lines.push(format!(
             "WARNING: {} requests were not timed: more than {MAX_IN_FLIGHT} in flight at once",
-            stats[1]
+            stats[stat::START_FULL]
         ));
     }
-    if stats[2] > 0 {
+    if stats[stat::HISTS_FULL] > 0 {
         lines.push(format!(
             "WARNING: {} completions were not counted: the histogram map is full",
-            stats[2]
+            stats[stat::HISTS_FULL]
         ));
     }
-    if stats[3] > 0 {
+    if stats[stat::NEGATIVE] > 0 {
         lines.push(format!(
             "WARNING: {} completions were not counted: completed before they started (clock skew)",
-            stats[3]
+            stats[stat::NEGATIVE]
         ));
     }
-    if stats[4] > 0 {
+    if stats[stat::UNSTAMPED] > 0 {
         lines.push(format!(
             "NOTE: {} completions of the disk were not timed: their requests were issued before tracing began",
-            stats[4]
+            stats[stat::UNSTAMPED]
         ));
     }
     if recursion_misses > 0 {
