@@ -210,6 +210,87 @@ pub fn usdt_probes(path: &Path, m: &Matcher) -> Result<Vec<UsdtProbe>> {
     Ok(out)
 }
 
+/// One call site of a USDT probe: where to put the uprobe, its semaphore, its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsdtSite {
+    pub provider: String,
+    pub name: String,
+    /// The file offset of the probe's instruction.
+    pub offset: u64,
+    /// The file offset of its semaphore (a counter the program checks before preparing the arguments;
+    /// the kernel raises it while a uprobe is attached), 0 if it has none.
+    pub semaphore: u64,
+    /// The argument specification as the note writes it (`-4@%edi 8@-16(%rbp) 4@$5`).
+    pub args: String,
+}
+
+/// Every call site of the USDT probes of `path` whose `name` or `provider:name` matches, in file order.
+pub fn usdt_sites(path: &Path, m: &Matcher) -> Result<Vec<UsdtSite>> {
+    let data = read(path)?;
+    let file = object::File::parse(&*data)
+        .with_context(|| format!("{} is not an ELF file", path.display()))?;
+    let addr_size = if file.is_64() { 8 } else { 4 };
+    let little = file.is_little_endian();
+    let addr = |b: &[u8]| -> u64 {
+        let mut a = [0u8; 8];
+        a[..addr_size].copy_from_slice(&b[..addr_size]);
+        if little {
+            u64::from_le_bytes(a)
+        } else {
+            u64::from_be_bytes(a) >> (64 - 8 * addr_size)
+        }
+    };
+    // Prelinked files moved their code: the note's base says where .stapsdt.base was when it was written.
+    let base_section = file
+        .sections()
+        .find(|s| s.name().ok() == Some(".stapsdt.base"))
+        .map(|s| s.address());
+    let mut out = Vec::new();
+    for sec in file.sections() {
+        if sec.name().ok() != Some(".note.stapsdt") {
+            continue;
+        }
+        let notes = sec.data().context("reading .note.stapsdt")?;
+        for (owner, kind, desc) in parse_notes(notes, little)? {
+            if owner != b"stapsdt" || kind != 3 || desc.len() < 3 * addr_size {
+                continue;
+            }
+            let (mut pc, base, sem) = (
+                addr(desc),
+                addr(&desc[addr_size..]),
+                addr(&desc[2 * addr_size..]),
+            );
+            let mut strings = desc[3 * addr_size..].split(|&b| b == 0);
+            let mut next = || String::from_utf8_lossy(strings.next().unwrap_or(&[])).into_owned();
+            let (provider, name, args) = (next(), next(), next());
+            if !m.is_match(&name) && !m.is_match(&format!("{provider}:{name}")) {
+                continue;
+            }
+            if let Some(b) = base_section {
+                if base != 0 {
+                    pc = pc.wrapping_add(b).wrapping_sub(base);
+                }
+            }
+            let offset = file_offset(&file, pc).with_context(|| {
+                format!("USDT probe {provider}:{name} at {pc:#x} is outside the file's segments")
+            })?;
+            let semaphore = if sem == 0 {
+                0
+            } else {
+                file_offset(&file, sem).unwrap_or(0)
+            };
+            out.push(UsdtSite {
+                provider,
+                name,
+                offset,
+                semaphore,
+                args,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// One ELF note: owner (without its NUL), type, descriptor.
 type Note<'a> = (&'a [u8], u32, &'a [u8]);
 
