@@ -5,9 +5,11 @@ use anyhow::{bail, Result};
 
 use super::ast::*;
 use super::insn::{Alu, Asm, Cond, Insn, Reg, Size, FP, R0, R1, R2, R3, R4, R5, R6, R9};
-use super::maps::{raw_fd, size_of, Maps};
+use super::maps::{raw_fd, size_of, Maps, LOST_RECORDS, LOST_STACKS};
+use super::points::{How, Point};
 use super::sema::{Info, MapKind, Type};
 use super::tpformat::{Field, FieldType};
+use super::usdt::{Loc, UsdtArg, ARG_REGS, RET_REG};
 use crate::render::hist::LOG2_LEN;
 
 const HELPER_MAP_LOOKUP: u32 = libbpf_sys::BPF_FUNC_map_lookup_elem;
@@ -22,11 +24,47 @@ const HELPER_READ_KERNEL: u32 = libbpf_sys::BPF_FUNC_probe_read_kernel;
 const HELPER_READ_USER_STR: u32 = libbpf_sys::BPF_FUNC_probe_read_user_str;
 const HELPER_READ_KERNEL_STR: u32 = libbpf_sys::BPF_FUNC_probe_read_kernel_str;
 const HELPER_RINGBUF_OUTPUT: u32 = libbpf_sys::BPF_FUNC_ringbuf_output;
+const HELPER_READ_USER: u32 = libbpf_sys::BPF_FUNC_probe_read_user;
+const HELPER_COOKIE: u32 = libbpf_sys::BPF_FUNC_get_attach_cookie;
+const HELPER_STACKID: u32 = libbpf_sys::BPF_FUNC_get_stackid;
+const HELPER_TASK: u32 = libbpf_sys::BPF_FUNC_get_current_task;
+const HELPER_CGROUP: u32 = libbpf_sys::BPF_FUNC_get_current_cgroup_id;
+const HELPER_RAND: u32 = libbpf_sys::BPF_FUNC_get_prandom_u32;
+/// bpf_get_stackid's flag for the user stack.
+const BPF_F_USER_STACK: i32 = 1 << 8;
 
 /// Bytes str() reads.
 pub const STR_LEN: usize = 64;
 /// The first word of a ring-buffer record: a printf's index, or one of these.
 pub const RECORD_EXIT: u64 = u64::MAX;
+/// print(@m), clear(@m), zero(@m): this, plus the operation << 32, plus the map's index.
+pub const RECORD_MAP_OP: u64 = 1 << 62;
+pub const MAP_OP_PRINT: u64 = 0;
+pub const MAP_OP_CLEAR: u64 = 1;
+pub const MAP_OP_ZERO: u64 = 2;
+/// A process whose user stacks or symbols were taken for the first time: this plus its pid.
+pub const RECORD_PID: u64 = 1 << 61;
+
+/// What a probe's program needs to know about where it runs.
+pub struct ProbeEnv<'a> {
+    /// Its concrete attach points, and the run-wide index of the first (the others follow): the BPF
+    /// cookie each point is attached with.
+    pub points: &'a [Point],
+    pub first_point: u64,
+    /// ktime when tracing began (`elapsed`).
+    pub start_ns: u64,
+    /// The -c command's pid (`cpid`).
+    pub cpid: Option<u32>,
+}
+
+impl ProbeEnv<'_> {
+    /// Whether the program reads its cookie (it tells its points apart at run time).
+    pub fn needs_cookie(&self, program: &[Insn]) -> bool {
+        program
+            .iter()
+            .any(|i| i.code == 0x85 && i.imm == HELPER_COOKIE as i32)
+    }
+}
 
 /// A printf's format and the layout of its arguments in its record (after the 8-byte index).
 #[derive(Clone, Debug)]
@@ -62,6 +100,9 @@ struct Gen<'a> {
     vars: Vec<(String, Val)>,
     printfs: &'a mut Vec<PrintfSpec>,
     exit: super::insn::Label,
+    env: &'a ProbeEnv<'a>,
+    /// Variables holding values printed by name (`$f = func`): their types, for printf.
+    var_types: Vec<(String, Type)>,
 }
 
 /// Generates the program of probe `index`.
@@ -71,6 +112,7 @@ pub fn probe_program(
     info: &Info,
     maps: &Maps,
     printfs: &mut Vec<PrintfSpec>,
+    env: &ProbeEnv,
 ) -> Result<Vec<Insn>> {
     let mut asm = Asm::new();
     let exit = asm.label();
@@ -83,6 +125,8 @@ pub fn probe_program(
         vars: Vec::new(),
         printfs,
         exit,
+        env,
+        var_types: Vec::new(),
     };
     g.asm.mov_reg(R9, R1);
     if let Some(pred) = &probe.pred {
@@ -207,6 +251,9 @@ impl Gen<'_> {
         match &target.kind {
             ExprKind::Var(name) => {
                 let v = self.expr(value)?;
+                if let Some(t) = self.special_type(value) {
+                    self.var_types.push((name.clone(), t));
+                }
                 let t = match v {
                     Val::Buf(_, n) => Type::Str(n),
                     Val::Int(_) => Type::Int {
@@ -293,8 +340,13 @@ impl Gen<'_> {
 
     /// r0 = slot 0 of a one-slot array map (or NULL). Its key sits in a scratch word, free again after.
     fn lookup_slot0(&mut self, fd: i32) -> Result<()> {
+        self.lookup_slot(fd, 0)
+    }
+
+    /// r0 = slot `idx` of an array map (or NULL).
+    fn lookup_slot(&mut self, fd: i32, idx: i32) -> Result<()> {
         let key = self.alloc(8)?;
-        self.asm.store_imm(Size::W, FP, key, 0);
+        self.asm.store_imm(Size::W, FP, key, idx);
         self.asm.ld_map_fd(R1, fd);
         self.addr(R2, key);
         self.asm.call(HELPER_MAP_LOOKUP);
@@ -527,6 +579,10 @@ impl Gen<'_> {
                     | "cpu"
                     | "nsecs"
                     | "elapsed"
+                    | "cpid"
+                    | "rand"
+                    | "cgroup"
+                    | "curtask"
                     | "arg0"
                     | "arg1"
                     | "arg2"
@@ -565,22 +621,40 @@ impl Gen<'_> {
             ExprKind::Field { field, .. } => self.field(field),
             ExprKind::Map { name, keys } => {
                 let m = &self.info.maps[name];
-                if !matches!(m.kind, MapKind::Value(Type::Int { .. })) {
-                    bail!("reading @{name} in a probe is supported for integer maps only (so far)");
-                }
+                let MapKind::Value(t) = &m.kind else {
+                    bail!("reading @{name} in a probe: aggregations (count(), sum()...) are per CPU and can only be printed");
+                };
+                // Integers and the like in a slot, strings and user stacks/symbols in a buffer.
+                let bytes = size_of(t);
+                let text = !matches!(t, Type::Int { .. }) && bytes > 8 || matches!(t, Type::Str(_));
                 let key = self.key(name, keys)?;
-                let out = self.alloc(8)?;
-                self.asm.store_imm(Size::DW, FP, out, 0);
+                let out = self.alloc(bytes)?;
+                self.zero(out, bytes);
                 let fd = self.maps.maps[name].raw_fd();
                 let missing = self.asm.label();
                 self.asm.ld_map_fd(R1, fd);
                 self.addr(R2, key);
                 self.asm.call(HELPER_MAP_LOOKUP);
                 self.asm.jmp_imm(Cond::Eq, R0, 0, missing);
-                self.asm.load(Size::DW, R0, R0, 0);
-                self.asm.store_reg(Size::DW, FP, out, R0);
+                if text {
+                    self.asm.mov_reg(R3, R0);
+                    self.addr(R1, out);
+                    self.asm.mov_imm(R2, bytes as i32);
+                    self.asm.call(HELPER_READ_KERNEL);
+                } else {
+                    self.asm.load(Size::DW, R0, R0, 0);
+                    self.asm.store_reg(Size::DW, FP, out, R0);
+                }
                 self.asm.bind(missing);
-                Ok(Val::Int(out))
+                let n = match t {
+                    Type::Str(n) => *n,
+                    _ => bytes,
+                };
+                Ok(if text {
+                    Val::Buf(out, n)
+                } else {
+                    Val::Int(out)
+                })
             }
             ExprKind::Call { name, args } => self.call(name, args),
             ExprKind::Unary { op, expr } => {
@@ -646,6 +720,27 @@ impl Gen<'_> {
                     }
                 }
             }
+            ExprKind::Ternary { cond, then, els } if self.is_text(then) => {
+                let c = self.expr(cond)?;
+                let c = self.truthy(c)?;
+                let n = self.text_len(then).max(self.text_len(els));
+                let out = self.alloc(n)?;
+                self.zero(out, n.div_ceil(8) * 8);
+                let (no, done) = (self.asm.label(), self.asm.label());
+                self.load_int(R0, c);
+                self.asm.jmp_imm(Cond::Eq, R0, 0, no);
+                let mark = self.sp;
+                let a = self.expr(then)?;
+                self.copy(out, a, n);
+                self.sp = mark;
+                self.asm.ja(done);
+                self.asm.bind(no);
+                let b = self.expr(els)?;
+                self.copy(out, b, n);
+                self.sp = mark;
+                self.asm.bind(done);
+                Ok(Val::Buf(out, n))
+            }
             ExprKind::Ternary { cond, then, els } => {
                 let c = self.expr(cond)?;
                 let c = self.truthy(c)?;
@@ -695,6 +790,37 @@ impl Gen<'_> {
                 }
                 _ => bail!("internal error: ++ on a non-lvalue"),
             },
+        }
+    }
+
+    /// Whether an expression is a string (for ternaries): literals, comm, str(), string variables and maps.
+    fn is_text(&self, e: &Expr) -> bool {
+        self.text_len(e) > 0
+    }
+
+    /// The buffer length of a string expression, 0 for other values.
+    fn text_len(&self, e: &Expr) -> usize {
+        match &e.kind {
+            ExprKind::Str(s) => s.len() + 1,
+            ExprKind::Ident(n) if n == "comm" => 16,
+            ExprKind::Call { name, .. } if name == "str" => STR_LEN,
+            ExprKind::Var(v) => match self.vars.iter().find(|(n, _)| n == v) {
+                Some((_, Val::Buf(_, n))) if self.special_type(e).is_none() => *n,
+                _ => 0,
+            },
+            ExprKind::Map { name, .. } => match self.info.maps.get(name).map(|m| &m.kind) {
+                Some(MapKind::Value(Type::Str(n))) => *n,
+                _ => 0,
+            },
+            ExprKind::Field { field, .. } => self
+                .fields
+                .and_then(|f| f.iter().find(|x| x.name == *field))
+                .map_or(0, |f| match f.ty {
+                    FieldType::Chars(n) => n,
+                    _ => 0,
+                }),
+            ExprKind::Ternary { then, els, .. } => self.text_len(then).max(self.text_len(els)),
+            _ => 0,
         }
     }
 
@@ -758,6 +884,41 @@ impl Gen<'_> {
                 self.asm.mov_imm(R2, 16);
                 self.asm.call(HELPER_COMM);
                 Ok(Val::Buf(off, 16))
+            }
+            "probe" | "func" => self.point_index(),
+            "kstack" => self.stack(false),
+            "ustack" => self.stack(true),
+            "retval" => {
+                self.asm.load(Size::DW, R0, R9, RET_REG);
+                self.int_slot_from(R0)
+            }
+            n if n.len() == 4 && n.starts_with("arg") => {
+                self.arg((n.as_bytes()[3] - b'0') as usize)
+            }
+            "elapsed" => {
+                self.asm.call(HELPER_KTIME);
+                self.asm.ld_imm64(R1, self.env.start_ns);
+                self.asm.alu_reg(Alu::Sub, R0, R1);
+                self.int_slot_from(R0)
+            }
+            "cpid" => {
+                let Some(cpid) = self.env.cpid else {
+                    bail!("cpid is the pid of the command run with -c: there is none");
+                };
+                self.asm.mov_imm(R0, cpid as i32);
+                self.int_slot_from(R0)
+            }
+            "curtask" => {
+                self.asm.call(HELPER_TASK);
+                self.int_slot_from(R0)
+            }
+            "cgroup" => {
+                self.asm.call(HELPER_CGROUP);
+                self.int_slot_from(R0)
+            }
+            "rand" => {
+                self.asm.call(HELPER_RAND);
+                self.int_slot_from(R0)
             }
             other => bail!("the builtin {other} is not supported by trace yet"),
         }
@@ -829,12 +990,13 @@ impl Gen<'_> {
                 let mut types = Vec::new();
                 for a in &args[1..] {
                     let v = self.expr(a)?;
-                    types.push(match v {
-                        Val::Int(_) => Type::Int {
+                    types.push(match (self.special_type(a), v) {
+                        (Some(t), _) => t,
+                        (None, Val::Int(_)) => Type::Int {
                             size: 8,
                             signed: self.signed(a),
                         },
-                        Val::Buf(_, n) => Type::Str(n),
+                        (None, Val::Buf(_, n)) => Type::Str(n),
                     });
                     vals.push(v);
                 }
@@ -876,6 +1038,39 @@ impl Gen<'_> {
                 self.asm.mov_imm(R0, 0);
                 self.int_slot_from(R0)
             }
+            "kstack" => self.stack(false),
+            "ustack" => self.stack(true),
+            "ksym" => self.expr(&args[0]),
+            "usym" => {
+                let v = self.expr(&args[0])?;
+                let off = self.alloc(16)?;
+                self.load_int(R0, v);
+                self.asm.store_reg(Size::DW, FP, off, R0);
+                self.asm.call(HELPER_PID_TGID);
+                self.asm.alu_imm(Alu::Rsh, R0, 32);
+                self.asm.store_reg(Size::DW, FP, off + 8, R0);
+                self.note_pid(off + 8)?;
+                Ok(Val::Buf(off, 16))
+            }
+            "print" | "clear" | "zero" => {
+                let ExprKind::Map { name: m, .. } = &args[0].kind else {
+                    bail!("internal error: {name}() without a map");
+                };
+                let Some(idx) = self.maps.maps.keys().position(|k| k == m) else {
+                    bail!("internal error: no map @{m}");
+                };
+                let op = match name {
+                    "print" => MAP_OP_PRINT,
+                    "clear" => MAP_OP_CLEAR,
+                    _ => MAP_OP_ZERO,
+                };
+                let rec = self.alloc(8)?;
+                self.asm
+                    .ld_imm64(R0, RECORD_MAP_OP | (op << 32) | idx as u64);
+                self.asm.store_reg(Size::DW, FP, rec, R0);
+                self.output(rec, 8)?;
+                Ok(Val::Int(rec))
+            }
             other => bail!("{other}() is not supported by trace yet"),
         }
     }
@@ -899,12 +1094,210 @@ impl Gen<'_> {
         self.asm.call(HELPER_RINGBUF_OUTPUT);
         let ok = self.asm.label();
         self.asm.jmp_imm(Cond::Eq, R0, 0, ok);
-        self.lookup_slot0(raw_fd(&self.maps.lost))?;
-        self.asm.jmp_imm(Cond::Eq, R0, 0, ok);
+        self.count_lost(LOST_RECORDS)?;
+        self.asm.bind(ok);
+        Ok(())
+    }
+
+    /// Adds one to a slot of the `lost` counters.
+    fn count_lost(&mut self, slot: i32) -> Result<()> {
+        let done = self.asm.label();
+        self.lookup_slot(raw_fd(&self.maps.lost), slot)?;
+        self.asm.jmp_imm(Cond::Eq, R0, 0, done);
         self.asm.load(Size::DW, R1, R0, 0);
         self.asm.alu_imm(Alu::Add, R1, 1);
         self.asm.store_reg(Size::DW, R0, 0, R1);
-        self.asm.bind(ok);
+        self.asm.bind(done);
         Ok(())
+    }
+
+    /// The index of the point that fired: a constant where the probe has one point, else its cookie.
+    fn point_index(&mut self) -> Result<Val> {
+        if self.env.points.len() <= 1 {
+            self.asm.ld_imm64(R0, self.env.first_point);
+        } else {
+            self.asm.mov_reg(R1, R9);
+            self.asm.call(HELPER_COOKIE);
+        }
+        self.int_slot_from(R0)
+    }
+
+    /// kstack (an id) or ustack (an id and the pid); a stack that cannot be stored is counted.
+    fn stack(&mut self, user: bool) -> Result<Val> {
+        let Some(map) = &self.maps.stacks else {
+            bail!("internal error: a stack without a stack map");
+        };
+        let fd = raw_fd(map);
+        let off = self.alloc(if user { 16 } else { 8 })?;
+        self.asm.mov_reg(R1, R9);
+        self.asm.ld_map_fd(R2, fd);
+        self.asm
+            .mov_imm(R3, if user { BPF_F_USER_STACK } else { 0 });
+        self.asm.call(HELPER_STACKID);
+        self.asm.store_reg(Size::DW, FP, off, R0);
+        let ok = self.asm.label();
+        self.asm.jmp_imm(Cond::Sge, R0, 0, ok);
+        // -EFAULT: there is no such stack (the kernel stack of an event in user mode): nothing is lost.
+        self.asm.jmp_imm(Cond::Eq, R0, -libc::EFAULT, ok);
+        self.count_lost(LOST_STACKS)?;
+        self.asm.bind(ok);
+        if user {
+            self.asm.call(HELPER_PID_TGID);
+            self.asm.alu_imm(Alu::Rsh, R0, 32);
+            self.asm.store_reg(Size::DW, FP, off + 8, R0);
+            self.note_pid(off + 8)?;
+            return Ok(Val::Buf(off, 16));
+        }
+        Ok(Val::Int(off))
+    }
+
+    /// Notes the process in the 8-byte slot `at` in the `pids` map; the first time, also tells user space
+    /// at once (a record), so that it can cache the process's mappings before it exits.
+    fn note_pid(&mut self, at: i16) -> Result<()> {
+        let Some(pids) = &self.maps.pids else {
+            bail!("internal error: no pids map");
+        };
+        let known = self.asm.label();
+        self.asm.ld_map_fd(R1, raw_fd(pids));
+        self.addr(R2, at);
+        self.addr(R3, at);
+        self.asm.mov_imm(R4, 1); // BPF_NOEXIST
+        self.asm.call(HELPER_MAP_UPDATE);
+        self.asm.jmp_imm(Cond::Ne, R0, 0, known);
+        let rec = self.alloc(8)?;
+        self.asm.load(Size::DW, R0, FP, at);
+        self.asm.ld_imm64(R1, RECORD_PID);
+        self.asm.alu_reg(Alu::Or, R0, R1);
+        self.asm.store_reg(Size::DW, FP, rec, R0);
+        self.output(rec, 8)?;
+        self.sp += 8;
+        self.asm.bind(known);
+        Ok(())
+    }
+
+    /// argN of a function probe (a register of the context), or of a USDT probe (where its note says).
+    fn arg(&mut self, n: usize) -> Result<Val> {
+        let usdt: Vec<(u64, &Vec<UsdtArg>)> = self
+            .env
+            .points
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match &p.how {
+                How::Uprobe { usdt: Some(a), .. } => Some((self.env.first_point + i as u64, a)),
+                _ => None,
+            })
+            .collect();
+        if usdt.is_empty() {
+            self.asm.load(Size::DW, R0, R9, ARG_REGS[n]);
+            return self.int_slot_from(R0);
+        }
+        // Sites of one probe may keep an argument in different places: one branch per place, chosen by
+        // the cookie.
+        let mut places: Vec<(&UsdtArg, Vec<u64>)> = Vec::new();
+        for (cookie, args) in &usdt {
+            let Some(a) = args.get(n) else {
+                bail!(
+                    "arg{n}: the USDT probe {} has {} arguments",
+                    self.env.points[(cookie - self.env.first_point) as usize].probe,
+                    args.len()
+                );
+            };
+            match places.iter_mut().find(|(p, _)| *p == a) {
+                Some((_, cookies)) => cookies.push(*cookie),
+                None => places.push((a, vec![*cookie])),
+            }
+        }
+        let out = self.alloc(8)?;
+        self.asm.store_imm(Size::DW, FP, out, 0);
+        let done = self.asm.label();
+        let cookie = if places.len() > 1 {
+            self.asm.mov_reg(R1, R9);
+            self.asm.call(HELPER_COOKIE);
+            Some(self.int_slot_from(R0)?)
+        } else {
+            None
+        };
+        for (i, (place, cookies)) in places.iter().enumerate() {
+            let next = self.asm.label();
+            if let (Some(c), true) = (cookie, i + 1 < places.len()) {
+                let here = self.asm.label();
+                self.load_int(R1, c);
+                for &k in cookies {
+                    self.asm.ld_imm64(R2, k);
+                    self.asm.jmp_reg(Cond::Eq, R1, R2, here);
+                }
+                self.asm.ja(next);
+                self.asm.bind(here);
+            }
+            self.usdt_read(place, out)?;
+            self.asm.ja(done);
+            self.asm.bind(next);
+        }
+        self.asm.bind(done);
+        Ok(Val::Int(out))
+    }
+
+    /// Reads one USDT argument into the slot `out` (zeroed), widened to 64 bits by its sign.
+    fn usdt_read(&mut self, a: &UsdtArg, out: i16) -> Result<()> {
+        match a.loc {
+            Loc::Const(v) => self.asm.ld_imm64(R0, v as u64),
+            Loc::Reg(off) => self.asm.load(Size::DW, R0, R9, off),
+            Loc::Mem { reg, disp } => {
+                self.asm.load(Size::DW, R3, R9, reg);
+                self.asm.alu_imm(Alu::Add, R3, disp);
+                self.addr(R1, out);
+                self.asm.mov_imm(R2, a.size as i32);
+                self.asm.call(HELPER_READ_USER);
+                self.asm.load(Size::DW, R0, FP, out);
+            }
+        }
+        if a.size < 8 {
+            let shift = 64 - 8 * a.size as i32;
+            self.asm.alu_imm(Alu::Lsh, R0, shift);
+            let op = if a.signed { Alu::Arsh } else { Alu::Rsh };
+            self.asm.alu_imm(op, R0, shift);
+        }
+        self.asm.store_reg(Size::DW, FP, out, R0);
+        Ok(())
+    }
+
+    /// The type of values printed by name rather than as numbers or text (probe, func, stacks, symbols).
+    fn special_type(&self, e: &Expr) -> Option<Type> {
+        match &e.kind {
+            ExprKind::Ident(n) => match n.as_str() {
+                "probe" => Some(Type::Point { func: false }),
+                "func" => Some(Type::Point { func: true }),
+                "kstack" => Some(Type::KStack(0)),
+                "ustack" => Some(Type::UStack(0)),
+                _ => None,
+            },
+            ExprKind::Call { name, args } => {
+                let limit = match args.first().map(|a| &a.kind) {
+                    Some(ExprKind::Int(n)) => *n as usize,
+                    _ => 0,
+                };
+                match name.as_str() {
+                    "kstack" => Some(Type::KStack(limit)),
+                    "ustack" => Some(Type::UStack(limit)),
+                    "ksym" => Some(Type::Sym { user: false }),
+                    "usym" => Some(Type::Sym { user: true }),
+                    _ => None,
+                }
+            }
+            ExprKind::Var(v) => self
+                .var_types
+                .iter()
+                .rev()
+                .find(|(n, _)| n == v)
+                .map(|(_, t)| t.clone()),
+            ExprKind::Map { name, .. } => match &self.info.maps.get(name)?.kind {
+                MapKind::Value(t) if !matches!(t, Type::Int { .. } | Type::Str(_)) => {
+                    Some(t.clone())
+                }
+                _ => None,
+            },
+            ExprKind::Ternary { then, .. } => self.special_type(then),
+            _ => None,
+        }
     }
 }

@@ -13,6 +13,8 @@ use crate::render::hist::LOG2_LEN as LOG2_SLOTS;
 pub fn size_of(t: &Type) -> usize {
     match t {
         Type::Str(n) => n.div_ceil(8) * 8,
+        // id or address, and the pid
+        Type::UStack(_) | Type::Sym { user: true } => 16,
         _ => 8,
     }
 }
@@ -63,9 +65,21 @@ pub struct Maps {
     pub ringbuf: MapHandle,
     /// A per-CPU array of one zeroed value as large as the largest map value.
     pub zeros: MapHandle,
-    /// A per-CPU counter of printf/exit records the ring buffer had no room for.
+    /// Per-CPU counters of what could not be recorded: slot LOST_RECORDS, printf/exit records the ring
+    /// buffer had no room for; slot LOST_STACKS, stacks bpf_get_stackid could not store.
     pub lost: MapHandle,
+    /// Stacks (kstack, ustack) by id, when the program takes any.
+    pub stacks: Option<MapHandle>,
+    /// Processes whose user stacks or symbols were taken (pid -> 0): user space caches what naming their
+    /// frames needs while they live, and deletes the entry.
+    pub pids: Option<MapHandle>,
 }
+
+pub const LOST_RECORDS: i32 = 0;
+pub const LOST_STACKS: i32 = 1;
+/// Frames a stack keeps (bpftrace's default too), and how many distinct stacks the map holds.
+pub const STACK_DEPTH: usize = 127;
+pub const STACK_ENTRIES: u32 = 16384;
 
 fn create(
     map_type: MapType,
@@ -131,12 +145,30 @@ impl Maps {
         }
         let ringbuf = create(MapType::RingBuf, "printf", 0, 0, RINGBUF_BYTES)?;
         let zeros = create(MapType::PercpuArray, "zeros", 4, largest, 1)?;
-        let lost = create(MapType::PercpuArray, "lost", 4, 8, 1)?;
+        let lost = create(MapType::PercpuArray, "lost", 4, 8, 2)?;
+        let stacks = if info.stacks {
+            Some(create(
+                MapType::StackTrace,
+                "stacks",
+                4,
+                STACK_DEPTH * 8,
+                STACK_ENTRIES,
+            )?)
+        } else {
+            None
+        };
+        let pids = if info.user_pids {
+            Some(create(MapType::Hash, "pids", 4, 8, 4096)?)
+        } else {
+            None
+        };
         Ok(Self {
             maps,
             ringbuf,
             zeros,
             lost,
+            stacks,
+            pids,
         })
     }
 }

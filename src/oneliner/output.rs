@@ -3,9 +3,41 @@
 //! each map).
 use std::fmt::Write as _;
 
+use serde_json::{json, Map, Value};
+
 use super::maps::{size_of, MapDef};
+use super::resolve::Resolve;
 use super::sema::{MapKind, Type};
 use crate::render::hist::{self as hist, Buckets, Histogram};
+
+/// A value printed by name or as text: strings, stacks (`indent` spaces before each frame, a line each,
+/// after a newline, as bpftrace: 4 in map keys, 8 in printf), symbols, attach points; integers in decimal.
+pub fn text(t: &Type, b: &[u8], r: &dyn Resolve, indent: usize) -> String {
+    let word = |i: usize| {
+        b.get(i * 8..i * 8 + 8)
+            .map_or(0, |w| i64::from_ne_bytes(w.try_into().expect("8 bytes")))
+    };
+    match t {
+        Type::Str(_) => c_str(b),
+        Type::Int { signed: true, .. } => word(0).to_string(),
+        Type::KStack(limit) | Type::UStack(limit) => {
+            let pid = matches!(t, Type::UStack(_)).then(|| word(1) as u32);
+            let frames = r.stack(word(0), pid, *limit);
+            if frames.is_empty() {
+                return String::new();
+            }
+            let pad = " ".repeat(indent);
+            let mut out = String::from("\n");
+            for f in frames {
+                let _ = writeln!(out, "{pad}{f}");
+            }
+            out
+        }
+        Type::Sym { user } => r.sym(word(0) as u64, user.then(|| word(1) as u32)),
+        Type::Point { func } => r.point(word(0) as u64, *func),
+        _ => (word(0) as u64).to_string(),
+    }
+}
 
 /// Text of the NUL-terminated string at the start of `b`.
 fn c_str(b: &[u8]) -> String {
@@ -18,7 +50,7 @@ fn int_at(b: &[u8], at: usize) -> i64 {
 }
 
 /// Formats a printf record: `%d %i %u %x %X %o %c %p %s %%`, with flags, width and precision as C's.
-pub fn printf(format: &str, args: &[Type], data: &[u8]) -> String {
+pub fn printf(format: &str, args: &[Type], data: &[u8], r: &dyn Resolve) -> String {
     let mut out = String::new();
     let mut at = 0;
     let mut next = 0;
@@ -58,13 +90,14 @@ pub fn printf(format: &str, args: &[Type], data: &[u8]) -> String {
             None => (digits.parse::<usize>().unwrap_or(0), None),
         };
         let text = match (verb, t) {
-            ('s', _) => {
+            ('s', Type::Str(_)) => {
                 let mut s = c_str(field);
                 if let Some(p) = prec {
                     s = s.chars().take(p).collect();
                 }
                 s
             }
+            ('s', _) => text(t, field, r, 8),
             (_, Type::Str(_)) => c_str(field),
             _ if field.len() < 8 => String::new(),
             ('d' | 'i', _) => int_at(field, 0).to_string(),
@@ -98,26 +131,22 @@ pub fn printf(format: &str, args: &[Type], data: &[u8]) -> String {
     out
 }
 
-/// A key as bpftrace prints it inside `@x[...]`: integers in decimal, strings as text, joined by ", ".
-fn key_text(keys: &[Type], key: &[u8]) -> String {
+/// A key's parts as bpftrace prints them inside `@x[...]` (joined by ", ") or in JSON (joined by ",").
+fn key_parts(keys: &[Type], key: &[u8], r: &dyn Resolve) -> Vec<String> {
     let mut parts = Vec::new();
     let mut at = 0;
     for t in keys {
         let n = size_of(t);
-        let b = &key[at..(at + n).min(key.len())];
-        parts.push(match t {
-            Type::Str(_) => c_str(b),
-            Type::Int { signed: true, .. } => int_at(b, 0).to_string(),
-            _ => (int_at(b, 0) as u64).to_string(),
-        });
+        let b = &key[at.min(key.len())..(at + n).min(key.len())];
+        parts.push(text(t, b, r, 4));
         at += n;
     }
-    parts.join(", ")
+    parts
 }
 
 /// One map's entries (key bytes, the value summed over CPUs as i64 slots), printed as bpftrace prints maps
 /// at exit.
-pub fn print_map(def: &MapDef, entries: &[(Vec<u8>, Vec<i64>)]) -> String {
+pub fn print_map(def: &MapDef, entries: &[(Vec<u8>, Vec<i64>)], r: &dyn Resolve) -> String {
     if entries.is_empty() {
         return String::new();
     }
@@ -126,29 +155,23 @@ pub fn print_map(def: &MapDef, entries: &[(Vec<u8>, Vec<i64>)]) -> String {
         if def.keys.is_empty() {
             format!("@{name}")
         } else {
-            format!("@{name}[{}]", key_text(&def.keys, key))
+            format!("@{name}[{}]", key_parts(&def.keys, key, r).join(", "))
         }
     };
     let mut out = String::new();
     match &def.kind {
         MapKind::Hist | MapKind::Lhist { .. } => {
-            let buckets = match def.kind {
-                MapKind::Lhist { min, max, step } => Buckets::Linear { min, max, step },
-                _ => Buckets::Log2,
-            };
             let mut rows: Vec<(u64, String, Histogram)> = entries
                 .iter()
                 .map(|(k, v)| {
-                    let mut h = Histogram::new(buckets);
-                    for (c, x) in h.counts.iter_mut().zip(v) {
-                        *c = *x as u64;
-                    }
+                    let h = histogram(def, v);
                     (h.total(), label(k), h)
                 })
                 .collect();
             rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
             for (_, l, h) in rows {
-                let _ = writeln!(out, "{l}:");
+                // bpftrace leaves a space after a histogram's label.
+                let _ = writeln!(out, "{l}: ");
                 out.push_str(&hist::bpftrace(&h));
                 out.push('\n');
             }
@@ -171,12 +194,12 @@ pub fn print_map(def: &MapDef, entries: &[(Vec<u8>, Vec<i64>)]) -> String {
                 let _ = writeln!(out, "{l}");
             }
         }
-        MapKind::Value(Type::Str(_)) => {
+        MapKind::Value(t) if !matches!(t, Type::Int { .. }) => {
             let mut rows: Vec<(String, String)> = entries
                 .iter()
                 .map(|(k, v)| {
                     let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_ne_bytes()).collect();
-                    (c_str(&bytes), label(k))
+                    (text(t, &bytes, r, 4), label(k))
                 })
                 .collect();
             rows.sort();
@@ -211,9 +234,176 @@ pub fn print_map(def: &MapDef, entries: &[(Vec<u8>, Vec<i64>)]) -> String {
     out
 }
 
+fn histogram(def: &MapDef, v: &[i64]) -> Histogram {
+    let buckets = match def.kind {
+        MapKind::Lhist { min, max, step } => Buckets::Linear { min, max, step },
+        _ => Buckets::Log2,
+    };
+    let mut h = Histogram::new(buckets);
+    for (c, x) in h.counts.iter_mut().zip(v) {
+        *c = *x as u64;
+    }
+    h
+}
+
+/// A histogram's buckets from the first used to the last, as bpftrace's JSON: inclusive min and max.
+fn hist_json(h: &Histogram) -> Value {
+    let used: Vec<usize> = (0..h.counts.len()).filter(|&i| h.counts[i] > 0).collect();
+    let (Some(&lo), Some(&hi)) = (used.first(), used.last()) else {
+        return json!([]);
+    };
+    (lo..=hi)
+        .map(|i| {
+            let (low, high) = h.buckets.range(i);
+            let mut o = Map::new();
+            if let Some(l) = low {
+                o.insert("min".into(), json!(l as i64));
+            }
+            if let Some(h) = high {
+                o.insert("max".into(), json!((h - 1) as i64));
+            }
+            o.insert("count".into(), json!(h.counts[i]));
+            Value::Object(o)
+        })
+        .collect()
+}
+
+/// One map as bpftrace's `-f json` record (one line), or None when it is empty.
+pub fn map_json(def: &MapDef, entries: &[(Vec<u8>, Vec<i64>)], r: &dyn Resolve) -> Option<String> {
+    if entries.is_empty() {
+        return None;
+    }
+    let kind = match &def.kind {
+        MapKind::Hist | MapKind::Lhist { .. } => "hist",
+        MapKind::Stats | MapKind::Avg => "stats",
+        _ => "map",
+    };
+    let value = |v: &[i64]| -> Value {
+        match &def.kind {
+            MapKind::Hist | MapKind::Lhist { .. } => hist_json(&histogram(def, v)),
+            MapKind::Stats => {
+                let avg = if v[0] > 0 { v[1] / v[0] } else { 0 };
+                json!({"count": v[0], "average": avg, "total": v[1]})
+            }
+            MapKind::Avg => json!(if v[0] > 0 { v[1] / v[0] } else { 0 }),
+            MapKind::Value(t) if !matches!(t, Type::Int { .. }) => {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_ne_bytes()).collect();
+                json!(text(t, &bytes, r, 4))
+            }
+            _ => json!(v[0]),
+        }
+    };
+    let data = if def.keys.is_empty() {
+        value(&entries[0].1)
+    } else {
+        Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (key_parts(&def.keys, k, r).join(","), value(v)))
+                .collect::<Map<String, Value>>(),
+        )
+    };
+    let name = format!("@{}", def.name);
+    Some(json_line(&json!({"type": kind, "data": {name: data}})))
+}
+
+/// A printf's output as bpftrace's `-f json` record.
+pub fn printf_json(text: &str) -> String {
+    json_line(&json!({"type": "printf", "data": text}))
+}
+
+/// JSON as bpftrace writes it: one line, `", "` between members and `": "` after keys.
+struct Spaced;
+
+impl serde_json::ser::Formatter for Spaced {
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+}
+
+/// One JSON value in bpftrace's layout.
+pub fn json_line(v: &Value) -> String {
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, Spaced);
+    serde::Serialize::serialize(v, &mut ser).expect("serializing to memory");
+    String::from_utf8(out).expect("JSON is UTF-8")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Names as a live run would give them.
+    struct Table;
+
+    impl Resolve for Table {
+        fn point(&self, idx: u64, func: bool) -> String {
+            let (p, f) =
+                [("uprobe:/bin/x:count_a", "count_a"), ("tracepoint:a:b", "")][idx as usize];
+            (if func { f } else { p }).to_string()
+        }
+        fn stack(&self, id: i64, pid: Option<u32>, limit: usize) -> Vec<String> {
+            let frames = match (id, pid) {
+                (3, None) => vec!["do_nanosleep+5", "hrtimer_nanosleep+9", "do_syscall_64+1"],
+                (4, Some(7)) => vec!["count_a+4", "main+20"],
+                _ => vec![],
+            };
+            let n = if limit == 0 { frames.len() } else { limit };
+            frames.into_iter().take(n).map(String::from).collect()
+        }
+        fn sym(&self, addr: u64, _pid: Option<u32>) -> String {
+            format!("sym{addr}")
+        }
+    }
+
+    #[test]
+    fn stacks_and_points_print_as_bpftrace() {
+        let mut rec = 3i64.to_ne_bytes().to_vec();
+        rec.extend(1u64.to_ne_bytes());
+        let args = [Type::KStack(2), Type::Point { func: false }];
+        assert_eq!(
+            printf("%s|%s\n", &args, &rec, &Table),
+            "\n        do_nanosleep+5\n        hrtimer_nanosleep+9\n|tracepoint:a:b\n"
+        );
+        let mut key = 4i64.to_ne_bytes().to_vec();
+        key.extend(7u64.to_ne_bytes());
+        assert_eq!(
+            text(&Type::UStack(0), &key, &Table, 4),
+            "\n    count_a+4\n    main+20\n"
+        );
+        assert_eq!(
+            text(&Type::KStack(0), &(-14i64).to_ne_bytes(), &Table, 4),
+            ""
+        );
+        assert_eq!(
+            text(&Type::Point { func: true }, &0u64.to_ne_bytes(), &Table, 4),
+            "count_a"
+        );
+    }
 
     #[test]
     fn printf_formats_as_c() {
@@ -232,11 +422,11 @@ mod tests {
         data.extend((-5i64).to_ne_bytes());
         data.extend(255u64.to_ne_bytes());
         assert_eq!(
-            printf("%-6s|%d|%5x|%%\n", &args, &data),
+            printf("%-6s|%d|%5x|%%\n", &args, &data, &Table),
             "bash  |-5|   ff|%\n"
         );
         let neg = (-5i64).to_ne_bytes();
-        assert_eq!(printf("[%05d]", &args[1..2], &neg), "[-0005]");
-        assert_eq!(printf("%.2s", &args[..1], &data[..16]), "ba");
+        assert_eq!(printf("[%05d]", &args[1..2], &neg, &Table), "[-0005]");
+        assert_eq!(printf("%.2s", &args[..1], &data[..16], &Table), "ba");
     }
 }

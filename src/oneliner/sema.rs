@@ -17,11 +17,17 @@ pub enum Type {
     },
     /// A string in a buffer of this many bytes (comm: 16, str(): 64).
     Str(usize),
-    KStack,
-    UStack,
-    /// A kernel or user address printed as its symbol (func, ksym(), usym()).
+    /// A stack's id in the stack map, printed as its frames (up to this many: kstack(N)).
+    KStack(usize),
+    /// A user stack's id and its process.
+    UStack(usize),
+    /// A kernel or user address printed as its symbol (ksym(), usym(); usym keeps the pid too).
     Sym {
         user: bool,
+    },
+    /// An attach point's index, printed as its name: `probe` or `func`.
+    Point {
+        func: bool,
     },
     /// `args` of a tracepoint: only its fields have values.
     Args,
@@ -53,8 +59,10 @@ impl Type {
                 format!("{}int{}", if *signed { "" } else { "u" }, size * 8)
             }
             Type::Str(n) => format!("string[{n}]"),
-            Type::KStack => "kstack".into(),
-            Type::UStack => "ustack".into(),
+            Type::KStack(_) => "kstack".into(),
+            Type::UStack(_) => "ustack".into(),
+            Type::Point { func: false } => "probe".into(),
+            Type::Point { func: true } => "func".into(),
             Type::Sym { user: false } => "ksym".into(),
             Type::Sym { user: true } => "usym".into(),
             Type::Args => "args".into(),
@@ -66,7 +74,10 @@ impl Type {
     fn compatible(&self, other: &Type) -> bool {
         matches!(
             (self, other),
-            (Type::Int { .. }, Type::Int { .. }) | (Type::Str(_), Type::Str(_))
+            (Type::Int { .. }, Type::Int { .. })
+                | (Type::Str(_), Type::Str(_))
+                | (Type::KStack(_), Type::KStack(_))
+                | (Type::UStack(_), Type::UStack(_))
         ) || self == other
     }
 }
@@ -121,6 +132,10 @@ pub struct Info {
     reads: Vec<(String, Span)>,
     /// Per probe (by index), the tracepoint fields `args` has (tracepoint probes only).
     pub args: Vec<Option<Vec<Field>>>,
+    /// Some probe takes a stack (kstack, ustack): the program needs a stack map.
+    pub stacks: bool,
+    /// Some probe takes a user stack or symbol: their processes are noted for symbolization.
+    pub user_pids: bool,
 }
 
 /// Checks a program.
@@ -382,8 +397,9 @@ impl ProbeCtx {
                 match t {
                     Type::Int { .. }
                     | Type::Str(_)
-                    | Type::KStack
-                    | Type::UStack
+                    | Type::KStack(_)
+                    | Type::UStack(_)
+                    | Type::Point { .. }
                     | Type::Sym { .. } => Ok(t),
                     other => Err(Diag::new(
                         k.span,
@@ -403,20 +419,22 @@ impl ProbeCtx {
                 Diag::new(e.span, format!("${name} is used before it is assigned"))
             })?,
             ExprKind::Ident(name) => match name.as_str() {
-                "pid" | "tid" | "uid" | "gid" | "cpu" => Type::U32,
-                "nsecs" | "elapsed" | "cgroup" => Type::U64,
+                "pid" | "tid" | "uid" | "gid" | "cpu" | "rand" | "cpid" => Type::U32,
+                "nsecs" | "elapsed" | "cgroup" | "curtask" => Type::U64,
                 "comm" => Type::Str(16),
-                "probe" => Type::Str(64),
-                "kstack" => Type::KStack,
-                "ustack" => Type::UStack,
+                "probe" => Type::Point { func: false },
+                "kstack" => {
+                    info.stacks = true;
+                    Type::KStack(0)
+                }
+                "ustack" => {
+                    info.stacks = true;
+                    info.user_pids = true;
+                    Type::UStack(0)
+                }
                 "func" => {
                     self.require(e.span, name, &[Kprobe, Kretprobe, Uprobe, Uretprobe])?;
-                    Type::Sym {
-                        user: self
-                            .providers
-                            .iter()
-                            .any(|p| matches!(p, Uprobe | Uretprobe)),
-                    }
+                    Type::Point { func: true }
                 }
                 "retval" => {
                     self.require(e.span, name, &[Kretprobe, Uretprobe])?;
@@ -655,6 +673,7 @@ impl ProbeCtx {
                         format!("{name}() takes an address"),
                     ));
                 }
+                info.user_pids |= name == "usym";
                 Type::Sym {
                     user: name == "usym",
                 }
@@ -662,6 +681,26 @@ impl ProbeCtx {
             "exit" => {
                 arity(0, 0)?;
                 Type::None
+            }
+            "kstack" | "ustack" => {
+                arity(0, 1)?;
+                let limit = match args.first().map(|a| &a.kind) {
+                    None => 0,
+                    Some(ExprKind::Int(n)) if (1..=127).contains(n) => *n as usize,
+                    _ => {
+                        return Err(Diag::new(
+                            span,
+                            format!("{name}() takes a frame limit from 1 to 127"),
+                        ))
+                    }
+                };
+                info.stacks = true;
+                info.user_pids |= name == "ustack";
+                if name == "kstack" {
+                    Type::KStack(limit)
+                } else {
+                    Type::UStack(limit)
+                }
             }
             "delete" => {
                 arity(1, 1)?;
@@ -779,7 +818,11 @@ fn check_printf(fmt: &str, args: &[(Type, Span)], span: Span) -> Result<(), Diag
         let ok = match v {
             's' => matches!(
                 t,
-                Type::Str(_) | Type::Sym { .. } | Type::KStack | Type::UStack
+                Type::Str(_)
+                    | Type::Sym { .. }
+                    | Type::KStack(_)
+                    | Type::UStack(_)
+                    | Type::Point { .. }
             ),
             _ => t.is_int(),
         };
@@ -850,7 +893,7 @@ mod tests {
         let i = ok("profile:hz:99 { @[kstack, ustack, comm] = count(); }");
         assert_eq!(
             i.maps[""].keys,
-            vec![Type::KStack, Type::UStack, Type::Str(16)]
+            vec![Type::KStack(0), Type::UStack(0), Type::Str(16)]
         );
         let i = ok("tracepoint:sched:sched_switch { @[args->prev_comm] = count(); } interval:s:5 { exit(); }");
         assert_eq!(i.maps[""].keys, vec![Type::Str(16)]);

@@ -1,0 +1,131 @@
+//! Names for values a one-liner prints by name: attach points (`probe`, `func`), stacks (`kstack`,
+//! `ustack`, from the stack map, as `name+offset` lines) and symbols (`ksym()`, `usym()`).
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+
+use blazesym::symbolize::source::{Kernel, Process, Source};
+use blazesym::symbolize::{cache, Input, Symbolized, Symbolizer};
+use blazesym::Pid;
+use libbpf_rs::{MapCore, MapFlags, MapHandle};
+
+use super::maps::STACK_DEPTH;
+
+/// What output needs to name values; a table in tests.
+pub trait Resolve {
+    /// The name of attach point `idx`: its `probe` name, or its `func`.
+    fn point(&self, idx: u64, func: bool) -> String;
+    /// A stack's frames, innermost first (`name+offset`, or the address in hex), at most `limit` (0: all).
+    fn stack(&self, id: i64, pid: Option<u32>, limit: usize) -> Vec<String>;
+    /// An address's symbol (the function's name, without offset), or the address in hex.
+    fn sym(&self, addr: u64, pid: Option<u32>) -> String;
+}
+
+/// A function's name and an offset into it.
+type Named = (String, usize);
+/// An address in a process, or (None) in the kernel.
+type Place = (Option<u32>, u64);
+
+/// Attach point names, the stack map and blazesym, for a live run.
+pub struct Live<'a> {
+    /// (probe, func) per attach point.
+    pub points: Vec<(String, String)>,
+    pub stacks: Option<&'a MapHandle>,
+    blaze: Symbolizer,
+    cached: RefCell<HashSet<u32>>,
+    /// (process or the kernel, address) -> function and offset, once looked up.
+    names: RefCell<HashMap<Place, Option<Named>>>,
+}
+
+impl<'a> Live<'a> {
+    pub fn new(points: Vec<(String, String)>, stacks: Option<&'a MapHandle>) -> Self {
+        Self {
+            points,
+            stacks,
+            blaze: Symbolizer::builder()
+                .enable_code_info(false)
+                .enable_inlined_fns(false)
+                .build(),
+            cached: RefCell::new(HashSet::new()),
+            names: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Keeps what symbolizing `pid`'s addresses needs, while it lives (its frames still get names after it
+    /// exits).
+    pub fn remember(&self, pid: u32) {
+        if self.cached.borrow_mut().insert(pid) {
+            let _ = self
+                .blaze
+                .cache(&cache::Cache::Process(cache::Process::new(Pid::from(pid))));
+        }
+    }
+
+    /// The function covering `addr` and the offset into it.
+    fn lookup(&self, addr: u64, pid: Option<u32>) -> Option<Named> {
+        if let Some(n) = self.names.borrow().get(&(pid, addr)) {
+            return n.clone();
+        }
+        let src = match pid {
+            None => Source::Kernel(Kernel {
+                debug_syms: false,
+                ..Kernel::default()
+            }),
+            Some(p) => {
+                let mut process = Process::new(Pid::from(p));
+                process.map_files = false;
+                Source::Process(process)
+            }
+        };
+        let name = match self.blaze.symbolize_single(&src, Input::AbsAddr(addr)) {
+            Ok(Symbolized::Sym(s)) => Some((crate::symbolize::demangle(&s.name), s.offset)),
+            _ => None,
+        };
+        self.names.borrow_mut().insert((pid, addr), name.clone());
+        name
+    }
+}
+
+impl Resolve for Live<'_> {
+    fn point(&self, idx: u64, func: bool) -> String {
+        self.points
+            .get(idx as usize)
+            .map(|(p, f)| if func { f.clone() } else { p.clone() })
+            .unwrap_or_default()
+    }
+
+    fn stack(&self, id: i64, pid: Option<u32>, limit: usize) -> Vec<String> {
+        let Some(map) = self.stacks else {
+            return Vec::new();
+        };
+        if id < 0 {
+            return Vec::new();
+        }
+        let Ok(Some(bytes)) = map.lookup(&(id as u32).to_ne_bytes(), MapFlags::ANY) else {
+            return Vec::new();
+        };
+        let limit = if limit == 0 { STACK_DEPTH } else { limit };
+        bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
+            .take_while(|&a| a != 0)
+            .take(limit)
+            .enumerate()
+            .map(|(i, addr)| {
+                // Return addresses (every frame but the innermost) are looked up one byte earlier: a call
+                // at the end of a function returns past it. The offset shown is the return address's.
+                let look = if i == 0 { addr } else { addr - 1 };
+                match self.lookup(look, pid) {
+                    Some((name, off)) => format!("{name}+{}", off + (addr - look) as usize),
+                    None => format!("0x{addr:x}"),
+                }
+            })
+            .collect()
+    }
+
+    fn sym(&self, addr: u64, pid: Option<u32>) -> String {
+        match self.lookup(addr, pid) {
+            Some((name, _)) => name,
+            None => format!("0x{addr:x}"),
+        }
+    }
+}
