@@ -50,7 +50,11 @@ Examples:
   bpfprof trace -e 't:syscalls:sys_exit_read { @[comm] = hist(args->ret); }'
   bpfprof trace -e 'tracepoint:sched:sched_switch { @[args->prev_comm] = count(); } interval:s:5 { exit(); }'
   bpfprof trace -e 'profile:hz:99 { @[comm] = count(); }' -d 5
-  bpfprof trace prog.bt              # a program in a file";
+  bpfprof trace -e 'uretprobe:/bin/bash:readline { printf(\"%s\\n\", str(retval)); }'
+  bpfprof trace -e 'usdt:/usr/bin/python3:function__entry { @[str(arg1)] = count(); }' -p PID
+  bpfprof trace -c './app' -e 'uprobe:./app:work { @[ustack] = count(); }'
+  bpfprof trace -l 'tracepoint:syscalls:sys_enter_open*'
+  bpfprof trace prog.bt              # a program in a file (tools/*.bt: bpftrace versions of the tools)";
 
 const FUNCCOUNT_EXAMPLES: &str = "\
 Patterns:
@@ -428,10 +432,36 @@ pub struct TraceArgs {
     /// Stop after this many seconds (default: at exit() or Ctrl-C)
     #[arg(short = 'd', long = "duration", value_name = "SECONDS")]
     pub duration: Option<u64>,
+    /// The target process: uprobes and USDT probes fire in it only, library names are its libraries
+    #[arg(short = 'p', value_name = "PID", conflicts_with = "command")]
+    pub pid: Option<u32>,
+    /// Run this command (through sh), traced from its first instruction (it is the target, as -p); the
+    /// trace ends when it exits
+    #[arg(short = 'c', value_name = "CMD")]
+    pub command: Option<String>,
+    /// List the probes matching a pattern (tracepoint:syscalls:*, uprobe:/bin/bash:read*, usdt:BIN:*,
+    /// kprobe:vfs_*), then stop
+    #[arg(short = 'l', value_name = "PATTERN", num_args = 0..=1, default_missing_value = "tracepoint:*:*")]
+    pub list: Option<String>,
+    /// Output format: text (bpftrace's), or json (bpftrace's -f json: one JSON object per line)
+    #[arg(short = 'f', value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub format: String,
 }
 
 impl TraceArgs {
     pub fn into_config(self) -> Result<TraceConfig> {
+        if let Some(pattern) = self.list {
+            return Ok(TraceConfig {
+                list: Some(pattern),
+                pid: self.pid,
+                ..TraceConfig::default()
+            });
+        }
+        if let Some(pid) = self.pid {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                bail!("no process {pid} (-p)");
+            }
+        }
         let (program, source_name) = match (self.program, self.file) {
             (Some(p), None) => (p, "stdin".to_string()),
             (None, Some(f)) if f.as_os_str() == "-" => {
@@ -456,6 +486,10 @@ impl TraceArgs {
             dry_run: self.dry_run,
             verbose: self.verbose,
             duration: self.duration.map(Duration::from_secs),
+            pid: self.pid,
+            command: self.command,
+            json: self.format == "json",
+            list: None,
         })
     }
 }

@@ -1,17 +1,23 @@
 //! Running a one-liner: parse, check, create maps, generate and load a program per probe, attach, print
 //! printf records as they come (ring buffer), and at the end run END and print every map.
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
 
-use super::ast::{Attach, Program, TimeUnit};
-use super::codegen::{self, PrintfSpec, RECORD_EXIT};
+use super::ast::{Attach, Program};
+use super::codegen::{
+    self, PrintfSpec, ProbeEnv, MAP_OP_CLEAR, MAP_OP_PRINT, MAP_OP_ZERO, RECORD_EXIT,
+    RECORD_MAP_OP, RECORD_PID,
+};
 use super::insn::{self, Insn};
-use super::maps::{raw_fd, MapDef, Maps};
+use super::maps::{raw_fd, MapDef, Maps, LOST_RECORDS, LOST_STACKS};
 use super::output;
 use super::parser;
+use super::points::{self, How, Point};
+use super::resolve::Live;
 use super::sema::{self, Info};
 use crate::probes::{self, Matcher};
 use crate::util::{wait_until, write_stdout, StopFlag};
@@ -28,6 +34,14 @@ pub struct TraceConfig {
     pub verbose: bool,
     /// Stop after this long.
     pub duration: Option<Duration>,
+    /// -p: the target process.
+    pub pid: Option<u32>,
+    /// -c: a command to run and trace.
+    pub command: Option<String>,
+    /// -f json: bpftrace's NDJSON records.
+    pub json: bool,
+    /// -l: list the probes matching this pattern.
+    pub list: Option<String>,
 }
 
 /// Parses and checks; errors come out as bpftrace prints them (the line and `~` under the span).
@@ -41,15 +55,13 @@ pub fn compile_check(cfg: &TraceConfig) -> Result<(Program, Info)> {
     Ok((program, info))
 }
 
-/// An attached probe: the program and the perf events that keep it attached.
+/// An attached probe: the program, the perf events and links that keep it attached.
 struct Attached {
     _prog: OwnedFd,
     events: Vec<OwnedFd>,
-    /// Attach points after globs are expanded (what `Attaching N probes` counts, as bpftrace).
-    points: usize,
+    links: Vec<OwnedFd>,
 }
 
-const PERF_EVENT_IOC_ENABLE: u64 = 0x2400;
 const PERF_EVENT_IOC_DISABLE: u64 = 0x2401;
 
 impl Attached {
@@ -62,185 +74,82 @@ impl Attached {
         }
     }
 }
-const PERF_EVENT_IOC_SET_BPF: u64 = 0x4004_2408;
-
-fn perf_event_open(attr: &libbpf_sys::perf_event_attr, cpu: i32) -> Result<OwnedFd> {
-    // SAFETY: a valid, sized attr; pid -1 with a cpu is "every task on that CPU".
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_perf_event_open,
-            attr as *const libbpf_sys::perf_event_attr,
-            -1,
-            cpu,
-            -1,
-            8u64, // PERF_FLAG_FD_CLOEXEC
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error()).context("perf_event_open");
-    }
-    // SAFETY: a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-fn attach_to_event(prog: &OwnedFd, event: &OwnedFd) -> Result<()> {
-    // SAFETY: valid fds; the ioctls take an int argument.
-    unsafe {
-        if libc::ioctl(
-            event.as_raw_fd(),
-            PERF_EVENT_IOC_SET_BPF as _,
-            prog.as_raw_fd(),
-        ) != 0
-        {
-            return Err(std::io::Error::last_os_error())
-                .context("attaching a program to a perf event");
-        }
-        if libc::ioctl(event.as_raw_fd(), PERF_EVENT_IOC_ENABLE as _, 0) != 0 {
-            return Err(std::io::Error::last_os_error()).context("enabling a perf event");
-        }
-    }
-    Ok(())
-}
-
-fn tracepoint_id(category: &str, event: &str) -> Result<u64> {
-    let path = format!("/sys/kernel/tracing/events/{category}/{event}/id");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("no tracepoint {category}:{event}"))?;
-    text.trim()
-        .parse()
-        .with_context(|| format!("reading {path}"))
-}
-
-fn period_ns(unit: TimeUnit, n: u64) -> u64 {
-    match unit {
-        TimeUnit::Hz => 1_000_000_000 / n.max(1),
-        TimeUnit::S => n * 1_000_000_000,
-        TimeUnit::Ms => n * 1_000_000,
-        TimeUnit::Us => n * 1_000,
-    }
-}
 
 /// A loaded probe: attached, or (BEGIN/END) a program to run once.
 type Loaded = (Option<Attached>, Option<(Attach, OwnedFd)>);
 
-/// Loads one probe's program for its kind of attach point and attaches it to every point.
+/// What attaching needs besides the program.
+struct Env<'a> {
+    info: &'a Info,
+    maps: &'a Maps,
+    verbose: bool,
+    /// Where library names are looked up (-p).
+    lib_pid: Option<u32>,
+    /// The process uprobes fire in (-p, -c), else every process.
+    target_pid: Option<u32>,
+    /// -c's process.
+    cpid: Option<u32>,
+    start_ns: u64,
+}
+
+/// Expands one probe's attach points, generates and loads its program, and attaches it to every point
+/// (`all_points`: the run's points so far; this probe's are appended).
 fn load_and_attach(
     program: &Program,
     index: usize,
-    info: &Info,
-    maps: &Maps,
+    env: &Env,
     printfs: &mut Vec<PrintfSpec>,
-    verbose: bool,
+    all_points: &mut Vec<Point>,
 ) -> Result<Loaded> {
     let probe = &program.probes[index];
-    let insns = codegen::probe_program(probe, index, info, maps, printfs)?;
-    if verbose {
-        eprintln!("{}", dump(&probe.attach[0].raw, &insns));
+    let mut pts = Vec::new();
+    for a in &probe.attach {
+        pts.extend(points::expand(a, env.lib_pid)?);
     }
-    let first = &probe.attach[0].kind;
-    let prog_type = match first {
-        Attach::Tracepoint { .. } => libbpf_sys::BPF_PROG_TYPE_TRACEPOINT,
-        Attach::Profile { .. } | Attach::Interval { .. } => libbpf_sys::BPF_PROG_TYPE_PERF_EVENT,
-        Attach::Begin | Attach::End => libbpf_sys::BPF_PROG_TYPE_RAW_TRACEPOINT,
-        Attach::Kprobe { func, .. } | Attach::Fentry { func, .. }
-            if !probes::kernel_has_kprobes() =>
-        {
-            bail!(
-                "{}: {}",
-                probe.attach[0].raw,
-                probes::kprobes_missing("tracing kernel functions", func)
-            )
-        }
-        _ => bail!(
-            "{}: this probe type is not supported by trace yet",
-            probe.attach[0].raw
-        ),
+    let prog_type = points::prog_type(&pts[0].how);
+    if let Some(p) = pts.iter().find(|p| points::prog_type(&p.how) != prog_type) {
+        bail!(
+            "{}: one probe block mixes probe types that run different kinds of BPF programs ({} and {}): split it",
+            probe.attach[0].raw,
+            pts[0].probe,
+            p.probe
+        );
+    }
+    let first = all_points.len() as u64;
+    let penv = ProbeEnv {
+        points: &pts,
+        first_point: first,
+        start_ns: env.start_ns,
+        cpid: env.cpid,
     };
-    for a in &probe.attach[1..] {
-        let same = std::mem::discriminant(&a.kind) == std::mem::discriminant(first);
-        if !same {
-            bail!(
-                "{}: one probe block mixes probe types (not supported yet)",
-                a.raw
-            );
-        }
+    let insns = codegen::probe_program(probe, index, env.info, env.maps, printfs, &penv)
+        .with_context(|| probe.attach[0].raw.clone())?;
+    if env.verbose {
+        eprintln!("{}", dump(&probe.attach[0].raw, &insns));
     }
     let prog = insn::load(prog_type, "bpfprof_trace", &insns)
         .with_context(|| format!("loading the program of {}", probe.attach[0].raw))?;
-    if matches!(first, Attach::Begin | Attach::End) {
-        return Ok((None, Some((first.clone(), prog))));
+    let needs_cookie = penv.needs_cookie(&insns);
+    if let How::Special = pts[0].how {
+        all_points.extend(pts);
+        return Ok((None, Some((probe.attach[0].kind.clone(), prog))));
     }
     let mut events = Vec::new();
-    let mut points_attached = 0;
-    for a in &probe.attach {
-        match &a.kind {
-            Attach::Tracepoint { category, event } => {
-                let any = |p: &str| p.contains(['*', '?', '[']);
-                let points = if any(category) || any(event) {
-                    probes::tracepoints(
-                        &Matcher::new(category, false)?,
-                        &Matcher::new(event, false)?,
-                    )?
-                } else {
-                    vec![(category.clone(), event.clone())]
-                };
-                if points.is_empty() {
-                    bail!("{}: no tracepoint matches", a.raw);
-                }
-                points_attached += points.len();
-                for (c, e) in points {
-                    let mut attr = libbpf_sys::perf_event_attr {
-                        type_: libbpf_sys::PERF_TYPE_TRACEPOINT,
-                        size: std::mem::size_of::<libbpf_sys::perf_event_attr>() as u32,
-                        config: tracepoint_id(&c, &e)?,
-                        ..Default::default()
-                    };
-                    attr.__bindgen_anon_1.sample_period = 1;
-                    attr.__bindgen_anon_2.wakeup_events = 1;
-                    let ev = perf_event_open(&attr, 0)
-                        .with_context(|| format!("opening tracepoint {c}:{e}"))?;
-                    attach_to_event(&prog, &ev)?;
-                    events.push(ev);
-                }
-            }
-            Attach::Interval { unit, n } | Attach::Profile { unit, n } => {
-                points_attached += 1;
-                let cpus: Vec<u32> = if matches!(a.kind, Attach::Interval { .. }) {
-                    vec![crate::bpf::perf::online_cpus()?
-                        .first()
-                        .copied()
-                        .unwrap_or(0)]
-                } else {
-                    crate::bpf::perf::online_cpus()?
-                };
-                for cpu in cpus {
-                    let mut attr = libbpf_sys::perf_event_attr {
-                        type_: libbpf_sys::PERF_TYPE_SOFTWARE,
-                        size: std::mem::size_of::<libbpf_sys::perf_event_attr>() as u32,
-                        config: libbpf_sys::PERF_COUNT_SW_CPU_CLOCK as u64,
-                        ..Default::default()
-                    };
-                    if *unit == TimeUnit::Hz && matches!(a.kind, Attach::Profile { .. }) {
-                        attr.set_freq(1);
-                        attr.__bindgen_anon_1.sample_freq = *n;
-                    } else {
-                        attr.__bindgen_anon_1.sample_period = period_ns(*unit, *n);
-                    }
-                    let ev = perf_event_open(&attr, cpu as i32).with_context(|| {
-                        format!("opening the cpu-clock event of {} on CPU {cpu}", a.raw)
-                    })?;
-                    attach_to_event(&prog, &ev)?;
-                    events.push(ev);
-                }
-            }
-            _ => unreachable!("checked above"),
+    let mut links = Vec::new();
+    for (i, p) in pts.iter().enumerate() {
+        for ev in points::open_events(p, env.target_pid)? {
+            let link = points::attach(&prog, &ev, first + i as u64, needs_cookie)
+                .with_context(|| format!("attaching {}", p.probe))?;
+            links.extend(link);
+            events.push(ev);
         }
     }
+    all_points.extend(pts);
     Ok((
         Some(Attached {
             _prog: prog,
             events,
-            points: points_attached,
+            links,
         }),
         None,
     ))
@@ -322,45 +231,297 @@ fn read_map(def: &MapDef) -> Result<Vec<(Vec<u8>, Vec<i64>)>> {
     Ok(out)
 }
 
-/// Records the ring buffer had no room for, summed over CPUs.
-fn lost_records(maps: &Maps) -> Result<u64> {
-    let lost = crate::bpf::sum_percpu(&maps.lost, 1).context("reading the lost-records counter")?;
-    Ok(lost[0])
+/// What could not be recorded, summed over CPUs: (printf/exit records, stacks).
+fn losses(maps: &Maps) -> Result<(u64, u64)> {
+    let lost = crate::bpf::sum_percpu(&maps.lost, 2).context("reading the loss counters")?;
+    Ok((lost[LOST_RECORDS as usize], lost[LOST_STACKS as usize]))
 }
 
-type Printfs = std::rc::Rc<std::cell::RefCell<(Vec<PrintfSpec>, bool)>>;
+/// Ring-buffer records, copied out by the callback and handled in order by the main loop (a record may
+/// ask for a map to be printed, which needs more than the callback has).
+type Inbox = std::cell::RefCell<Vec<Vec<u8>>>;
 
 extern "C" fn on_record(
     ctx: *mut std::ffi::c_void,
     data: *mut std::ffi::c_void,
     size: libbpf_sys::size_t,
 ) -> i32 {
-    // SAFETY: ctx is the Printfs passed to ring_buffer__new, alive while the ring buffer is; data holds size
+    // SAFETY: ctx is the Inbox passed to ring_buffer__new, alive while the ring buffer is; data holds size
     // bytes for the length of this call.
-    let (state, bytes) = unsafe {
+    let (inbox, bytes) = unsafe {
         (
-            &*(ctx as *const std::cell::RefCell<(Vec<PrintfSpec>, bool)>),
+            &*(ctx as *const Inbox),
             std::slice::from_raw_parts(data as *const u8, size as usize),
         )
     };
-    if bytes.len() < 8 {
-        return 0;
-    }
-    let id = u64::from_ne_bytes(bytes[..8].try_into().expect("8 bytes"));
-    let mut st = state.borrow_mut();
-    if id == RECORD_EXIT {
-        st.1 = true;
-        return 0;
-    }
-    if let Some(spec) = st.0.get(id as usize) {
-        let text = output::printf(&spec.format, &spec.args, &bytes[8..]);
-        let _ = write_stdout(&text);
-    }
+    inbox.borrow_mut().push(bytes.to_vec());
     0
 }
 
-/// Runs a program until Ctrl-C, exit() or the duration.
+/// The printing side of a run.
+struct Printer<'a> {
+    maps: &'a Maps,
+    printfs: Vec<PrintfSpec>,
+    names: Live<'a>,
+    json: bool,
+}
+
+impl Printer<'_> {
+    /// Prints one map as bpftrace does.
+    fn map_text(&self, def: &MapDef) -> Result<String> {
+        let entries = read_map(def)?;
+        Ok(if self.json {
+            output::map_json(def, &entries, &self.names)
+                .map(|l| l + "\n")
+                .unwrap_or_default()
+        } else {
+            output::print_map(def, &entries, &self.names)
+        })
+    }
+
+    /// Handles one record; true at exit().
+    fn record(&self, bytes: &[u8]) -> Result<bool> {
+        if bytes.len() < 8 {
+            return Ok(false);
+        }
+        let id = u64::from_ne_bytes(bytes[..8].try_into().expect("8 bytes"));
+        if id == RECORD_EXIT {
+            return Ok(true);
+        }
+        if id & RECORD_PID != 0 {
+            self.names.remember((id & 0xffff_ffff) as u32);
+            return Ok(false);
+        }
+        if id & RECORD_MAP_OP != 0 {
+            let (op, idx) = ((id >> 32) & 0xff, (id & 0xffff_ffff) as usize);
+            if let Some(def) = self.maps.maps.values().nth(idx) {
+                match op {
+                    MAP_OP_PRINT => write_stdout(&self.map_text(def)?)?,
+                    MAP_OP_CLEAR => clear_map(def, false)?,
+                    MAP_OP_ZERO => clear_map(def, true)?,
+                    _ => {}
+                }
+            }
+            return Ok(false);
+        }
+        if let Some(spec) = self.printfs.get(id as usize) {
+            let text = output::printf(&spec.format, &spec.args, &bytes[8..], &self.names);
+            if self.json {
+                write_stdout(&(output::printf_json(&text) + "\n"))?;
+            } else {
+                write_stdout(&text)?;
+            }
+        }
+        Ok(false)
+    }
+
+    /// Caches the processes whose user stacks or symbols were taken, while they live, so that their
+    /// frames can be named at the end.
+    fn remember_processes(&self) {
+        let Some(pids) = &self.maps.pids else { return };
+        let keys: Vec<Vec<u8>> = pids.keys().collect();
+        for k in keys {
+            if let Ok(b) = <[u8; 4]>::try_from(&k[..]) {
+                self.names.remember(u32::from_ne_bytes(b));
+            }
+            let _ = pids.delete(&k);
+        }
+    }
+}
+
+/// clear(@m) deletes every entry; zero(@m) sets every value to zero.
+fn clear_map(def: &MapDef, zero: bool) -> Result<()> {
+    let keys: Vec<Vec<u8>> = def.map.keys().collect();
+    for k in keys {
+        if !zero {
+            let _ = def.map.delete(&k);
+        } else if def.per_cpu {
+            let cpus = libbpf_rs::num_possible_cpus()?;
+            let values = vec![vec![0u8; def.value_size]; cpus];
+            let _ = def.map.update_percpu(&k, &values, MapFlags::EXIST);
+        } else {
+            let _ = def
+                .map
+                .update(&k, &vec![0u8; def.value_size], MapFlags::EXIST);
+        }
+    }
+    Ok(())
+}
+
+/// The kernel's monotonic clock (bpf_ktime_get_ns), for `elapsed`.
+fn ktime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// -c: the command, started but held before exec until tracing is attached.
+struct Command {
+    pid: libc::pid_t,
+    gate: Option<OwnedFd>,
+    status: Option<i32>,
+}
+
+impl Command {
+    fn spawn(cmd: &str) -> Result<Self> {
+        use std::ffi::CString;
+        // As bpftrace: words split at spaces and run directly; through sh when the command needs a shell.
+        let words: Vec<String> = if cmd.contains(|ch: char| "|&;<>()$`\\\"'*?[]{}~".contains(ch)) {
+            vec!["/bin/sh".into(), "-c".into(), format!("exec {cmd}")]
+        } else {
+            cmd.split_whitespace().map(String::from).collect()
+        };
+        if words.is_empty() {
+            bail!("-c: the command is empty");
+        }
+        let argv: Vec<CString> = words
+            .iter()
+            .map(|w| CString::new(w.as_str()))
+            .collect::<Result<_, _>>()
+            .context("-c: the command holds a NUL byte")?;
+        let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        let mut fds = [0i32; 2];
+        // SAFETY: a two-int array.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("creating a pipe");
+        }
+        let (r, w) = (fds[0], fds[1]);
+        // std's spawn waits for the exec, which here waits for the gate: so fork by hand. The child makes
+        // only async-signal-safe calls (close, read, execvp, _exit) on memory prepared before the fork.
+        // SAFETY: see above.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: in the child, before exec.
+            unsafe {
+                libc::close(w);
+                let mut b = 0u8;
+                libc::read(r, &mut b as *mut u8 as *mut libc::c_void, 1);
+                libc::execvp(ptrs[0], ptrs.as_ptr());
+                libc::_exit(127);
+            }
+        }
+        // SAFETY: our copies of the pipe's ends; the write end is owned from here on.
+        let gate = unsafe {
+            libc::close(r);
+            OwnedFd::from_raw_fd(w)
+        };
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error()).context("-c: fork");
+        }
+        if !Path::new(&words[0]).is_file() && which(&words[0]).is_none() {
+            let mut c = Self {
+                pid,
+                gate: Some(gate),
+                status: None,
+            };
+            c.kill();
+            bail!("-c: no such command: {}", words[0]);
+        }
+        Ok(Self {
+            pid,
+            gate: Some(gate),
+            status: None,
+        })
+    }
+
+    /// Lets the command run.
+    fn release(&mut self) {
+        if let Some(g) = self.gate.take() {
+            // SAFETY: a valid fd and one byte.
+            unsafe { libc::write(g.as_raw_fd(), b"g".as_ptr() as *const libc::c_void, 1) };
+        }
+    }
+
+    fn exited(&mut self) -> bool {
+        if self.status.is_none() {
+            let mut st = 0;
+            // SAFETY: our child; WNOHANG.
+            if unsafe { libc::waitpid(self.pid, &mut st, libc::WNOHANG) } == self.pid {
+                self.status = Some(st);
+            }
+        }
+        self.status.is_some()
+    }
+
+    fn kill(&mut self) {
+        if self.status.is_none() {
+            let mut st = 0;
+            // SAFETY: our child, not yet reaped.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::waitpid(self.pid, &mut st, 0);
+            }
+            self.status = Some(st);
+        }
+    }
+}
+
+/// A command's path through PATH.
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    if name.contains('/') {
+        return None;
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+impl Drop for Command {
+    /// A command never released (tracing failed to start) is killed rather than run untraced.
+    fn drop(&mut self) {
+        if self.gate.is_some() {
+            self.kill();
+        }
+    }
+}
+
+/// -l: the probes a pattern matches, one per line.
+fn list(pattern: &str, pid: Option<u32>) -> Result<()> {
+    let program = parser::parse(&format!("{pattern} {{}}")).map_err(|d| {
+        anyhow!(
+            "-l {pattern:?}: {}",
+            d.render("pattern", pattern).lines().next().unwrap_or("")
+        )
+    })?;
+    let mut out = String::new();
+    for a in program.probes.iter().flat_map(|p| &p.attach) {
+        match &a.kind {
+            // The list of kernel functions needs no kprobes.
+            Attach::Kprobe { func, ret } | Attach::Fentry { func, ret } => {
+                let kind = match (&a.kind, ret) {
+                    (Attach::Kprobe { .. }, false) => "kprobe",
+                    (Attach::Kprobe { .. }, true) => "kretprobe",
+                    (_, false) => "fentry",
+                    (_, true) => "fexit",
+                };
+                for f in probes::kernel_functions(&Matcher::new(func, false)?)? {
+                    out.push_str(&format!("{kind}:{f}\n"));
+                }
+            }
+            _ => {
+                for p in points::expand(a, pid)? {
+                    out.push_str(&p.probe);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    write_stdout(&out)
+}
+
+/// Runs a program until Ctrl-C, exit(), the duration or (-c) the command's end.
 pub fn run(cfg: &TraceConfig) -> Result<()> {
+    if let Some(pattern) = &cfg.list {
+        crate::bpf::ensure_tracefs()?;
+        return list(pattern, cfg.pid);
+    }
     let (program, info) = compile_check(cfg)?;
     if cfg.dry_run {
         eprintln!(
@@ -372,13 +533,24 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
     crate::bpf::prepare()?;
     crate::bpf::ensure_tracefs()?;
     let stop = StopFlag::install()?;
+    let mut command = cfg.command.as_deref().map(Command::spawn).transpose()?;
     let maps = Maps::create(&info)?;
+    let env = Env {
+        info: &info,
+        maps: &maps,
+        verbose: cfg.verbose,
+        lib_pid: cfg.pid,
+        target_pid: cfg.pid.or(command.as_ref().map(|c| c.pid as u32)),
+        cpid: command.as_ref().map(|c| c.pid as u32),
+        start_ns: ktime_ns(),
+    };
     let mut printfs = Vec::new();
+    let mut all_points = Vec::new();
     let mut attached = Vec::new();
     let mut begin = Vec::new();
     let mut end = Vec::new();
     for i in 0..program.probes.len() {
-        let (a, special) = load_and_attach(&program, i, &info, &maps, &mut printfs, cfg.verbose)?;
+        let (a, special) = load_and_attach(&program, i, &env, &mut printfs, &mut all_points)?;
         attached.extend(a);
         match special {
             Some((Attach::Begin, p)) => begin.push(p),
@@ -386,61 +558,125 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
             None => {}
         }
     }
-    let n_points: usize =
-        attached.iter().map(|a| a.points).sum::<usize>() + begin.len() + end.len();
-    write_stdout(&format!(
-        "Attaching {n_points} probe{}...\n",
-        if n_points == 1 { "" } else { "s" }
-    ))?;
-    let state: Printfs = std::rc::Rc::new(std::cell::RefCell::new((printfs, false)));
-    // SAFETY: the callback's ctx (state) outlives the ring buffer, freed below.
+    let n_points = all_points.len();
+    let printer = Printer {
+        maps: &maps,
+        printfs,
+        names: Live::new(
+            all_points
+                .iter()
+                .map(|p| (p.probe.clone(), p.func.clone()))
+                .collect(),
+            maps.stacks.as_ref(),
+        ),
+        json: cfg.json,
+    };
+    if cfg.json {
+        write_stdout(&format!(
+            "{}\n",
+            output::json_line(
+                &serde_json::json!({"type": "attached_probes", "data": {"probes": n_points}})
+            )
+        ))?;
+    } else {
+        write_stdout(&format!(
+            "Attaching {n_points} probe{}...\n",
+            if n_points == 1 { "" } else { "s" }
+        ))?;
+    }
+    let inbox: Inbox = std::cell::RefCell::new(Vec::new());
+    // SAFETY: the callback's ctx (inbox) outlives the ring buffer, freed below.
     let rb = unsafe {
         libbpf_sys::ring_buffer__new(
             raw_fd(&maps.ringbuf),
             Some(on_record),
-            std::rc::Rc::as_ptr(&state) as *mut _,
+            &inbox as *const Inbox as *mut _,
             std::ptr::null(),
         )
     };
     if rb.is_null() {
         bail!("opening the printf ring buffer failed");
     }
+    let mut exited = false;
+    // Handles the records received, in order, up to exit() (records after it are not printed).
+    let drain = |printer: &Printer, exited: &mut bool| -> Result<()> {
+        let records = std::mem::take(&mut *inbox.borrow_mut());
+        for r in records {
+            if *exited {
+                break;
+            }
+            *exited = printer.record(&r)?;
+        }
+        Ok(())
+    };
     for p in &begin {
         run_once(p)?;
+    }
+    if let Some(c) = command.as_mut() {
+        c.release();
     }
     let started = Instant::now();
     let deadline = cfg.duration.and_then(|d| started.checked_add(d));
     loop {
         // SAFETY: a live ring buffer.
-        unsafe { libbpf_sys::ring_buffer__poll(rb, 100) };
-        if state.borrow().1 || stop.raised() || deadline.is_some_and(|d| Instant::now() >= d) {
+        // A short timeout: a signal that lands just before the poll is seen within 25 ms.
+        unsafe { libbpf_sys::ring_buffer__poll(rb, 25) };
+        drain(&printer, &mut exited)?;
+        if exited
+            || stop.raised()
+            || deadline.is_some_and(|d| Instant::now() >= d)
+            || command.as_mut().is_some_and(|c| c.exited())
+        {
             break;
         }
+        printer.remember_processes();
         wait_until(&stop, Some(Instant::now() + Duration::from_millis(1)));
     }
     for a in &attached {
         a.disable();
     }
+    printer.remember_processes();
+    // SAFETY: a live ring buffer: what the probes sent before they stopped.
+    unsafe { libbpf_sys::ring_buffer__consume(rb) };
+    drain(&printer, &mut exited)?;
+    inbox.borrow_mut().clear();
     for p in &end {
         run_once(p)?;
     }
-    // SAFETY: a live ring buffer: consume what is left, then free it.
-    unsafe {
-        libbpf_sys::ring_buffer__consume(rb);
-        libbpf_sys::ring_buffer__free(rb);
-    }
-    let mut text = String::from("\n");
+    // SAFETY: a live ring buffer.
+    unsafe { libbpf_sys::ring_buffer__consume(rb) };
+    // What END printed (records after an exit() of the main run were dropped already).
+    drain(&printer, &mut false)?;
+    // SAFETY: a live ring buffer, not used again.
+    unsafe { libbpf_sys::ring_buffer__free(rb) };
+    let mut text = String::from(if cfg.json { "" } else { "\n" });
     for def in maps.maps.values() {
-        text.push_str(&output::print_map(def, &read_map(def)?));
+        text.push_str(&printer.map_text(def)?);
     }
     write_stdout(&text)?;
-    let lost = lost_records(&maps)?;
+    let (lost, stacks) = losses(&maps)?;
     if lost > 0 {
-        // bpftrace's words, on stderr: standard output keeps only the program's output.
-        eprintln!("Lost {lost} events");
+        if cfg.json {
+            write_stdout(&format!(
+                "{}\n",
+                output::json_line(
+                    &serde_json::json!({"type": "lost_events", "data": {"events": lost}})
+                )
+            ))?;
+        } else {
+            // bpftrace's words, on stderr: standard output keeps only the program's output.
+            eprintln!("Lost {lost} events");
+        }
     }
-    // Closing each perf event detaches its program: concurrently, so that the kernel's waits overlap.
-    let events: Vec<OwnedFd> = attached.into_iter().flat_map(|a| a.events).collect();
-    crate::util::drop_concurrently(events);
+    if stacks > 0 {
+        eprintln!("WARNING: {stacks} stacks could not be stored (the stack map was full, or two stacks' hashes collided): they print empty");
+    }
+    // Closing each link and perf event detaches its program: concurrently, so that the kernel's waits
+    // overlap.
+    let fds: Vec<OwnedFd> = attached
+        .into_iter()
+        .flat_map(|a| a.links.into_iter().chain(a.events))
+        .collect();
+    crate::util::drop_concurrently(fds);
     Ok(())
 }

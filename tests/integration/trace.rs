@@ -38,10 +38,10 @@ fn trace_histograms_and_stats_have_bpftraces_layout() {
         "t:syscalls:sys_enter_getpgid /pid == PID/ { @h = hist(3000); @l = lhist(7, 0, 10, 5); @s = stats(10); @x = avg(4); @lo = min(args->pid - 3); }",
     );
     let want = "
-@h:
+@h: 
 [2K, 4K)              77 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|
 
-@l:
+@l: 
 [5, 10)               77 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|
 
 @lo: -3
@@ -126,24 +126,289 @@ fn trace_errors_point_at_the_column() {
     }
 }
 
-/// This kernel has no kprobes: a kprobe one-liner must say so (and load nothing).
+/// The issue's kprobe one-liners: where the kernel has kprobes they run (over a known number of
+/// nanosleeps and reads); where it has not (this machine), each says which kernel feature is missing and
+/// loads nothing.
 #[test]
-fn trace_kprobes_need_the_kernel_feature() {
-    let Some(_lock) = bpf_test("trace_kprobes_need_the_kernel_feature") else {
+fn trace_kprobe_one_liners_run_or_name_the_missing_feature() {
+    let Some(_lock) = bpf_test("trace_kprobe_one_liners_run_or_name_the_missing_feature") else {
         return;
     };
-    if std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
-        return; // a kernel with kprobes: trace's kprobes are not implemented yet either way
+    let has_kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    let programs = [
+        "kprobe:vfs_* { @[func] = count(); }",
+        "k:vfs_read { @start[tid] = nsecs; } kr:vfs_read /@start[tid]/ { @ns = hist(nsecs - @start[tid]); delete(@start[tid]); }",
+        "k:do_nanosleep /pid > 100/ { @[comm]++; }",
+        "kr:vfs_read { @ = hist(retval); }",
+    ];
+    for program in programs {
+        let out = bpfprof()
+            .args(["trace", "-d", "1", "-e", program])
+            .output()
+            .expect("running bpfprof");
+        let err = String::from_utf8_lossy(&out.stderr);
+        if has_kprobes {
+            assert!(out.status.success(), "{program}: {err}");
+        } else {
+            assert!(!out.status.success(), "{program} succeeded");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(
+                err.contains("needs kprobes") && err.contains("CONFIG_KPROBES"),
+                "{program}: {err}"
+            );
+        }
     }
-    let out = bpfprof()
-        .args(["trace", "-e", "k:do_nanosleep { @[comm] = count(); }"])
-        .output()
+}
+
+/// uprobes, uretprobes and USDT probes over the calls workload: exact counts by `func` and `probe`, USDT
+/// arguments (count_b(i) fires calls:tick with i: the sum of 0..1999), a return value.
+#[test]
+fn trace_uprobes_uretprobes_and_usdt_count_exactly() {
+    let Some(_lock) = bpf_test("trace_uprobes_uretprobes_and_usdt_count_exactly") else {
+        return;
+    };
+    let bin = workload("calls");
+    let b = bin.display();
+    let mut w = Workload::start_gated(&bin, &["1000", "2000", "0", "1"]);
+    let program = format!(
+        "uprobe:{b}:count_* {{ @[func] = count(); @p[probe] = count(); }} uretprobe:{b}:count_b {{ @r = count(); }} uprobe:{b}:twice {{ @arg = sum(arg0); }} uretprobe:{b}:twice {{ @ret = sum(retval); }} usdt:{b}:tick {{ @t = count(); @s = sum(arg0); @big = count(); if (arg0 >= 1000) {{ @big2 = count(); }} }}"
+    );
+    let t = Running::start(&["trace", "-e", &program], &[], false, "Attaching ");
+    w.go();
+    w.wait();
+    let (out, err) = t.finish(true);
+    let want = format!(
+        "
+@[count_a]: 1000
+@[count_b]: 2000
+
+@arg: 1999000
+
+@big: 2000
+
+@big2: 1000
+
+@p[uprobe:{b}:count_a]: 1000
+@p[uprobe:{b}:count_b]: 2000
+
+@r: 2000
+
+@ret: 3998000
+
+@s: 1999000
+
+@t: 2000
+
+"
+    );
+    assert_eq!(out, want, "{err}");
+    assert_nothing_left_attached();
+}
+
+/// Stacks name their frames as bpftrace prints them: a user stack of count_a (called from main), and a
+/// kernel stack of a system call, 2 frames each as asked.
+#[test]
+fn trace_stacks_name_frames_as_bpftrace() {
+    let Some(_lock) = bpf_test("trace_stacks_name_frames_as_bpftrace") else {
+        return;
+    };
+    let bin = workload("calls");
+    let mut w = Workload::start_gated(&bin, &["300", "0", "40", "1"]);
+    let program = format!(
+        "uprobe:{}:count_a {{ @u[ustack(2)] = count(); }} t:syscalls:sys_enter_getpgid /pid == {}/ {{ @k[kstack(2)] = count(); }}",
+        bin.display(),
+        w.pid()
+    );
+    let t = Running::start(&["trace", "-e", &program], &[], false, "Attaching ");
+    w.go();
+    w.wait();
+    let (out, err) = t.finish(true);
+    assert!(!err.contains("WARNING"), "{err}");
+    let frame = |l: &str| {
+        l.strip_prefix("    ").is_some_and(|f| {
+            f.rsplit_once('+').is_some_and(|(name, off)| {
+                !name.is_empty() && !name.starts_with("0x") && off.parse::<u64>().is_ok()
+            })
+        })
+    };
+    // @k[\n    FRAME\n    FRAME\n]: 40
+    let k: Vec<&str> = out
+        .split("\n\n")
+        .map(str::trim_start)
+        .find(|m| m.starts_with("@k["))
+        .unwrap_or_else(|| panic!("{out}"))
+        .lines()
+        .collect();
+    assert_eq!(k.len(), 4, "{out}");
+    assert!(frame(k[1]) && frame(k[2]), "{out}");
+    assert_eq!(k[3], "]: 40", "{out}");
+    let u: Vec<&str> = out
+        .split("\n\n")
+        .map(str::trim_start)
+        .find(|m| m.starts_with("@u["))
+        .unwrap_or_else(|| panic!("{out}"))
+        .lines()
+        .collect();
+    assert_eq!(u[1], "    count_a+0", "{out}");
+    assert!(u[2].starts_with("    main+") && frame(u[2]), "{out}");
+    assert_eq!(u[3], "]: 300", "{out}");
+}
+
+/// -c runs a command and traces it from its start (cpid is its pid; its end ends the trace); -f json
+/// writes bpftrace's records.
+#[test]
+fn trace_runs_a_command_with_json_output() {
+    let Some(_lock) = bpf_test("trace_runs_a_command_with_json_output") else {
+        return;
+    };
+    let bin = workload("calls");
+    let mut child = bpfprof()
+        .args([
+            "trace",
+            "-f",
+            "json",
+            "-c",
+            &format!("{} 0 0 33", bin.display()),
+            "-e",
+            r#"t:syscalls:sys_enter_getpgid /pid == cpid/ { @[comm] = count(); printf("%d\n", args->pid); } END { @h = hist(5); }"#,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("running bpfprof");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"go\n")
+        .expect("writing go");
+    let out = child.wait_with_output().expect("waiting for bpfprof");
+    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        err.contains("kprobes") && err.contains("CONFIG_KPROBES"),
-        "{err}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with('{')).collect();
+    assert_eq!(
+        lines[0], r#"{"type": "attached_probes", "data": {"probes": 2}}"#,
+        "{text}"
+    );
+    let printfs = lines
+        .iter()
+        .filter(|l| **l == r#"{"type": "printf", "data": "0\n"}"#)
+        .count();
+    assert_eq!(printfs, 33, "{text}");
+    assert!(
+        lines.contains(&r#"{"type": "map", "data": {"@": {"calls": 33}}}"#),
+        "{text}"
+    );
+    assert!(
+        lines.contains(&r#"{"type": "hist", "data": {"@h": [{"min": 4, "max": 7, "count": 1}]}}"#),
+        "{text}"
+    );
+    for l in &lines {
+        serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+    }
+}
+
+/// The issue's uretprobe one-liner: what an interactive bash read (through a pseudo-terminal, so that
+/// bash uses readline).
+#[test]
+fn trace_bash_readline_returns() {
+    let Some(_lock) = bpf_test("trace_bash_readline_returns") else {
+        return;
+    };
+    let t = Running::start(
+        &[
+            "trace",
+            "-e",
+            r#"uretprobe:/bin/bash:readline { printf("%s\n", str(retval)); }"#,
+        ],
+        &[],
+        false,
+        "Attaching ",
+    );
+    let mut script = std::process::Command::new("script")
+        .args(["-qfc", "bash --norc -i", "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("running script (util-linux)");
+    // Each line is typed once readline reads (it discards what comes before it starts).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut terminal = script.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        use std::io::Read as _;
+        let mut seen = String::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = terminal.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            // readline turns bracketed paste on each time it starts reading a line.
+            while let Some(at) = seen.find("\x1b[?2004h") {
+                seen.drain(..at + 8);
+                let _ = tx.send(());
+            }
+        }
+    });
+    {
+        use std::io::Write as _;
+        let mut input = script.stdin.take().expect("stdin");
+        for line in ["echo traced-line-1", "true traced-line-2", "exit"] {
+            rx.recv_timeout(std::time::Duration::from_secs(20))
+                .expect("bash prompts");
+            input
+                .write_all(format!("{line}\n").as_bytes())
+                .expect("typing");
+        }
+    }
+    script.wait().expect("waiting for script");
+    let (out, _) = t.finish(true);
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with("Attaching"))
+        .collect();
+    assert_eq!(
+        lines,
+        ["echo traced-line-1", "true traced-line-2", "exit"],
+        "{out}"
+    );
+}
+
+/// -l lists what a pattern matches, as bpftrace names probes.
+#[test]
+fn trace_lists_probes() {
+    let bin = workload("calls");
+    let b = bin.display();
+    let list = |pattern: &str| {
+        let out = bpfprof()
+            .args(["trace", "-l", pattern])
+            .output()
+            .expect("running bpfprof");
+        assert!(
+            out.status.success(),
+            "{pattern}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        list(&format!("uprobe:{b}:count_*")),
+        format!("uprobe:{b}:count_a\nuprobe:{b}:count_b\nuprobe:{b}:count_c\n")
+    );
+    assert_eq!(
+        list(&format!("usdt:{b}:*")),
+        format!("usdt:{b}:calls:tick\n")
+    );
+    assert_eq!(
+        list("tracepoint:syscalls:sys_enter_getpgid"),
+        "tracepoint:syscalls:sys_enter_getpgid\n"
     );
 }
 

@@ -2,8 +2,9 @@
  *
  *   calls A B S [ROUNDS]
  *     prints "ready", waits for a line on stdin (the tracer is attached), then, in ROUNDS equal rounds 300 ms
- *     apart (default 1): calls count_a A times, count_b B times (each call also fires the USDT probe
- *     calls:tick and calls libc's strlen, an IFUNC, once), and makes S getpgid system calls; never calls
+ *     apart (default 1): calls count_a A times, count_b(i) B times (each call also fires the USDT probe
+ *     calls:tick with i, calls twice(i), which returns 2 * i, and libc's strlen, an IFUNC, once), and makes S
+ *     getpgid system calls; never calls
  *     count_c; exits.
  */
 #include <stdio.h>
@@ -25,10 +26,17 @@ NOINLINE void count_a(void)
 static size_t (*volatile strlen_fn)(const char *) = strlen;
 static volatile size_t sink;
 
+NOINLINE long twice(long i)
+{
+	__asm__ volatile("" ::: "memory");
+	return 2 * i;
+}
+
 NOINLINE void count_b(long i)
 {
 	DTRACE_PROBE1(calls, tick, i);
 	sink += strlen_fn("calls");
+	sink += twice(i);
 }
 
 NOINLINE void count_c(void)
