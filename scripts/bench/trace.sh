@@ -75,8 +75,7 @@ BT_VERSION=$(bpftrace --version | awk '{ print $2 }')
 declare -A PROG NTP
 PROG[getppid-count]='t:syscalls:sys_enter_getppid { @[comm] = count(); }'
 PROG[read-hist]='t:syscalls:sys_exit_read { @ = hist(args->ret); }'
-# bpftrace's `@[probe]` would be the usual key here, but bpfprof trace does not support the probe builtin
-# yet (its --dry-run accepts it; loading refuses it): both count by comm.
+# `@[comm]`, not bpftrace's usual `@[probe]`: the results file was measured before trace had `probe`.
 PROG[wildcard-count]="t:syscalls:$WILDCARD { @[comm] = count(); }"
 PROG[begin-exit]='BEGIN { exit(); }'
 PROG[getppid-hist]='t:syscalls:sys_enter_getppid { @[tid] = hist(nsecs & 0xffff); }'

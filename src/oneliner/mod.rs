@@ -8,6 +8,8 @@
 pub mod ast;
 pub mod codegen;
 pub mod diag;
+#[cfg(test)]
+mod fuzz;
 pub mod insn;
 pub mod lexer;
 pub mod maps;
