@@ -418,11 +418,18 @@ impl FunccountArgs {
 #[derive(Debug, Args)]
 pub struct TraceArgs {
     /// The program's text
-    #[arg(short = 'e', value_name = "PROGRAM", conflicts_with = "file")]
+    #[arg(short = 'e', value_name = "PROGRAM")]
     pub program: Option<String>,
     /// A file holding the program (- for standard input)
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
+    /// Positional parameters: $1, $2... in the program (after FILE, or after -e PROGRAM)
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub params: Vec<String>,
     /// Parse and check the program, then stop (nothing is loaded)
     #[arg(long = "dry-run")]
     pub dry_run: bool,
@@ -462,7 +469,13 @@ impl TraceArgs {
                 bail!("no process {pid} (-p)");
             }
         }
+        let mut params = self.params;
         let (program, source_name) = match (self.program, self.file) {
+            // With -e, what clap took for a file is the first parameter.
+            (Some(p), Some(first)) => {
+                params.insert(0, first.display().to_string());
+                (p, "stdin".to_string())
+            }
             (Some(p), None) => (p, "stdin".to_string()),
             (None, Some(f)) if f.as_os_str() == "-" => {
                 let mut text = String::new();
@@ -490,6 +503,7 @@ impl TraceArgs {
             command: self.command,
             json: self.format == "json",
             list: None,
+            params,
         })
     }
 }

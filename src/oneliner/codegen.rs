@@ -7,7 +7,7 @@ use super::ast::*;
 use super::insn::{Alu, Asm, Cond, Insn, Reg, Size, FP, R0, R1, R2, R3, R4, R5, R6, R9};
 use super::maps::{raw_fd, size_of, Maps, LOST_RECORDS, LOST_STACKS};
 use super::points::{How, Point};
-use super::sema::{Info, MapKind, Type};
+use super::sema::{is_positional, positional, Info, MapKind, Positional, Type};
 use super::tpformat::{Field, FieldType};
 use super::usdt::{Loc, UsdtArg, ARG_REGS, RET_REG};
 use crate::render::hist::LOG2_LEN;
@@ -55,6 +55,8 @@ pub struct ProbeEnv<'a> {
     pub start_ns: u64,
     /// The -c command's pid (`cpid`).
     pub cpid: Option<u32>,
+    /// Positional parameters ($1...).
+    pub params: &'a [String],
 }
 
 impl ProbeEnv<'_> {
@@ -129,6 +131,12 @@ pub fn probe_program(
         var_types: Vec::new(),
     };
     g.asm.mov_reg(R9, R1);
+    // Probes stop when user space says so (END, which runs after, does not check).
+    if !matches!(probe.attach[0].kind, Attach::End) {
+        g.asm.ld_map_value(R1, raw_fd(&maps.stop), 0);
+        g.asm.load(Size::DW, R0, R1, 0);
+        g.asm.jmp_imm(Cond::Ne, R0, 0, g.exit);
+    }
     if let Some(pred) = &probe.pred {
         let v = g.expr(pred)?;
         let v = g.truthy(v)?;
@@ -613,6 +621,16 @@ impl Gen<'_> {
                 }
                 Ok(Val::Buf(off, n))
             }
+            ExprKind::Var(name) if is_positional(name) => match positional(self.env.params, name) {
+                Positional::Int(v) => {
+                    self.asm.ld_imm64(R0, v as u64);
+                    self.int_slot_from(R0)
+                }
+                Positional::Str(text) => self.expr(&Expr {
+                    kind: ExprKind::Str(text),
+                    span: e.span,
+                }),
+            },
             ExprKind::Var(name) => match self.vars.iter().find(|(n, _)| n == name) {
                 Some((_, v)) => Ok(*v),
                 None => bail!("internal error: ${name} has no slot"),

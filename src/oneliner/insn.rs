@@ -162,6 +162,12 @@ impl Asm {
         self.insns.push(insn(0, R0, R0, 0, 0));
     }
 
+    /// `dst = &value + off` of an array map's first element (BPF_PSEUDO_MAP_VALUE: no helper call).
+    pub fn ld_map_value(&mut self, dst: Reg, fd: i32, off: i32) {
+        self.insns.push(insn(LD | DW | IMM, dst, Reg(2), 0, fd));
+        self.insns.push(insn(0, R0, R0, 0, off));
+    }
+
     /// `dst = *(size *)(src + off)`
     pub fn load(&mut self, size: Size, dst: Reg, src: Reg, off: i16) {
         self.insns

@@ -70,6 +70,9 @@ pub struct Maps {
     pub lost: MapHandle,
     /// Stacks (kstack, ustack) by id, when the program takes any.
     pub stacks: Option<MapHandle>,
+    /// One word that user space sets to stop every probe at once (disabling a tracepoint's perf event
+    /// does not stop its BPF program; closing it takes a grace period).
+    pub stop: MapHandle,
     /// Processes whose user stacks or symbols were taken (pid -> 0): user space caches what naming their
     /// frames needs while they live, and deletes the entry.
     pub pids: Option<MapHandle>,
@@ -162,6 +165,7 @@ impl Maps {
         } else {
             None
         };
+        let stop = create(MapType::Array, "stop", 4, 8, 1)?;
         Ok(Self {
             maps,
             ringbuf,
@@ -169,6 +173,7 @@ impl Maps {
             lost,
             stacks,
             pids,
+            stop,
         })
     }
 }

@@ -42,6 +42,8 @@ pub struct TraceConfig {
     pub json: bool,
     /// -l: list the probes matching this pattern.
     pub list: Option<String>,
+    /// Positional parameters: $1, $2...
+    pub params: Vec<String>,
 }
 
 /// Parses and checks; errors come out as bpftrace prints them (the line and `~` under the span).
@@ -51,7 +53,7 @@ pub fn compile_check(cfg: &TraceConfig) -> Result<(Program, Info)> {
         anyhow!("{}", text.trim_end())
     };
     let program = parser::parse(&cfg.program).map_err(render)?;
-    let info = sema::check(&program, &sema::Tracefs).map_err(render)?;
+    let info = sema::check_with_params(&program, &sema::Tracefs, &cfg.params).map_err(render)?;
     Ok((program, info))
 }
 
@@ -89,6 +91,7 @@ struct Env<'a> {
     target_pid: Option<u32>,
     /// -c's process.
     cpid: Option<u32>,
+    params: &'a [String],
     start_ns: u64,
 }
 
@@ -121,6 +124,7 @@ fn load_and_attach(
         first_point: first,
         start_ns: env.start_ns,
         cpid: env.cpid,
+        params: env.params,
     };
     let insns = codegen::probe_program(probe, index, env.info, env.maps, printfs, &penv)
         .with_context(|| probe.attach[0].raw.clone())?;
@@ -327,6 +331,13 @@ impl Printer<'_> {
             let _ = pids.delete(&k);
         }
     }
+}
+
+/// Sets the word every probe checks first: from here on they do nothing.
+fn stop_probes(maps: &Maps) -> Result<()> {
+    maps.stop
+        .update(&0u32.to_ne_bytes(), &1u64.to_ne_bytes(), MapFlags::ANY)
+        .context("stopping the probes")
 }
 
 /// clear(@m) deletes every entry; zero(@m) sets every value to zero.
@@ -542,6 +553,7 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
         lib_pid: cfg.pid,
         target_pid: cfg.pid.or(command.as_ref().map(|c| c.pid as u32)),
         cpid: command.as_ref().map(|c| c.pid as u32),
+        params: &cfg.params,
         start_ns: ktime_ns(),
     };
     let mut printfs = Vec::new();
@@ -632,6 +644,7 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
         printer.remember_processes();
         wait_until(&stop, Some(Instant::now() + Duration::from_millis(1)));
     }
+    stop_probes(&maps)?;
     for a in &attached {
         a.disable();
     }

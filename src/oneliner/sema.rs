@@ -139,10 +139,22 @@ pub struct Info {
 }
 
 /// Checks a program.
+#[cfg(test)]
 pub fn check(program: &Program, tps: &dyn TracepointSource) -> Result<Info, Diag> {
+    check_with_params(program, tps, &[])
+}
+
+/// Checks a program given its positional parameters ($1, $2...: integers, or strings where they are not
+/// numbers; one not given is 0).
+pub fn check_with_params(
+    program: &Program,
+    tps: &dyn TracepointSource,
+    params: &[String],
+) -> Result<Info, Diag> {
     let mut info = Info::default();
     for probe in &program.probes {
         let mut ctx = ProbeCtx::new(probe, tps)?;
+        ctx.params = params.to_vec();
         if let Some(pred) = &probe.pred {
             let t = ctx.expr(pred, &mut info)?;
             if !t.is_int() && !matches!(t, Type::Str(_)) {
@@ -178,6 +190,7 @@ enum Provider {
 }
 
 struct ProbeCtx {
+    params: Vec<String>,
     providers: Vec<Provider>,
     fields: Option<Vec<Field>>,
     vars: HashMap<String, Type>,
@@ -218,6 +231,7 @@ impl ProbeCtx {
             providers.push(p);
         }
         Ok(Self {
+            params: Vec::new(),
             providers,
             fields,
             vars: HashMap::new(),
@@ -263,6 +277,10 @@ impl ProbeCtx {
         info: &mut Info,
     ) -> Result<(), Diag> {
         match &target.kind {
+            ExprKind::Var(name) if is_positional(name) => Err(Diag::new(
+                target.span,
+                format!("${name} is a positional parameter: it cannot be assigned"),
+            )),
             ExprKind::Var(name) => {
                 let t = self.expr(value, info)?;
                 if matches!(t, Type::None | Type::Args) {
@@ -415,6 +433,10 @@ impl ProbeCtx {
         Ok(match &e.kind {
             ExprKind::Int(_) => Type::S64,
             ExprKind::Str(s) => Type::Str(s.len() + 1),
+            ExprKind::Var(name) if is_positional(name) => match positional(&self.params, name) {
+                Positional::Int(_) => Type::S64,
+                Positional::Str(s) => Type::Str(s.len() + 1),
+            },
             ExprKind::Var(name) => self.vars.get(name).cloned().ok_or_else(|| {
                 Diag::new(e.span, format!("${name} is used before it is assigned"))
             })?,
@@ -714,6 +736,34 @@ impl ProbeCtx {
             }
             _ => return Err(Diag::new(span, format!("unknown function: {name}()"))),
         })
+    }
+}
+
+/// `$1`, `$2`...: a positional parameter.
+pub fn is_positional(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A positional parameter's value.
+pub enum Positional {
+    Int(i64),
+    Str(String),
+}
+
+/// The value of `$N`: an integer where the parameter is one (decimal or 0x hex), else a string; 0 where
+/// it was not given (as bpftrace).
+pub fn positional(params: &[String], name: &str) -> Positional {
+    let n: usize = name.parse().unwrap_or(0);
+    let Some(p) = n.checked_sub(1).and_then(|i| params.get(i)) else {
+        return Positional::Int(0);
+    };
+    let int = match p.strip_prefix("0x") {
+        Some(h) => i64::from_str_radix(h, 16).ok(),
+        None => p.parse().ok(),
+    };
+    match int {
+        Some(v) => Positional::Int(v),
+        None => Positional::Str(p.clone()),
     }
 }
 

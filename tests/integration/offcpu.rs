@@ -446,3 +446,67 @@ fn offcpu_bad_input_gives_one_line_and_nonzero_exit() {
         "{stderr}"
     );
 }
+
+/// tools/offcpu.bt, run by trace, against the canned tool on the same known sleeps (20 x 10 ms in
+/// nap_short, 10 x 100 ms in nap_long): both attribute them to the sleeper's stacks, within 10 % of the
+/// known time (as the canned tool's own test), and within 3 % of each other (they time the same switches).
+#[test]
+fn offcpu_bt_agrees_with_the_canned_tool_on_known_sleeps() {
+    let Some(_lock) = bpf_test("offcpu_bt_agrees_with_the_canned_tool_on_known_sleeps") else {
+        return;
+    };
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/offcpu.bt");
+    let mut w = Workload::start_gated(&workload("blocker"), &["sleep"]);
+    let pid = w.pid().to_string();
+    let bt = Running::start(
+        &["trace", script.to_str().unwrap()],
+        &[],
+        false,
+        "Attaching 3 probes...",
+    );
+    let mut child = bpfprof()
+        .args(["offcpu", "-p", &pid, "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting bpfprof");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut header = String::new();
+    out.read_line(&mut header).expect("reading the header");
+    w.go();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).expect("reading the stacks");
+    assert!(child.wait().expect("waiting for offcpu").success());
+    let (bt_out, bt_err) = bt.finish(true);
+    let blocks = parse_blocks(&rest);
+    // @us[KSTACK, USTACK, comm]: N -- frames `    name+off`, the key's last line `, comm]: N`.
+    let mut bt_entries: Vec<(Vec<String>, String, u64)> = Vec::new();
+    let mut frames = Vec::new();
+    for line in bt_out.lines() {
+        if let Some(f) = line.strip_prefix("    ") {
+            frames.push(f.split('+').next().unwrap_or(f).to_string());
+        } else if let Some((who, n)) = line.strip_prefix(", ").and_then(|l| l.rsplit_once("]: ")) {
+            let who = who.trim_start_matches(", ").to_string();
+            bt_entries.push((std::mem::take(&mut frames), who, n.parse().expect("a sum")));
+        } else if line.starts_with('@') {
+            frames.clear();
+        }
+    }
+    for (nap, want) in [("nap_short", 200_000), ("nap_long", 1_000_000)] {
+        let bt_total: u64 = bt_entries
+            .iter()
+            .filter(|(f, who, _)| who == "sleeper" && has_run(f, &[nap, "sleep_phase", "main"]))
+            .map(|e| e.2)
+            .sum();
+        let canned_total = total(&nap_blocks(&blocks, nap));
+        assert_near(nap, canned_total, want, 0.10, &blocks);
+        assert!(
+            (bt_total as f64 - want as f64).abs() <= want as f64 * 0.10,
+            "{nap}: offcpu.bt {bt_total} us, expected {want} us +- 10%:\n{bt_out}\n{bt_err}"
+        );
+        assert!(
+            (bt_total as f64 - canned_total as f64).abs() <= canned_total as f64 * 0.03,
+            "{nap}: offcpu.bt {bt_total} us, offcpu {canned_total} us"
+        );
+    }
+}

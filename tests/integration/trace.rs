@@ -520,3 +520,106 @@ fn trace_runs_what_bpftrace_runs() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unexpected }"));
 }
+
+/// The issue's tracepoint and profile one-liners, as written, over work whose effect is known.
+#[test]
+fn trace_the_issues_tracepoint_and_profile_one_liners() {
+    let Some(_lock) = bpf_test("trace_the_issues_tracepoint_and_profile_one_liners") else {
+        return;
+    };
+    let run = |args: &[&str]| {
+        let out = bpfprof().args(args).output().expect("running bpfprof");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    // Every openat, printed; cat opens a file of a unique name once.
+    let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("trace-opened-once");
+    std::fs::write(&file, "x").expect("writing a file");
+    let text = run(&[
+        "trace",
+        "-c",
+        &format!("cat {}", file.display()),
+        "-e",
+        r#"tracepoint:syscalls:sys_enter_openat { printf("%s %s\n", comm, str(args->filename)); }"#,
+    ]);
+    let want = format!("cat {}", file.display());
+    assert_eq!(text.lines().filter(|l| *l == want).count(), 1, "{text}");
+    // Read sizes by command: dd reads 10 blocks of 4 KiB.
+    let text = run(&[
+        "trace",
+        "-c",
+        "dd if=/dev/zero of=/dev/null bs=4096 count=10 status=none",
+        "-e",
+        "t:syscalls:sys_exit_read { @[comm] = hist(args->ret); }",
+    ]);
+    let dd = text
+        .split("\n\n")
+        .map(str::trim_start)
+        .find(|m| m.starts_with("@[dd]: \n"))
+        .unwrap_or_else(|| panic!("no @[dd] in {text}"));
+    assert!(
+        dd.lines()
+            .any(|l| l.starts_with("[4K, 8K)") && l.split_whitespace().nth(2) == Some("10")),
+        "{dd}"
+    );
+    // Context switches by the name of the task switched out, for 5 s, then exit().
+    let started = std::time::Instant::now();
+    let text = run(&[
+        "trace",
+        "-e",
+        "tracepoint:sched:sched_switch { @[args->prev_comm] = count(); } interval:s:5 { exit(); }",
+    ]);
+    let secs = started.elapsed().as_secs_f64();
+    assert!((4.5..10.0).contains(&secs), "ran {secs} s");
+    assert!(text.starts_with("Attaching 2 probes...\n"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("@[swapper/") || l.starts_with("@[kworker")),
+        "{text}"
+    );
+    // CPU samples by stacks and command: burn spins in spin() under work_loop for 3 s.
+    let burn = workload("burn");
+    let w = Workload::start(&burn, &["cpu", "3"]);
+    let text = run(&[
+        "trace",
+        "-d",
+        "2",
+        "-e",
+        "profile:hz:99 { @[kstack, ustack, comm] = count(); }",
+    ]);
+    drop(w);
+    // Entries end `, burn]: N`; the user frames before it, `    name+off`.
+    let mut frames: Vec<String> = Vec::new();
+    let mut burn_samples = 0;
+    let mut in_spin = 0;
+    for line in text.lines() {
+        if let Some(f) = line.strip_prefix("    ") {
+            frames.push(f.split('+').next().unwrap_or(f).to_string());
+        } else if let Some(n) = line.strip_prefix(", burn]: ") {
+            let n: u64 = n.parse().expect("a count");
+            burn_samples += n;
+            if crate::common::has_run(&frames, &["spin", "hot_two_thirds", "work_loop", "main"])
+                || crate::common::has_run(&frames, &["spin", "hot_one_third", "work_loop", "main"])
+            {
+                in_spin += n;
+            }
+            frames.clear();
+        } else if line.starts_with('@') || line.contains("]: ") {
+            frames.clear();
+        }
+    }
+    // 2 s at 99 Hz of a CPU-bound thread: ~198 samples (less the time the machine gave others).
+    assert!(
+        burn_samples >= 100,
+        "{burn_samples} samples of burn:\n{text}"
+    );
+    assert!(
+        in_spin * 10 >= burn_samples * 9,
+        "{in_spin} of {burn_samples} in spin:\n{text}"
+    );
+}
