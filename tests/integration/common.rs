@@ -276,10 +276,12 @@ impl Running {
             &mut stdout
         };
         reader.read_line(&mut header).expect("reading the header");
-        assert!(
-            header.starts_with(prefix),
-            "bpfprof {args:?} did not start: {header:?}"
-        );
+        if !header.starts_with(prefix) {
+            // Not attached as expected: it must not outlive the test either.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("bpfprof {args:?} did not start: {header:?}");
+        }
         Self {
             child,
             stdout,
