@@ -213,7 +213,9 @@ fn trace_stacks_name_frames_as_bpftrace() {
         return;
     };
     let bin = workload("calls");
-    let mut w = Workload::start_gated(&bin, &["300", "0", "40", "1"]);
+    // It lives 500 ms past its calls: the frames of a process are named from its mappings, read when its
+    // first stack arrives; one that exits within a millisecond may keep only addresses (as in bpftrace).
+    let mut w = Workload::start_gated(&bin, &["300", "0", "40", "1", "500"]);
     let program = format!(
         "uprobe:{}:count_a {{ @u[ustack(2)] = count(); }} t:syscalls:sys_enter_getpgid /pid == {}/ {{ @k[kstack(2)] = count(); }}",
         bin.display(),

@@ -1,11 +1,10 @@
-/* Test workload with known calls, for funccount.
+/* Test workload with known calls, for funccount and trace.
  *
- *   calls A B S [ROUNDS]
+ *   calls A B S [ROUNDS [LINGER_MS]]
  *     prints "ready", waits for a line on stdin (the tracer is attached), then, in ROUNDS equal rounds 300 ms
  *     apart (default 1): calls count_a A times, count_b(i) B times (each call also fires the USDT probe
  *     calls:tick with i, calls twice(i), which returns 2 * i, and libc's strlen, an IFUNC, once), and makes S
- *     getpgid system calls; never calls
- *     count_c; exits.
+ *     getpgid system calls; never calls count_c; sleeps LINGER_MS (default 0) and exits.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +72,11 @@ int main(int argc, char **argv)
 			struct timespec ts = { 0, 300 * 1000000L };
 			nanosleep(&ts, NULL);
 		}
+	}
+	if (argc > 5) {
+		long ms = atol(argv[5]);
+		struct timespec ts = { ms / 1000, ms % 1000 * 1000000L };
+		nanosleep(&ts, NULL);
 	}
 	if (argc > 99)
 		count_c();
