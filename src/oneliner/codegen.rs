@@ -907,7 +907,12 @@ impl Gen<'_> {
             "kstack" => self.stack(false),
             "ustack" => self.stack(true),
             "retval" => {
-                self.asm.load(Size::DW, R0, R9, RET_REG);
+                // fexit: the return value follows the arguments.
+                let off = match self.env.points.first().map(|p| &p.how) {
+                    Some(How::Fentry { func, .. }) => 8 * func.nargs as i16,
+                    _ => RET_REG,
+                };
+                self.asm.load(Size::DW, R0, R9, off);
                 self.int_slot_from(R0)
             }
             n if n.len() == 4 && n.starts_with("arg") => {
@@ -1205,6 +1210,18 @@ impl Gen<'_> {
                 _ => None,
             })
             .collect();
+        if let Some(How::Fentry { func, .. }) = self.env.points.first().map(|p| &p.how) {
+            // fentry/fexit: the context is the arguments, a u64 each.
+            if n >= func.nargs {
+                bail!(
+                    "arg{n}: {} takes {} arguments",
+                    self.env.points[0].func,
+                    func.nargs
+                );
+            }
+            self.asm.load(Size::DW, R0, R9, 8 * n as i16);
+            return self.int_slot_from(R0);
+        }
         if usdt.is_empty() {
             self.asm.load(Size::DW, R0, R9, ARG_REGS[n]);
             return self.int_slot_from(R0);

@@ -235,9 +235,22 @@ impl Asm {
     }
 }
 
-/// Loads instructions as a program of `prog_type` (libbpf_sys::BPF_PROG_TYPE_*); on failure the error
-/// carries the verifier's log.
-pub fn load(prog_type: u32, name: &str, insns: &[Insn]) -> Result<OwnedFd> {
+/// What a program that attaches to one kernel function (fentry/fexit) is loaded for: its attach type and
+/// the function's BTF id in vmlinux.
+#[derive(Clone, Copy, Debug)]
+pub struct AttachTo {
+    pub attach_type: u32,
+    pub btf_id: u32,
+}
+
+/// Loads instructions as a program of `prog_type` (libbpf_sys::BPF_PROG_TYPE_*), for an attach point where
+/// the type needs one (fentry/fexit); on failure the error carries the verifier's log.
+pub fn load_for(
+    prog_type: u32,
+    attach: Option<AttachTo>,
+    name: &str,
+    insns: &[Insn],
+) -> Result<OwnedFd> {
     let name = std::ffi::CString::new(name)?;
     let mut log = vec![0u8; 1 << 20];
     let mut opts = libbpf_sys::bpf_prog_load_opts {
@@ -247,6 +260,10 @@ pub fn load(prog_type: u32, name: &str, insns: &[Insn]) -> Result<OwnedFd> {
         log_buf: log.as_mut_ptr().cast(),
         ..Default::default()
     };
+    if let Some(a) = attach {
+        opts.expected_attach_type = a.attach_type;
+        opts.attach_btf_id = a.btf_id;
+    }
     // SAFETY: `Insn` has struct bpf_insn's size and layout (8 bytes: u8, u8 of two nibbles, i16, i32);
     // the license and name are NUL-terminated; the log buffer outlives the call and its size is passed.
     let fd = unsafe {
@@ -262,6 +279,10 @@ pub fn load(prog_type: u32, name: &str, insns: &[Insn]) -> Result<OwnedFd> {
     if fd < 0 {
         let end = log.iter().position(|&b| b == 0).unwrap_or(0);
         let text = String::from_utf8_lossy(&log[..end]);
+        if text.trim().is_empty() {
+            // Refused before the verifier ran (a missing kernel feature, permissions).
+            bail!("loading failed: {}", std::io::Error::from_raw_os_error(-fd));
+        }
         bail!(
             "the verifier rejected the program ({}):\n{}",
             std::io::Error::from_raw_os_error(-fd),
@@ -358,11 +379,18 @@ mod tests {
         a.mov_imm(R0, 0);
         a.exit();
         let good = a.finish().unwrap();
-        load(libbpf_sys::BPF_PROG_TYPE_TRACEPOINT, "bpfprof_ok", &good).unwrap();
+        load_for(
+            libbpf_sys::BPF_PROG_TYPE_TRACEPOINT,
+            None,
+            "bpfprof_ok",
+            &good,
+        )
+        .unwrap();
         let mut a = Asm::new();
         a.exit(); // r0 is never set
-        let err = load(
+        let err = load_for(
             libbpf_sys::BPF_PROG_TYPE_TRACEPOINT,
+            None,
             "bpfprof_bad",
             &a.finish().unwrap(),
         )

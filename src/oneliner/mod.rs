@@ -6,6 +6,7 @@
 //! interval, BEGIN, END (see the README for the rest).
 
 pub mod ast;
+pub mod btf;
 pub mod codegen;
 pub mod diag;
 #[cfg(test)]

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 
 use super::ast::{Attach, AttachPoint, TimeUnit};
+use super::btf::{KernelFunc, Vmlinux};
+use super::insn::{self, AttachTo};
 use super::usdt::{self, UsdtArg};
 use crate::probes::{self, elf, Matcher};
 
@@ -40,6 +42,11 @@ pub enum How {
     },
     Kprobe {
         func: String,
+        ret: bool,
+    },
+    /// fentry/fexit: one program per function, loaded for it.
+    Fentry {
+        func: KernelFunc,
         ret: bool,
     },
     Timer {
@@ -176,18 +183,30 @@ pub fn expand(a: &AttachPoint, pid: Option<u32>) -> Result<Vec<Point>> {
             out
         }
         Attach::Kprobe { func, ret } | Attach::Fentry { func, ret } => {
-            if !probes::kernel_has_kprobes() {
-                bail!(
-                    "{}: {}",
-                    a.raw,
-                    probes::kprobes_missing("tracing kernel functions", func)
-                );
-            }
-            if matches!(a.kind, Attach::Fentry { .. }) {
-                bail!(
-                    "{}: fentry/fexit probes are not supported by trace yet: use kprobe:/kretprobe:",
-                    a.raw
-                );
+            let fentry = matches!(a.kind, Attach::Fentry { .. });
+            // kprobes where the kernel has them (fentry: when asked for); else fentry, if it works.
+            // BPFPROF_NO_KPROBES=1 takes the fentry path where kprobes exist (to test it).
+            let use_fentry = fentry
+                || !probes::kernel_has_kprobes()
+                || std::env::var_os("BPFPROF_NO_KPROBES").is_some();
+            if use_fentry {
+                if let Err(why) = fentry_works() {
+                    let what = if fentry {
+                        format!("fentry/fexit do not work on this kernel: {why}")
+                    } else {
+                        let like = probes::tracepoints_like(func);
+                        let hint = if like.is_empty() {
+                            "tracepoints may serve instead: see bpfprof trace -l 'tracepoint:*:*'"
+                                .to_string()
+                        } else {
+                            let shown: Vec<&str> =
+                                like.iter().take(4).map(String::as_str).collect();
+                            format!("tracepoints that may serve instead: {}", shown.join(", "))
+                        };
+                        format!("tracing kernel functions needs kprobes or fentry, and this kernel has neither (CONFIG_KPROBES is off: /sys/bus/event_source/devices/kprobe is missing; {why}); {hint}")
+                    };
+                    bail!("{}: {what}", a.raw);
+                }
             }
             let funcs = if has_glob(func) {
                 probes::kernel_functions(&Matcher::new(func, false)?)?
@@ -197,22 +216,104 @@ pub fn expand(a: &AttachPoint, pid: Option<u32>) -> Result<Vec<Point>> {
             if funcs.is_empty() {
                 bail!("{}: no kernel function matches", a.raw);
             }
-            let kind = if *ret { "kretprobe" } else { "kprobe" };
-            funcs
-                .into_iter()
-                .map(|f| {
-                    point(
-                        format!("{kind}:{f}"),
-                        &f,
-                        How::Kprobe {
-                            func: f.clone(),
-                            ret: *ret,
-                        },
-                    )
-                })
-                .collect()
+            let kind = match (fentry, ret) {
+                (false, false) => "kprobe",
+                (false, true) => "kretprobe",
+                (true, false) => "fentry",
+                (true, true) => "fexit",
+            };
+            let vmlinux = if use_fentry {
+                Some(Vmlinux::load()?)
+            } else {
+                None
+            };
+            let mut out = Vec::new();
+            for f in funcs {
+                let how = match &vmlinux {
+                    Some(btf) => match btf.func(&f) {
+                        Ok(k) => How::Fentry { func: k, ret: *ret },
+                        // A glob's matches include functions BTF does not describe (modules, some
+                        // static ones): those are left out; a function named alone is an error.
+                        Err(_) if has_glob(func) => continue,
+                        Err(e) => return Err(e.context(a.raw.clone())),
+                    },
+                    None => How::Kprobe {
+                        func: f.clone(),
+                        ret: *ret,
+                    },
+                };
+                out.push(point(format!("{kind}:{f}"), &f, how));
+            }
+            if out.is_empty() {
+                bail!("{}: no matching kernel function is described by BTF", a.raw);
+            }
+            out
         }
     })
+}
+
+/// Whether fentry programs load here: once per run, with a do-nothing program for a function every
+/// kernel has. Err says why not (this machine's kernel refuses them with EPERM).
+fn fentry_works() -> Result<(), String> {
+    static WORKS: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    WORKS
+        .get_or_init(|| {
+            let btf = Vmlinux::load().map_err(|e| e.to_string())?;
+            let f = btf.func("do_nanosleep").map_err(|e| e.to_string())?;
+            let mut a = insn::Asm::new();
+            a.mov_imm(insn::R0, 0);
+            a.exit();
+            let insns = a.finish().map_err(|e| e.to_string())?;
+            insn::load_for(
+                libbpf_sys::BPF_PROG_TYPE_TRACING,
+                Some(AttachTo {
+                    attach_type: libbpf_sys::BPF_TRACE_FENTRY,
+                    btf_id: f.btf_id,
+                }),
+                "bpfprof_probe",
+                &insns,
+            )
+            .map(drop)
+            .map_err(|e| {
+                let e = format!("{e:#}");
+                format!(
+                    "a test fentry program is refused: {}",
+                    e.trim_start_matches("loading failed: ")
+                )
+            })
+        })
+        .clone()
+}
+
+/// What a fentry/fexit point's program is loaded for.
+pub fn attach_to(how: &How) -> Option<AttachTo> {
+    match how {
+        How::Fentry { func, ret } => Some(AttachTo {
+            attach_type: if *ret {
+                libbpf_sys::BPF_TRACE_FEXIT
+            } else {
+                libbpf_sys::BPF_TRACE_FENTRY
+            },
+            btf_id: func.btf_id,
+        }),
+        _ => None,
+    }
+}
+
+/// Attaches a fentry/fexit program (loaded for its function): the link keeps it attached.
+pub fn attach_tracing(prog: &OwnedFd, how: &How) -> Result<OwnedFd> {
+    let Some(to) = attach_to(how) else {
+        bail!("internal error: not a fentry/fexit point");
+    };
+    // SAFETY: a valid program fd; no target fd or options for fentry/fexit.
+    let fd = unsafe {
+        libbpf_sys::bpf_link_create(prog.as_raw_fd(), 0, to.attach_type, std::ptr::null())
+    };
+    if fd < 0 {
+        return Err(std::io::Error::from_raw_os_error(-fd).into());
+    }
+    // SAFETY: a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// The BPF program type that runs at a point.
@@ -221,6 +322,7 @@ pub fn prog_type(how: &How) -> libbpf_sys::bpf_prog_type {
         How::Special => libbpf_sys::BPF_PROG_TYPE_RAW_TRACEPOINT,
         How::Tracepoint { .. } => libbpf_sys::BPF_PROG_TYPE_TRACEPOINT,
         How::Uprobe { .. } | How::Kprobe { .. } => libbpf_sys::BPF_PROG_TYPE_KPROBE,
+        How::Fentry { .. } => libbpf_sys::BPF_PROG_TYPE_TRACING,
         How::Timer { .. } => libbpf_sys::BPF_PROG_TYPE_PERF_EVENT,
     }
 }
@@ -278,7 +380,7 @@ fn attr(type_: u32, config: u64) -> libbpf_sys::perf_event_attr {
 pub fn open_events(p: &Point, pid: Option<u32>) -> Result<Vec<OwnedFd>> {
     let what = || format!("attaching {}", p.probe);
     match &p.how {
-        How::Special => Ok(Vec::new()),
+        How::Special | How::Fentry { .. } => Ok(Vec::new()),
         How::Tracepoint { category, event } => {
             let path = format!("/sys/kernel/tracing/events/{category}/{event}/id");
             let id: u64 = read_trimmed(&path)

@@ -59,7 +59,7 @@ pub fn compile_check(cfg: &TraceConfig) -> Result<(Program, Info)> {
 
 /// An attached probe: the program, the perf events and links that keep it attached.
 struct Attached {
-    _prog: OwnedFd,
+    _progs: Vec<OwnedFd>,
     events: Vec<OwnedFd>,
     links: Vec<OwnedFd>,
 }
@@ -118,22 +118,31 @@ fn load_and_attach(
             p.probe
         );
     }
-    let first = all_points.len() as u64;
-    let penv = ProbeEnv {
-        points: &pts,
-        first_point: first,
-        start_ns: env.start_ns,
-        cpid: env.cpid,
-        params: env.params,
-    };
-    let insns = codegen::probe_program(probe, index, env.info, env.maps, printfs, &penv)
-        .with_context(|| probe.attach[0].raw.clone())?;
-    if env.verbose {
-        eprintln!("{}", dump(&probe.attach[0].raw, &insns));
+    if matches!(pts[0].how, How::Fentry { .. }) {
+        // A fentry/fexit program is loaded for its one function: one program per point.
+        let mut progs = Vec::new();
+        let mut links = Vec::new();
+        for p in pts {
+            let one = std::slice::from_ref(&p);
+            let (prog, _) = load_probe(probe, index, env, printfs, one, all_points.len() as u64)?;
+            links.push(
+                points::attach_tracing(&prog, &p.how)
+                    .with_context(|| format!("attaching {}", p.probe))?,
+            );
+            progs.push(prog);
+            all_points.push(p);
+        }
+        return Ok((
+            Some(Attached {
+                _progs: progs,
+                events: Vec::new(),
+                links,
+            }),
+            None,
+        ));
     }
-    let prog = insn::load(prog_type, "bpfprof_trace", &insns)
-        .with_context(|| format!("loading the program of {}", probe.attach[0].raw))?;
-    let needs_cookie = penv.needs_cookie(&insns);
+    let first = all_points.len() as u64;
+    let (prog, needs_cookie) = load_probe(probe, index, env, printfs, &pts, first)?;
     if let How::Special = pts[0].how {
         all_points.extend(pts);
         return Ok((None, Some((probe.attach[0].kind.clone(), prog))));
@@ -151,12 +160,44 @@ fn load_and_attach(
     all_points.extend(pts);
     Ok((
         Some(Attached {
-            _prog: prog,
+            _progs: vec![prog],
             events,
             links,
         }),
         None,
     ))
+}
+
+/// Generates and loads the program of a probe for the points `pts` (run-wide indexes from `first`);
+/// also says whether it reads its BPF cookie.
+fn load_probe(
+    probe: &super::ast::Probe,
+    index: usize,
+    env: &Env,
+    printfs: &mut Vec<PrintfSpec>,
+    pts: &[Point],
+    first: u64,
+) -> Result<(OwnedFd, bool)> {
+    let penv = ProbeEnv {
+        points: pts,
+        first_point: first,
+        start_ns: env.start_ns,
+        cpid: env.cpid,
+        params: env.params,
+    };
+    let insns = codegen::probe_program(probe, index, env.info, env.maps, printfs, &penv)
+        .with_context(|| probe.attach[0].raw.clone())?;
+    if env.verbose {
+        eprintln!("{}", dump(&pts[0].probe, &insns));
+    }
+    let prog = insn::load_for(
+        points::prog_type(&pts[0].how),
+        points::attach_to(&pts[0].how),
+        "bpfprof_trace",
+        &insns,
+    )
+    .with_context(|| format!("loading the program of {}", pts[0].probe))?;
+    Ok((prog, penv.needs_cookie(&insns)))
 }
 
 /// Runs a BEGIN or END program once (BPF_PROG_TEST_RUN of a raw tracepoint program, in this task).

@@ -126,9 +126,9 @@ fn trace_errors_point_at_the_column() {
     }
 }
 
-/// The kprobe one-liners: where the kernel has kprobes they run (over a known number of
-/// nanosleeps and reads); where it has not (this machine), each says which kernel feature is missing and
-/// loads nothing.
+/// The kprobe one-liners, and fentry ones: where the kernel has kprobes they run; where it has
+/// not, they run through fentry/fexit if that works, or (this machine: no kprobes, fentry refused) each
+/// says which kernel features are missing, in one line, and loads nothing.
 #[test]
 fn trace_kprobe_one_liners_run_or_name_the_missing_feature() {
     let Some(_lock) = bpf_test("trace_kprobe_one_liners_run_or_name_the_missing_feature") else {
@@ -140,24 +140,32 @@ fn trace_kprobe_one_liners_run_or_name_the_missing_feature() {
         "k:vfs_read { @start[tid] = nsecs; } kr:vfs_read /@start[tid]/ { @ns = hist(nsecs - @start[tid]); delete(@start[tid]); }",
         "k:do_nanosleep /pid > 100/ { @[comm]++; }",
         "kr:vfs_read { @ = hist(retval); }",
+        "fentry:do_nanosleep { @[comm] = count(); }",
+        "kretfunc:vfs_read { @ = hist(retval); }",
     ];
     for program in programs {
+        let fentry = !program.starts_with('k') || program.starts_with("kretfunc");
         let out = bpfprof()
             .args(["trace", "-d", "1", "-e", program])
             .output()
             .expect("running bpfprof");
         let err = String::from_utf8_lossy(&out.stderr);
-        if has_kprobes {
-            assert!(out.status.success(), "{program}: {err}");
-        } else {
-            assert!(!out.status.success(), "{program} succeeded");
-            assert_eq!(err.lines().count(), 1, "{err}");
-            assert!(
-                err.contains("needs kprobes") && err.contains("CONFIG_KPROBES"),
-                "{program}: {err}"
-            );
+        if out.status.success() {
+            continue;
         }
+        assert!(!has_kprobes || fentry, "{program}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        let named = if fentry {
+            err.contains("fentry/fexit do not work on this kernel")
+        } else {
+            err.contains("needs kprobes or fentry")
+                && err.contains("CONFIG_KPROBES")
+                && err.contains("fentry program is refused")
+                && err.contains("tracepoints")
+        };
+        assert!(named, "{program}: {err}");
     }
+    assert_nothing_left_attached();
 }
 
 /// uprobes, uretprobes and USDT probes over the calls workload: exact counts by `func` and `probe`, USDT
