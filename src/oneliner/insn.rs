@@ -293,6 +293,106 @@ pub fn load_for(
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// One instruction in the kernel verifier's (and bpftool's) notation: `r1 = r10`, `r1 += -8`,
+/// `*(u64 *)(r10 -8) = r1`, `if r0 == 0x0 goto pc+5`, `call 14`, `r1 = map[fd 4]`. `next` is the
+/// following slot (the second half of a 16-byte load).
+pub fn disasm(i: &Insn, next: Option<&Insn>) -> String {
+    let (dst, src) = (i.regs & 0xf, i.regs >> 4);
+    let size = |code: u8| match code & 0x18 {
+        0x10 => "u8",
+        0x08 => "u16",
+        0x00 => "u32",
+        _ => "u64",
+    };
+    let off = |o: i16| {
+        if o < 0 {
+            format!("{o}")
+        } else {
+            format!("+{o}")
+        }
+    };
+    let alu = |op: u8| match op {
+        0x00 => "+=",
+        0x10 => "-=",
+        0x20 => "*=",
+        0x30 => "/=",
+        0x40 => "|=",
+        0x50 => "&=",
+        0x60 => "<<=",
+        0x70 => ">>=",
+        0x90 => "%=",
+        0xa0 => "^=",
+        0xb0 => "=",
+        0xc0 => "s>>=",
+        _ => "?=",
+    };
+    let cond = |op: u8| match op {
+        0x10 => "==",
+        0x20 => ">",
+        0x30 => ">=",
+        0x40 => "&",
+        0x50 => "!=",
+        0x60 => "s>",
+        0x70 => "s>=",
+        0xa0 => "<",
+        0xb0 => "<=",
+        0xc0 => "s<",
+        0xd0 => "s<=",
+        _ => "?",
+    };
+    let class = i.code & 0x07;
+    match class {
+        LD if i.code == LD | DW | IMM => {
+            let hi = next.map_or(0, |n| n.imm as u32 as u64);
+            match src {
+                1 => format!("r{dst} = map[fd {}]", i.imm),
+                2 => format!("r{dst} = map[fd {}] value + {hi}", i.imm),
+                _ => format!("r{dst} = {:#x} ll", (hi << 32) | i.imm as u32 as u64),
+            }
+        }
+        LDX => format!("r{dst} = *({} *)(r{src} {})", size(i.code), off(i.off)),
+        ST => format!("*({} *)(r{dst} {}) = {}", size(i.code), off(i.off), i.imm),
+        STX if i.code & 0xe0 == ATOMIC => {
+            format!(
+                "lock *({} *)(r{dst} {}) += r{src}",
+                size(i.code),
+                off(i.off)
+            )
+        }
+        STX => format!("*({} *)(r{dst} {}) = r{src}", size(i.code), off(i.off)),
+        ALU64 => {
+            let op = i.code & 0xf0;
+            if op == 0x80 {
+                return format!("r{dst} = -r{dst}");
+            }
+            let rhs = if i.code & X != 0 {
+                format!("r{src}")
+            } else {
+                format!("{}", i.imm)
+            };
+            format!("r{dst} {} {rhs}", alu(op))
+        }
+        JMP => match i.code & 0xf0 {
+            CALL => format!("call {}", i.imm),
+            EXIT => "exit".to_string(),
+            0x00 => format!("goto pc{}", off(i.off)),
+            op => {
+                let rhs = if i.code & X != 0 {
+                    format!("r{src}")
+                } else {
+                    format!("{:#x}", i.imm)
+                };
+                format!("if r{dst} {} {rhs} goto pc{}", cond(op), off(i.off))
+            }
+        },
+        _ if i.code == 0 => String::new(),
+        _ => format!(
+            "code {:#04x} dst r{dst} src r{src} off {} imm {}",
+            i.code, i.off, i.imm
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +407,41 @@ mod tests {
                 b
             })
             .collect()
+    }
+
+    #[test]
+    fn disassembly_reads_as_the_verifiers() {
+        let mut a = Asm::new();
+        a.mov_reg(R1, FP);
+        a.alu_imm(Alu::Add, R1, -8);
+        a.store_reg(Size::DW, FP, -8, R1);
+        a.load(Size::W, R2, R1, 4);
+        a.ld_imm64(R3, 1 << 40);
+        a.ld_map_fd(R1, 7);
+        let l = a.label();
+        a.jmp_imm(Cond::Eq, R0, 0, l);
+        a.call(14);
+        a.bind(l);
+        a.exit();
+        let p = a.finish().unwrap();
+        let text: Vec<String> = (0..p.len())
+            .map(|i| disasm(&p[i], p.get(i + 1)))
+            .filter(|t| !t.is_empty())
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "r1 = r10",
+                "r1 += -8",
+                "*(u64 *)(r10 -8) = r1",
+                "r2 = *(u32 *)(r1 +4)",
+                "r3 = 0x10000000000 ll",
+                "r1 = map[fd 7]",
+                "if r0 == 0x0 goto pc+1",
+                "call 14",
+                "exit",
+            ]
+        );
     }
 
     /// Encodings as clang and the kernel's own tests write them.

@@ -217,18 +217,17 @@ fn run_once(prog: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
-/// The instructions of a program, one per line (`-v`).
+/// The instructions of a program, one per line, as the verifier writes them (`-v`).
 fn dump(name: &str, insns: &[Insn]) -> String {
     let mut out = format!("{name}: {} instructions\n", insns.len());
-    for (i, x) in insns.iter().enumerate() {
+    let mut i = 0;
+    while i < insns.len() {
         out.push_str(&format!(
-            "{i:4}: code {:02x} dst r{} src r{} off {:5} imm {}\n",
-            x.code,
-            x.regs & 0xf,
-            x.regs >> 4,
-            x.off,
-            x.imm
+            "{i:4}: {}\n",
+            insn::disasm(&insns[i], insns.get(i + 1))
         ));
+        // A 16-byte load takes two slots.
+        i += if insns[i].code == 0x18 { 2 } else { 1 };
     }
     out
 }
