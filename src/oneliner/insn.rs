@@ -235,6 +235,31 @@ impl Asm {
     }
 }
 
+/// The verifier refused a program: shown as its last line (the reason); the whole log is kept for -v.
+#[derive(Debug)]
+pub struct Rejected {
+    pub errno: i32,
+    pub log: String,
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reason = self
+            .log
+            .lines()
+            .rev()
+            .find(|l| !l.starts_with("processed ") && !l.trim().is_empty())
+            .unwrap_or("");
+        write!(
+            f,
+            "the verifier rejected the program ({}): {reason}",
+            std::io::Error::from_raw_os_error(self.errno)
+        )
+    }
+}
+
+impl std::error::Error for Rejected {}
+
 /// What a program that attaches to one kernel function (fentry/fexit) is loaded for: its attach type and
 /// the function's BTF id in vmlinux.
 #[derive(Clone, Copy, Debug)]
@@ -283,11 +308,11 @@ pub fn load_for(
             // Refused before the verifier ran (a missing kernel feature, permissions).
             bail!("loading failed: {}", std::io::Error::from_raw_os_error(-fd));
         }
-        bail!(
-            "the verifier rejected the program ({}):\n{}",
-            std::io::Error::from_raw_os_error(-fd),
-            text.trim_end()
-        );
+        return Err(Rejected {
+            errno: -fd,
+            log: text.trim_end().to_string(),
+        }
+        .into());
     }
     // SAFETY: a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })

@@ -196,7 +196,20 @@ fn load_probe(
         "bpfprof_trace",
         &insns,
     )
-    .with_context(|| format!("loading the program of {}", pts[0].probe))?;
+    .map_err(|e| {
+        // The verifier's whole log with -v; one line without.
+        match e.downcast_ref::<insn::Rejected>() {
+            Some(r) if env.verbose => eprintln!("verifier log:\n{}", r.log),
+            Some(_) => {
+                return e.context(format!(
+                    "loading the program of {} (-v shows the verifier's log)",
+                    pts[0].probe
+                ))
+            }
+            None => {}
+        }
+        e.context(format!("loading the program of {}", pts[0].probe))
+    })?;
     Ok((prog, penv.needs_cookie(&insns)))
 }
 
