@@ -100,11 +100,34 @@ pub fn printf(format: &str, args: &[Type], data: &[u8], r: &dyn Resolve) -> Stri
             ('s', _) => text(t, field, r, 8),
             (_, Type::Str(_)) => c_str(field),
             _ if field.len() < 8 => String::new(),
-            ('d' | 'i', _) => int_at(field, 0).to_string(),
-            ('u', _) => (int_at(field, 0) as u64).to_string(),
-            ('x', _) => format!("{:x}", int_at(field, 0)),
-            ('X', _) => format!("{:X}", int_at(field, 0)),
-            ('o', _) => format!("{:o}", int_at(field, 0)),
+            ('d' | 'i' | 'u' | 'x' | 'X' | 'o', _) => {
+                // C's length modifiers narrow the value: hh to a char, h to a short.
+                let v = int_at(field, 0);
+                let v = match spec.matches('h').count() {
+                    2 if "di".contains(verb) => v as i8 as i64,
+                    2 => v as u8 as i64,
+                    1 if "di".contains(verb) => v as i16 as i64,
+                    1 => v as u16 as i64,
+                    _ => v,
+                };
+                let digits = match verb {
+                    'd' | 'i' => v.unsigned_abs().to_string(),
+                    'u' => (v as u64).to_string(),
+                    'x' => format!("{v:x}"),
+                    'X' => format!("{v:X}"),
+                    _ => format!("{v:o}"),
+                };
+                // A precision is a minimum number of digits.
+                let digits = match prec {
+                    Some(p) if digits.len() < p => format!("{}{digits}", "0".repeat(p - digits.len())),
+                    _ => digits,
+                };
+                if v < 0 && "di".contains(verb) {
+                    format!("-{digits}")
+                } else {
+                    digits
+                }
+            }
             ('p', _) => format!("0x{:x}", int_at(field, 0)),
             ('c', _) => {
                 char::from_u32(int_at(field, 0) as u32).map_or(String::new(), |c| c.to_string())
@@ -115,7 +138,7 @@ pub fn printf(format: &str, args: &[Type], data: &[u8], r: &dyn Resolve) -> Stri
         if left {
             out.push_str(&text);
             out.push_str(&" ".repeat(pad));
-        } else if zero && verb != 's' {
+        } else if zero && verb != 's' && (prec.is_none() || verb == 'c' || verb == 'p') {
             let (sign, digits) = match text.strip_prefix('-') {
                 Some(d) => ("-", d),
                 None => ("", text.as_str()),
@@ -428,5 +451,12 @@ mod tests {
         let neg = (-5i64).to_ne_bytes();
         assert_eq!(printf("[%05d]", &args[1..2], &neg, &Table), "[-0005]");
         assert_eq!(printf("%.2s", &args[..1], &data[..16], &Table), "ba");
+        // As bpftrace (C's printf): a precision pads digits, hh narrows to a char.
+        let mut two = 7i64.to_ne_bytes().to_vec();
+        two.extend(300i64.to_ne_bytes());
+        assert_eq!(
+            printf("%5.3d|%hhd", &[args[1].clone(), args[1].clone()], &two, &Table),
+            "  007|44"
+        );
     }
 }
