@@ -119,7 +119,9 @@ pub fn printf(format: &str, args: &[Type], data: &[u8], r: &dyn Resolve) -> Stri
                 };
                 // A precision is a minimum number of digits.
                 let digits = match prec {
-                    Some(p) if digits.len() < p => format!("{}{digits}", "0".repeat(p - digits.len())),
+                    Some(p) if digits.len() < p => {
+                        format!("{}{digits}", "0".repeat(p - digits.len()))
+                    }
                     _ => digits,
                 };
                 if v < 0 && "di".contains(verb) {
@@ -455,7 +457,12 @@ mod tests {
         let mut two = 7i64.to_ne_bytes().to_vec();
         two.extend(300i64.to_ne_bytes());
         assert_eq!(
-            printf("%5.3d|%hhd", &[args[1].clone(), args[1].clone()], &two, &Table),
+            printf(
+                "%5.3d|%hhd",
+                &[args[1].clone(), args[1].clone()],
+                &two,
+                &Table
+            ),
             "  007|44"
         );
     }

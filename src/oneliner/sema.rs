@@ -113,6 +113,11 @@ pub struct MapInfo {
 pub trait TracepointSource {
     /// The fields of `category:event` (no globs).
     fn fields(&self, category: &str, event: &str) -> anyhow::Result<Vec<Field>>;
+
+    /// The tracepoints a glob matches.
+    fn expand(&self, _category: &str, _event: &str) -> anyhow::Result<Vec<(String, String)>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Tracefs.
@@ -121,6 +126,14 @@ pub struct Tracefs;
 impl TracepointSource for Tracefs {
     fn fields(&self, category: &str, event: &str) -> anyhow::Result<Vec<Field>> {
         super::tpformat::read_fields(category, event)
+    }
+
+    fn expand(&self, category: &str, event: &str) -> anyhow::Result<Vec<(String, String)>> {
+        use crate::probes::{tracepoints, Matcher};
+        tracepoints(
+            &Matcher::new(category, false)?,
+            &Matcher::new(event, false)?,
+        )
     }
 }
 
@@ -173,6 +186,13 @@ pub fn check_with_params(
             format!("@{name} is read but never assigned"),
         ));
     }
+    // A read that came before the map's aggregation in program order.
+    for (name, span) in &info.reads {
+        let kind = &info.maps[name].kind;
+        if !matches!(kind, MapKind::Value(_)) {
+            return Err(aggregation_read(name, kind, *span));
+        }
+    }
     Ok(info)
 }
 
@@ -191,6 +211,8 @@ enum Provider {
 
 struct ProbeCtx {
     params: Vec<String>,
+    /// Some tracepoint of the probe is a glob.
+    globbed: bool,
     providers: Vec<Provider>,
     fields: Option<Vec<Field>>,
     vars: HashMap<String, Type>,
@@ -204,14 +226,24 @@ impl ProbeCtx {
             let p = match &a.kind {
                 Attach::Begin | Attach::End => Provider::Special,
                 Attach::Tracepoint { category, event } => {
-                    // Globs: the fields of the events are checked at attach time; the first match types them.
-                    if !category.contains(['*', '?', '[']) && !event.contains(['*', '?', '[']) {
+                    let glob = |s: &str| s.contains(['*', '?', '[']);
+                    let names = if glob(category) || glob(event) {
+                        tps.expand(category, event)
+                            .map_err(|e| Diag::new(a.span, format!("{e:#}")))?
+                    } else {
+                        vec![(category.clone(), event.clone())]
+                    };
+                    if names.is_empty() && (glob(category) || glob(event)) {
+                        return Err(Diag::new(a.span, "no tracepoint matches"));
+                    }
+                    for (c, ev) in names {
                         let f = tps
-                            .fields(category, event)
+                            .fields(&c, &ev)
                             .map_err(|e| Diag::new(a.span, format!("{e:#}")))?;
                         fields = Some(match fields {
                             None => f,
-                            // Several tracepoints in one probe: `args` has the fields they share.
+                            // Several tracepoints in one probe: `args` has the fields they share (same
+                            // name, place and type).
                             Some(prev) => prev.into_iter().filter(|x| f.contains(x)).collect(),
                         });
                     }
@@ -230,8 +262,13 @@ impl ProbeCtx {
             };
             providers.push(p);
         }
+        let globbed = probe.attach.iter().any(|a| {
+            matches!(&a.kind, Attach::Tracepoint { category, event }
+                if category.contains(['*', '?', '[']) || event.contains(['*', '?', '[']))
+        });
         Ok(Self {
             params: Vec::new(),
+            globbed,
             providers,
             fields,
             vars: HashMap::new(),
@@ -481,8 +518,7 @@ impl ProbeCtx {
                     return Err(Diag::new(e.span, format!("{} has no fields", t.name())));
                 }
                 match &self.fields {
-                    // A glob: typed when its events are known (attach time).
-                    None => Type::U64,
+                    None => return Err(Diag::new(e.span, "this probe has no tracepoint fields")),
                     Some(fields) => {
                         let f = fields.iter().find(|f| f.name == *field).ok_or_else(|| {
                             let names: Vec<&str> = fields
@@ -490,13 +526,17 @@ impl ProbeCtx {
                                 .filter(|f| !f.name.starts_with("common_"))
                                 .map(|f| f.name.as_str())
                                 .collect();
-                            Diag::new(
-                                e.span,
-                                format!(
-                                    "the tracepoint has no field {field} (it has: {})",
-                                    names.join(", ")
-                                ),
-                            )
+                            let names = if names.is_empty() {
+                                "none".to_string()
+                            } else {
+                                names.join(", ")
+                            };
+                            let msg = if self.providers.len() > 1 || self.globbed {
+                                format!("the tracepoints matched have no field {field} in common (fields they share: {names})")
+                            } else {
+                                format!("the tracepoint has no field {field} (it has: {names})")
+                            };
+                            Diag::new(e.span, msg)
                         })?;
                         match &f.ty {
                             FieldType::Int { signed } => Type::Int {
@@ -523,18 +563,7 @@ impl ProbeCtx {
                         check_keys(name, &m.keys, &key_types, e.span)?;
                         match &m.kind {
                             MapKind::Value(t) => t.clone(),
-                            MapKind::Count | MapKind::Sum | MapKind::Min | MapKind::Max => {
-                                Type::S64
-                            }
-                            MapKind::Avg => Type::S64,
-                            _ => {
-                                return Err(Diag::new(
-                                    e.span,
-                                    format!(
-                                        "@{name} is a histogram or stats: it has no single value"
-                                    ),
-                                ))
-                            }
+                            kind => return Err(aggregation_read(name, kind, e.span)),
                         }
                     }
                     // Read before any assignment in program order: an integer (bpftrace reads 0).
@@ -767,6 +796,17 @@ pub fn positional(params: &[String], name: &str) -> Positional {
     }
 }
 
+/// The error for reading an aggregation in a probe (bpftrace refuses it too).
+fn aggregation_read(name: &str, kind: &MapKind, span: Span) -> Diag {
+    Diag::new(
+        span,
+        format!(
+            "@{name} holds {}: an aggregation is kept per CPU and can only be printed, not read in a probe",
+            kind_name(kind)
+        ),
+    )
+}
+
 /// A map kind as a user writes it.
 fn kind_name(k: &MapKind) -> String {
     match k {
@@ -912,6 +952,28 @@ mod tests {
             };
             parse_format(text)
         }
+
+        fn expand(&self, category: &str, event: &str) -> anyhow::Result<Vec<(String, String)>> {
+            Ok(match (category, event) {
+                ("syscalls", "sys_*") => vec![
+                    ("syscalls".into(), "sys_enter_openat".into()),
+                    ("syscalls".into(), "sys_exit_read".into()),
+                ],
+                _ => vec![],
+            })
+        }
+    }
+
+    #[test]
+    fn globbed_tracepoints_have_the_fields_they_share() {
+        let i = ok("t:syscalls:sys_* { @[probe] = count(); }");
+        assert_eq!(i.args[0].as_ref().map(Vec::len), Some(0));
+        let e = err("t:syscalls:sys_* { @ = args->ret; }");
+        assert!(
+            e.contains("no field ret in common (fields they share: none)"),
+            "{e}"
+        );
+        assert!(err("t:none:x* { }").contains("no tracepoint matches"));
     }
 
     fn ok(src: &str) -> Info {
@@ -971,6 +1033,10 @@ mod tests {
         assert!(err("k:f { @x = count(); @x = hist(1); }")
             .contains("already holds count(); it cannot also hold hist()"));
         assert!(err("BEGIN { @x = @never; }").contains("@never is read but never assigned"));
+        assert!(err("BEGIN { @c = count(); @y = @c + 1; }")
+            .contains("@c holds count(): an aggregation is kept per CPU"));
+        assert!(err("BEGIN { @y = @h; } END { @h = hist(1); }")
+            .contains("@h holds hist(): an aggregation"));
         assert!(err(r#"k:f { printf("%d %d\n", pid); }"#).contains("2 verbs and 1 arguments"));
         assert!(err(r#"k:f { printf("%d\n", comm); }"#).contains("%d does not take string[16]"));
         assert!(err("k:f { $y = $z; }").contains("$z is used before it is assigned"));
