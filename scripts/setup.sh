@@ -9,10 +9,15 @@ set -euo pipefail
 build_pkgs=(clang llvm make pkg-config gcc libelf-dev zlib1g-dev linux-libc-dev bpftool util-linux systemtap-sdt-dev)
 # Benchmarks against the peers (also: bpftool regenerates bpf/x86/vmlinux.h).
 extra_pkgs=(linux-perf bpftrace)
+# The second-kernel test guest (scripts/vm/): qemu, a static busybox for its initramfs, cpio, xz.
+vm_pkgs=(qemu-system-x86 busybox-static cpio xz-utils)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-}" = "--bench" ] || [ "${BPFPROF_SETUP_ALL:-}" = 1 ]; then
   want+=("${extra_pkgs[@]}")
+fi
+if [ "${1:-}" = "--vm" ] || [ "${BPFPROF_SETUP_ALL:-}" = 1 ]; then
+  want+=("${vm_pkgs[@]}")
 fi
 
 missing=()

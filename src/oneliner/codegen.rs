@@ -898,6 +898,9 @@ impl Gen<'_> {
             }
             "comm" => {
                 let off = self.alloc(16)?;
+                // Zeroed first: before 6.2 (or so) the helper leaves the bytes after the NUL as they were,
+                // and a map key of comm would hold stack garbage (one key per garbage, found on 6.1).
+                self.zero(off, 16);
                 self.addr(R1, off);
                 self.asm.mov_imm(R2, 16);
                 self.asm.call(HELPER_COMM);

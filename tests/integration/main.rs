@@ -5,6 +5,7 @@
 mod biolatency;
 mod common;
 mod funccount;
+mod kernel_functions;
 mod offcpu;
 mod profile;
 mod trace;

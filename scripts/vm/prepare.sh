@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Prepares, once, a guest for testing bpfprof on a second kernel: Debian's 6.1 kernel (it has kprobes and
+# fentry, which this project's CI machine lacks), booted by qemu with software emulation. Idempotent: what
+# exists is reused. The host's boot is untouched (the kernel package is unpacked with dpkg -x).
+#
+#   scripts/vm/prepare.sh            # -> $BPFPROF_VM_DIR (default ~/.cache/bpfprof-vm): vmlinux, initramfs.cpio.gz
+#
+# The guest (see init below) loads the virtio and 9p modules, mounts the host's root read-only over 9p,
+# mounts proc/sys/devtmpfs/tmpfs/tracefs/bpffs on it, mounts the work directory read-write at the same
+# path, chroots, runs one command and reports its exit status; scripts/vm/vm-run boots it.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+VM_DIR=${BPFPROF_VM_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/bpfprof-vm}
+mkdir -p "$VM_DIR"
+log() { echo "vm-prepare: $*" >&2; }
+
+"$here/../setup.sh" --vm
+
+# The kernel: the 6.1 series Debian 12 ships (linux-image-amd64 depends on the current one).
+if [[ ! -s $VM_DIR/vmlinux || ! -s $VM_DIR/modules/loop.ko ]]; then
+  pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+  [[ -n $pkg ]] || { log "ERROR: apt knows no linux-image-amd64 (run apt-get update)"; exit 1; }
+  log "downloading $pkg"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  (cd "$work" && apt-get download -q "$pkg" >/dev/null 2>&1) || { log "ERROR: apt-get download $pkg failed"; exit 1; }
+  dpkg -x "$work"/*.deb "$work/root"
+  vmlinuz=$(ls "$work"/root/boot/vmlinuz-*)
+  # The uncompressed kernel, for qemu's microvm: the xz stream inside the bzImage.
+  offset=$(grep -abo $'\xfd7zXZ\x00' "$vmlinuz" | head -n1 | cut -d: -f1)
+  [[ -n $offset ]] || { log "ERROR: no xz stream in $vmlinuz"; exit 1; }
+  tail -c +$((offset + 1)) "$vmlinuz" | xz -dc >"$VM_DIR/vmlinux.tmp" 2>/dev/null || true
+  [[ -s $VM_DIR/vmlinux.tmp ]] || { log "ERROR: could not decompress $vmlinuz"; exit 1; }
+  rm -rf "$VM_DIR/modules"
+  mkdir -p "$VM_DIR/modules"
+  kmod=$(ls -d "$work"/root/lib/modules/*)
+  # Load order matters: each module after what it depends on.
+  for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_mmio fs/netfs/netfs \
+    fs/fscache/fscache net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p drivers/block/loop; do
+    cp "$kmod/kernel/$m.ko" "$VM_DIR/modules/"
+  done
+  basename "$kmod" >"$VM_DIR/kernel-version"
+  mv "$VM_DIR/vmlinux.tmp" "$VM_DIR/vmlinux"
+  rm -f "$VM_DIR/initramfs.cpio.gz"
+  log "kernel $(cat "$VM_DIR/kernel-version") ready"
+fi
+
+if [[ ! -s $VM_DIR/initramfs.cpio.gz || $here/prepare.sh -nt $VM_DIR/initramfs.cpio.gz ]]; then
+  ird=$(mktemp -d)
+  mkdir -p "$ird"/{bin,proc,sys,dev,host,modules}
+  cp /bin/busybox "$ird/bin/busybox"
+  cp "$VM_DIR"/modules/*.ko "$ird/modules/"
+  cat >"$ird/init" <<'INIT'
+#!/bin/busybox sh
+# bpfprof's test guest: mount the host's root and the work directory, run bpfprof.script, report.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for arg in $(cat /proc/cmdline); do
+  case $arg in
+    bpfprof.work=*) work=${arg#bpfprof.work=} ;;
+    bpfprof.script=*) script=${arg#bpfprof.script=} ;;
+  esac
+done
+# The virtio-mmio devices are found through ACPI (Debian's kernel takes none from the command line).
+# loop: biolatency's tests make loop devices.
+for m in virtio_ring virtio virtio_mmio netfs fscache 9pnet 9pnet_virtio 9p loop; do
+  insmod /modules/$m.ko || echo "vm: insmod $m failed"
+done
+opts=trans=virtio,version=9p2000.L,msize=512000,cache=loose
+# qemu runs with -no-reboot: a reboot (reboot -f below) ends it.
+grep -q bpfprof.debug /proc/cmdline && { cat /proc/cmdline; ls /sys/bus/virtio/devices; }
+mount -t 9p -o ro,$opts hostroot /host || { echo "vm: mounting the host's root failed"; reboot -f; }
+mount -t proc proc /host/proc
+mount -t sysfs sys /host/sys
+mount -t devtmpfs dev /host/dev
+mount -t tmpfs tmp /host/tmp
+mount -t tracefs tracefs /host/sys/kernel/tracing
+mount -t bpf bpf /host/sys/fs/bpf
+mount -t tmpfs run /host/run
+mount -t 9p -o rw,trans=virtio,version=9p2000.L,msize=512000 work "/host$work" || echo "vm: mounting $work failed"
+chroot /host /bin/sh -c "cd '$work' && HOME=/tmp PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin sh '$script'"
+echo "BPFPROF-VM-EXIT=$?"
+sync
+reboot -f
+INIT
+  chmod +x "$ird/init"
+  (cd "$ird" && find . | cpio -o -H newc --quiet | gzip -1) >"$VM_DIR/initramfs.cpio.gz"
+  rm -rf "$ird"
+  log "initramfs ready"
+fi
+echo "$VM_DIR"

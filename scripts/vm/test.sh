@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The VM suite: bpfprof's integration tests, as root, on a second kernel (Debian's 6.1, which has kprobes
+# and fentry: the kernel-function paths this project's CI machine cannot run, and CO-RE relocation across
+# 6.1 and 6.18). One guest boot runs them all, one at a time, with CI=true (a test that cannot load BPF
+# fails). Prints the runtime; exits with the tests' status.
+#
+#   scripts/vm/test.sh [FILTER...]     # FILTERs as cargo test's (default: every integration test)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+started=$(date +%s)
+"$here/prepare.sh" >/dev/null
+cd "$repo"
+# Built here (the guest runs them: compiling under emulation would take far longer).
+cargo build --quiet
+bin=$(cargo test --test integration --no-run 2>&1 | sed -n 's/.*Executable tests\/integration\/main.rs (\(.*\))/\1/p' | tail -n1)
+[[ -n $bin ]] || { echo "vm-test: no integration test binary" >&2; exit 1; }
+echo "vm-test: running $bin in the guest" >&2
+set +e
+"$here/vm-run" "$repo" env CI=true RUST_BACKTRACE=1 "$repo/$bin" --test-threads=1 "$@"
+status=$?
+set -e
+echo "vm-test: the VM suite took $(($(date +%s) - started)) s, exit $status" >&2
+exit "$status"
