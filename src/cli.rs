@@ -442,8 +442,8 @@ pub struct TraceArgs {
     /// The target process: uprobes and USDT probes fire in it only, library names are its libraries
     #[arg(short = 'p', value_name = "PID", conflicts_with = "command")]
     pub pid: Option<u32>,
-    /// Run this command (through sh), traced from its first instruction (it is the target, as -p); the
-    /// trace ends when it exits
+    /// Run this command, traced from its first instruction (it is the target, as -p; shell syntax runs
+    /// through sh); the trace ends when it exits, and it is killed if the trace ends first
     #[arg(short = 'c', value_name = "CMD")]
     pub command: Option<String>,
     /// List the probes matching a pattern (tracepoint:syscalls:*, uprobe:/bin/bash:read*, usdt:BIN:*,

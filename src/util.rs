@@ -25,13 +25,35 @@ impl StopFlag {
     }
 }
 
-/// Writes text to stdout; a reader that went away (`| head`) ends output quietly instead of failing.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes text to stdout; a reader that went away (`| head`) ends output quietly instead of failing
+/// (`stdout_closed` says so from then on, for tools that print as they go to stop).
 pub fn write_stdout(text: &str) -> Result<()> {
     let mut out = io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+            STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }
         other => other.context("writing to stdout"),
     }
+}
+
+/// Whether stdout's reader has gone away: a write saw EPIPE, or (with nothing written lately) the pipe
+/// reports an error condition (poll's POLLERR on a pipe without readers).
+pub fn stdout_closed() -> bool {
+    if STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
+        return true;
+    }
+    let mut fd = libc::pollfd {
+        fd: 1,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no waiting.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n > 0 && fd.revents & libc::POLLERR != 0
 }
 
 /// The local time formatted with strftime(3) (`%H:%M:%S`, `%Y-%m-%d %H:%M:%S`), as bcc's tools print it.

@@ -907,8 +907,8 @@ impl Gen<'_> {
                 Ok(Val::Buf(off, 16))
             }
             "probe" | "func" => self.point_index(),
-            "kstack" => self.stack(false),
-            "ustack" => self.stack(true),
+            "kstack" => self.stack(false, 0),
+            "ustack" => self.stack(true, 0),
             "retval" => {
                 // fexit: the return value follows the arguments.
                 let off = match self.env.points.first().map(|p| &p.how) {
@@ -992,15 +992,61 @@ impl Gen<'_> {
         match name {
             "str" => {
                 let v = self.expr(&args[0])?;
-                if let Val::Buf(..) = v {
-                    return Ok(v);
+                // str(x, N): N characters at most (and the NUL), as bpftrace; N is clamped to the buffer.
+                let limit = match args.get(1) {
+                    Some(n) => Some(self.expr(n)?),
+                    None => None,
+                };
+                if let Val::Buf(from, n) = v {
+                    let Some(limit) = limit else {
+                        return Ok(v);
+                    };
+                    // A string already: copy it, then cut it at N.
+                    let off = self.alloc(n)?;
+                    self.zero(off, n.div_ceil(8) * 8);
+                    self.copy(off, Val::Buf(from, n), n);
+                    self.load_int(R1, limit);
+                    let done = self.asm.label();
+                    self.asm.jmp_imm(Cond::Sge, R1, n as i32 - 1, done);
+                    self.asm.jmp_imm(Cond::Slt, R1, 0, done);
+                    self.asm.alu_reg(Alu::Add, R1, FP);
+                    self.asm.store_imm(Size::B, R1, off, 0);
+                    self.asm.bind(done);
+                    return Ok(Val::Buf(off, n));
                 }
                 let off = self.alloc(STR_LEN)?;
                 self.zero(off, STR_LEN);
+                let size = self.alloc(8)?;
+                match limit {
+                    None => self.asm.mov_imm(R0, STR_LEN as i32),
+                    Some(l) => {
+                        // Bytes to read: N + 1 within [1, STR_LEN].
+                        let (low, high, set) =
+                            (self.asm.label(), self.asm.label(), self.asm.label());
+                        self.load_int(R0, l);
+                        self.asm.jmp_imm(Cond::Slt, R0, 0, low);
+                        self.asm.jmp_imm(Cond::Sge, R0, STR_LEN as i32 - 1, high);
+                        self.asm.alu_imm(Alu::Add, R0, 1);
+                        self.asm.ja(set);
+                        self.asm.bind(low);
+                        self.asm.mov_imm(R0, 1);
+                        self.asm.ja(set);
+                        self.asm.bind(high);
+                        self.asm.mov_imm(R0, STR_LEN as i32);
+                        self.asm.bind(set);
+                    }
+                }
+                self.asm.store_reg(Size::DW, FP, size, R0);
                 let done = self.asm.label();
                 for helper in [HELPER_READ_USER_STR, HELPER_READ_KERNEL_STR] {
                     self.addr(R1, off);
+                    self.asm.load(Size::DW, R2, FP, size);
+                    // For the verifier: the size is within the buffer.
+                    self.asm.alu_imm(Alu::And, R2, STR_LEN as i32 * 2 - 1);
+                    let ok = self.asm.label();
+                    self.asm.jmp_imm(Cond::Le, R2, STR_LEN as i32, ok);
                     self.asm.mov_imm(R2, STR_LEN as i32);
+                    self.asm.bind(ok);
                     self.load_int(R3, v);
                     self.asm.call(helper);
                     self.asm.jmp_imm(Cond::Sgt, R0, 0, done);
@@ -1064,8 +1110,13 @@ impl Gen<'_> {
                 self.asm.mov_imm(R0, 0);
                 self.int_slot_from(R0)
             }
-            "kstack" => self.stack(false),
-            "ustack" => self.stack(true),
+            "kstack" | "ustack" => {
+                let depth = match args.first().map(|a| &a.kind) {
+                    Some(ExprKind::Int(n)) => *n as usize,
+                    _ => 0,
+                };
+                self.stack(name == "ustack", depth)
+            }
             "ksym" => self.expr(&args[0]),
             "usym" => {
                 let v = self.expr(&args[0])?;
@@ -1148,10 +1199,11 @@ impl Gen<'_> {
         self.int_slot_from(R0)
     }
 
-    /// kstack (an id) or ustack (an id and the pid); a stack that cannot be stored is counted.
-    fn stack(&mut self, user: bool) -> Result<Val> {
-        let Some(map) = &self.maps.stacks else {
-            bail!("internal error: a stack without a stack map");
+    /// kstack (an id) or ustack (an id and the pid), `depth` frames at most (0: all); a stack that cannot
+    /// be stored is counted.
+    fn stack(&mut self, user: bool, depth: usize) -> Result<Val> {
+        let Some(map) = self.maps.stacks.get(&depth) else {
+            bail!("internal error: no stack map of depth {depth}");
         };
         let fd = raw_fd(map);
         let off = self.alloc(if user { 16 } else { 8 })?;

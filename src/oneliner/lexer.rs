@@ -195,11 +195,45 @@ impl<'s> Lexer<'s> {
                 '\n' => break,
                 '\\' => {
                     let Some((j, e)) = chars.next() else { break };
+                    // \xHH (up to two hex digits) and \OOO (up to three octal digits), as C and bpftrace.
+                    let radix = match e {
+                        'x' => Some((16, 2)),
+                        '0'..='7' => Some((8, 3)),
+                        _ => None,
+                    };
+                    if let Some((radix, max)) = radix {
+                        let mut digits = String::new();
+                        if radix == 8 {
+                            digits.push(e);
+                        }
+                        while digits.len() < max {
+                            match chars.clone().next() {
+                                Some((_, d)) if d.is_digit(radix) => {
+                                    digits.push(d);
+                                    chars.next();
+                                }
+                                _ => break,
+                            }
+                        }
+                        match u32::from_str_radix(&digits, radix)
+                            .ok()
+                            .filter(|v| *v < 256)
+                        {
+                            Some(v) => out.push(char::from(v as u8)),
+                            None => {
+                                let shown = if radix == 16 { "x" } else { "" };
+                                return Err(Diag::new(
+                                    Span::new(start + i, start + j + 1 + digits.len()),
+                                    format!("bad escape \\{shown}{digits}"),
+                                ));
+                            }
+                        }
+                        continue;
+                    }
                     out.push(match e {
                         'n' => '\n',
                         't' => '\t',
                         'r' => '\r',
-                        '0' => '\0',
                         '\\' => '\\',
                         '"' => '"',
                         _ => {

@@ -68,8 +68,8 @@ pub struct Maps {
     /// Per-CPU counters of what could not be recorded: slot LOST_RECORDS, printf/exit records the ring
     /// buffer had no room for; slot LOST_STACKS, stacks bpf_get_stackid could not store.
     pub lost: MapHandle,
-    /// Stacks (kstack, ustack) by id, when the program takes any.
-    pub stacks: Option<MapHandle>,
+    /// Stacks (kstack, ustack) by id: a map per depth taken (0 stands for STACK_DEPTH).
+    pub stacks: BTreeMap<usize, MapHandle>,
     /// One word that user space sets to stop every probe at once (disabling a tracepoint's perf event
     /// does not stop its BPF program; closing it takes a grace period).
     pub stop: MapHandle,
@@ -149,17 +149,20 @@ impl Maps {
         let ringbuf = create(MapType::RingBuf, "printf", 0, 0, RINGBUF_BYTES)?;
         let zeros = create(MapType::PercpuArray, "zeros", 4, largest, 1)?;
         let lost = create(MapType::PercpuArray, "lost", 4, 8, 2)?;
-        let stacks = if info.stacks {
-            Some(create(
-                MapType::StackTrace,
-                "stacks",
-                4,
-                STACK_DEPTH * 8,
-                STACK_ENTRIES,
-            )?)
-        } else {
-            None
-        };
+        let mut stacks = BTreeMap::new();
+        for &depth in &info.stacks {
+            let frames = if depth == 0 { STACK_DEPTH } else { depth };
+            stacks.insert(
+                depth,
+                create(
+                    MapType::StackTrace,
+                    &format!("stacks{depth}"),
+                    4,
+                    frames * 8,
+                    STACK_ENTRIES,
+                )?,
+            );
+        }
         let pids = if info.user_pids {
             Some(create(MapType::Hash, "pids", 4, 8, 4096)?)
         } else {

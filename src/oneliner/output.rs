@@ -124,11 +124,23 @@ pub fn printf(format: &str, args: &[Type], data: &[u8], r: &dyn Resolve) -> Stri
                     }
                     _ => digits,
                 };
-                if v < 0 && "di".contains(verb) {
-                    format!("-{digits}")
+                // Flags: + and space sign non-negative numbers, # marks hex and octal.
+                let sign = if v < 0 && "di".contains(verb) {
+                    "-"
+                } else if "di".contains(verb) && spec.contains('+') {
+                    "+"
+                } else if "di".contains(verb) && spec.contains(' ') {
+                    " "
                 } else {
-                    digits
-                }
+                    ""
+                };
+                let alt = match verb {
+                    'x' if spec.contains('#') && v != 0 => "0x",
+                    'X' if spec.contains('#') && v != 0 => "0X",
+                    'o' if spec.contains('#') && !digits.starts_with('0') => "0",
+                    _ => "",
+                };
+                format!("{sign}{alt}{digits}")
             }
             ('p', _) => format!("0x{:x}", int_at(field, 0)),
             ('c', _) => {
@@ -141,10 +153,12 @@ pub fn printf(format: &str, args: &[Type], data: &[u8], r: &dyn Resolve) -> Stri
             out.push_str(&text);
             out.push_str(&" ".repeat(pad));
         } else if zero && verb != 's' && (prec.is_none() || verb == 'c' || verb == 'p') {
-            let (sign, digits) = match text.strip_prefix('-') {
-                Some(d) => ("-", d),
-                None => ("", text.as_str()),
-            };
+            // Zeros go between the sign or 0x and the digits.
+            let lead = ["-", "+", " ", "0x", "0X"]
+                .iter()
+                .find(|p| text.starts_with(**p) && text.len() > p.len())
+                .map_or(0, |p| p.len());
+            let (sign, digits) = text.split_at(lead);
             out.push_str(sign);
             out.push_str(&"0".repeat(pad));
             out.push_str(digits);

@@ -176,6 +176,15 @@ impl Parser<'_> {
         if matches!(&self.peek()?.tok, Tok::Ident(s) if s == "if") {
             return self.if_stmt();
         }
+        let t = self.peek()?;
+        if let Tok::Ident(s) = &t.tok {
+            if matches!(s.as_str(), "while" | "unroll" | "for" | "return") {
+                return Err(Diag::new(
+                    t.span,
+                    format!("{s} is bpftrace syntax that trace does not support yet"),
+                ));
+            }
+        }
         let target = self.expr()?;
         let op = match &self.peek()?.tok {
             Tok::Punct(p) if ASSIGN_OPS.contains(p) => Some(*p),

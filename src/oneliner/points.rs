@@ -194,7 +194,14 @@ pub fn expand(a: &AttachPoint, pid: Option<u32>) -> Result<Vec<Point>> {
                     let what = if fentry {
                         format!("fentry/fexit do not work on this kernel: {why}")
                     } else {
-                        let like = probes::tracepoints_like(func);
+                        let mut like = probes::tracepoints_like(func);
+                        if *ret {
+                            // A return probe's stand-in is the exit tracepoint (it has `ret`).
+                            for n in &mut like {
+                                *n = n.replace(":sys_enter_", ":sys_exit_");
+                            }
+                            like.dedup();
+                        }
                         let hint = if like.is_empty() {
                             "tracepoints may serve instead: see bpfprof trace -l 'tracepoint:*:*'"
                                 .to_string()

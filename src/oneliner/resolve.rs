@@ -29,7 +29,8 @@ type Place = (Option<u32>, u64);
 pub struct Live<'a> {
     /// (probe, func) per attach point.
     pub points: Vec<(String, String)>,
-    pub stacks: Option<&'a MapHandle>,
+    /// Stack maps by depth (0: the full depth).
+    pub stacks: &'a std::collections::BTreeMap<usize, MapHandle>,
     blaze: Symbolizer,
     cached: RefCell<HashSet<u32>>,
     /// (process or the kernel, address) -> function and offset, once looked up.
@@ -37,7 +38,10 @@ pub struct Live<'a> {
 }
 
 impl<'a> Live<'a> {
-    pub fn new(points: Vec<(String, String)>, stacks: Option<&'a MapHandle>) -> Self {
+    pub fn new(
+        points: Vec<(String, String)>,
+        stacks: &'a std::collections::BTreeMap<usize, MapHandle>,
+    ) -> Self {
         Self {
             points,
             stacks,
@@ -94,7 +98,7 @@ impl Resolve for Live<'_> {
     }
 
     fn stack(&self, id: i64, pid: Option<u32>, limit: usize) -> Vec<String> {
-        let Some(map) = self.stacks else {
+        let Some(map) = self.stacks.get(&limit) else {
             return Vec::new();
         };
         if id < 0 {

@@ -433,11 +433,20 @@ struct Command {
 impl Command {
     fn spawn(cmd: &str) -> Result<Self> {
         use std::ffi::CString;
-        // As bpftrace: words split at spaces and run directly; through sh when the command needs a shell.
-        let words: Vec<String> = if cmd.contains(|ch: char| "|&;<>()$`\\\"'*?[]{}~".contains(ch)) {
-            vec!["/bin/sh".into(), "-c".into(), format!("exec {cmd}")]
+        // As bpftrace: words split at spaces and run directly. A command that needs a shell runs through
+        // sh: as `exec CMD` (so that the command is the traced process) unless it is several commands
+        // (`a && b`, `a; b`, pipes), where sh stays the target.
+        let shell = |c: &str| vec!["/bin/sh".to_string(), "-c".to_string(), c.to_string()];
+        let words: Vec<String> = if cmd.contains(['|', '&', ';', '\n']) {
+            shell(cmd)
+        } else if cmd.contains(|ch: char| "<>()$`\\\"'*?[]{}~=".contains(ch)) {
+            shell(&format!("exec {cmd}"))
         } else {
-            cmd.split_whitespace().map(String::from).collect()
+            let mut w: Vec<String> = cmd.split_whitespace().map(String::from).collect();
+            if w.first().is_some_and(|f| f == "exec") {
+                w.remove(0);
+            }
+            w
         };
         if words.is_empty() {
             bail!("-c: the command is empty");
@@ -538,11 +547,10 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
 }
 
 impl Drop for Command {
-    /// A command never released (tracing failed to start) is killed rather than run untraced.
+    /// A command never released (tracing failed to start) is killed rather than run untraced; one still
+    /// running when the trace ends (exit(), -d, Ctrl-C) is killed too, as bpftrace does; either is reaped.
     fn drop(&mut self) {
-        if self.gate.is_some() {
-            self.kill();
-        }
+        self.kill();
     }
 }
 
@@ -632,7 +640,7 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
                 .iter()
                 .map(|p| (p.probe.clone(), p.func.clone()))
                 .collect(),
-            maps.stacks.as_ref(),
+            &maps.stacks,
         ),
         json: cfg.json,
     };
@@ -687,7 +695,9 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
         // A short timeout: a signal that lands just before the poll is seen within 25 ms.
         unsafe { libbpf_sys::ring_buffer__poll(rb, 25) };
         drain(&printer, &mut exited)?;
+        // A reader that went away (`| head`) ends the trace, as it ends bpftrace.
         if exited
+            || crate::util::stdout_closed()
             || stop.raised()
             || deadline.is_some_and(|d| Instant::now() >= d)
             || command.as_mut().is_some_and(|c| c.exited())

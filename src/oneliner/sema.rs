@@ -145,8 +145,9 @@ pub struct Info {
     reads: Vec<(String, Span)>,
     /// Per probe (by index), the tracepoint fields `args` has (tracepoint probes only).
     pub args: Vec<Option<Vec<Field>>>,
-    /// Some probe takes a stack (kstack, ustack): the program needs a stack map.
-    pub stacks: bool,
+    /// The depths of the stacks probes take (kstack: 127, kstack(3): 3): a stack map each (a stack
+    /// map keeps as many frames as its values hold, and stacks equal in those are one id).
+    pub stacks: std::collections::BTreeSet<usize>,
     /// Some probe takes a user stack or symbol: their processes are noted for symbolization.
     pub user_pids: bool,
 }
@@ -210,6 +211,8 @@ enum Provider {
 }
 
 struct ProbeCtx {
+    /// Field names every tracepoint of the probe has (maybe at different places).
+    named_everywhere: Vec<String>,
     params: Vec<String>,
     /// Some tracepoint of the probe is a glob.
     globbed: bool,
@@ -222,6 +225,7 @@ impl ProbeCtx {
     fn new(probe: &Probe, tps: &dyn TracepointSource) -> Result<Self, Diag> {
         let mut providers = Vec::new();
         let mut fields: Option<Vec<Field>> = None;
+        let mut named_everywhere: Option<Vec<String>> = None;
         for a in &probe.attach {
             let p = match &a.kind {
                 Attach::Begin | Attach::End => Provider::Special,
@@ -240,6 +244,11 @@ impl ProbeCtx {
                         let f = tps
                             .fields(&c, &ev)
                             .map_err(|e| Diag::new(a.span, format!("{e:#}")))?;
+                        let names: Vec<String> = f.iter().map(|x| x.name.clone()).collect();
+                        named_everywhere = Some(match named_everywhere {
+                            None => names,
+                            Some(prev) => prev.into_iter().filter(|n| names.contains(n)).collect(),
+                        });
                         fields = Some(match fields {
                             None => f,
                             // Several tracepoints in one probe: `args` has the fields they share (same
@@ -267,6 +276,7 @@ impl ProbeCtx {
                 if category.contains(['*', '?', '[']) || event.contains(['*', '?', '[']))
         });
         Ok(Self {
+            named_everywhere: named_everywhere.unwrap_or_default(),
             params: Vec::new(),
             globbed,
             providers,
@@ -483,11 +493,11 @@ impl ProbeCtx {
                 "comm" => Type::Str(16),
                 "probe" => Type::Point { func: false },
                 "kstack" => {
-                    info.stacks = true;
+                    info.stacks.insert(0);
                     Type::KStack(0)
                 }
                 "ustack" => {
-                    info.stacks = true;
+                    info.stacks.insert(0);
                     info.user_pids = true;
                     Type::UStack(0)
                 }
@@ -531,7 +541,9 @@ impl ProbeCtx {
                             } else {
                                 names.join(", ")
                             };
-                            let msg = if self.providers.len() > 1 || self.globbed {
+                            let msg = if self.named_everywhere.contains(field) {
+                                format!("the tracepoints matched all have a field {field}, but not at one place with one type: trace cannot read it from one program yet (name the tracepoints in separate probes)")
+                            } else if self.providers.len() > 1 || self.globbed {
                                 format!("the tracepoints matched have no field {field} in common (fields they share: {names})")
                             } else {
                                 format!("the tracepoint has no field {field} (it has: {names})")
@@ -714,6 +726,16 @@ impl ProbeCtx {
                 if !t.is_int() && !matches!(t, Type::Str(_)) {
                     return Err(Diag::new(args[0].span, "str() takes an address"));
                 }
+                if let Some(n) = args.get(1) {
+                    let nt = self.expr(n, info)?;
+                    let negative = matches!(&n.kind, ExprKind::Unary { op: "-", .. });
+                    if !nt.is_int() || negative {
+                        return Err(Diag::new(
+                            n.span,
+                            "str()'s length is a non-negative integer",
+                        ));
+                    }
+                }
                 Type::Str(64)
             }
             "ksym" | "usym" => {
@@ -745,7 +767,7 @@ impl ProbeCtx {
                         ))
                     }
                 };
-                info.stacks = true;
+                info.stacks.insert(limit);
                 info.user_pids |= name == "ustack";
                 if name == "kstack" {
                     Type::KStack(limit)

@@ -32,6 +32,11 @@ pub fn resolve(lib: &str, pid: Option<u32>) -> Result<PathBuf> {
 
 /// Whether a file name is the library `lib`: `libLIB.so`, `libLIB.so.6`, `libLIB-2.36.so`, or `LIB` itself.
 fn names_library(file: &str, lib: &str) -> bool {
+    // `libc` as well as `c` (bpftrace's spelling).
+    let lib = lib
+        .strip_prefix("lib")
+        .filter(|l| !l.is_empty() && !l.contains(".so"))
+        .unwrap_or(lib);
     let stem = format!("lib{lib}");
     file == lib
         || file.strip_prefix(&stem).is_some_and(|rest| {

@@ -485,6 +485,11 @@ fn trace_runs_what_bpftrace_runs() {
             "BEGIN { $a = -1; @s = $a >> 60; @m = 3; @m *= 5; @m <<= 1; exit(); }".into(),
             "Attaching 1 probe...\n\n@m: 30\n\n@s: 15\n\n",
         ),
+        // A trial found: str()'s length ignored, C's printf flags and escapes missing.
+        (
+            r#"BEGIN { $n = 2; printf("[%s][%s][%s][%+d][%#x][%#o][% d]\x41\101\n", str(comm, 3), str(comm, 0), str(comm, $n), 5, 255, 8, 5); exit(); }"#.into(),
+            "Attaching 1 probe...\n[bpf][][bp][+5][0xff][010][ 5]AA\n\n",
+        ),
     ];
     for (program, want) in &cases {
         let out = bpfprof()
@@ -549,7 +554,8 @@ fn trace_the_issues_tracepoint_and_profile_one_liners() {
     };
     // Every openat, printed; cat opens a file of a unique name once.
     let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("trace-opened-once");
-    std::fs::write(&file, "x").expect("writing a file");
+    // A line of its own: cat prints it to the same terminal as the trace.
+    std::fs::write(&file, "x\n").expect("writing a file");
     let text = run(&[
         "trace",
         "-c",
