@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: installs what the build needs, then unit tests, then the integration
-# tests, which load BPF as root and run one at a time (they measure sample ratios on a small, shared machine).
+# tests, which load BPF as root and run one at a time (they measure sample ratios on a small, shared machine),
+# then the same integration tests on a second kernel in a VM (scripts/vm/test.sh: Debian's 6.1, which has
+# the kprobes and fentry this machine lacks).
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh --no-vm    # without the VM suite (also: BPFPROF_VM_TESTS=0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+vm=${BPFPROF_VM_TESTS:-1}
+[ "${1:-}" = "--no-vm" ] && vm=0
 
 scripts/setup.sh
 if [ "$(id -u)" -ne 0 ]; then
@@ -12,3 +19,6 @@ fi
 cargo build --locked --all-targets
 cargo test --locked --bins
 cargo test --locked --test integration -- --test-threads=1
+if [ "$vm" = 1 ]; then
+  scripts/vm/test.sh
+fi

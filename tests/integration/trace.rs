@@ -214,7 +214,7 @@ fn trace_uprobes_uretprobes_and_usdt_count_exactly() {
 }
 
 /// Stacks name their frames as bpftrace prints them: a user stack of count_a (called from main), and a
-/// kernel stack of a system call, 2 frames each as asked.
+/// kernel stack of the scheduler, 2 frames each as asked.
 #[test]
 fn trace_stacks_name_frames_as_bpftrace() {
     let Some(_lock) = bpf_test("trace_stacks_name_frames_as_bpftrace") else {
@@ -225,7 +225,7 @@ fn trace_stacks_name_frames_as_bpftrace() {
     // first stack arrives; one that exits within a millisecond may keep only addresses (as in bpftrace).
     let mut w = Workload::start_gated(&bin, &["300", "0", "40", "1", "500"]);
     let program = format!(
-        "uprobe:{}:count_a {{ @u[ustack(2)] = count(); }} t:syscalls:sys_enter_getpgid /pid == {}/ {{ @k[kstack(2)] = count(); }}",
+        "uprobe:{}:count_a {{ @u[ustack(2)] = count(); }} t:sched:sched_switch /args->prev_pid == {}/ {{ @k[kstack(2)] = count(); }}",
         bin.display(),
         w.pid()
     );
@@ -241,17 +241,18 @@ fn trace_stacks_name_frames_as_bpftrace() {
             })
         })
     };
-    // @k[\n    FRAME\n    FRAME\n]: 40
-    let k: Vec<&str> = out
-        .split("\n\n")
-        .map(str::trim_start)
-        .find(|m| m.starts_with("@k["))
-        .unwrap_or_else(|| panic!("{out}"))
-        .lines()
-        .collect();
-    assert_eq!(k.len(), 4, "{out}");
+    // The kernel stack where the workload leaves the CPU (it sleeps at least once, for 500 ms), 2 frames
+    // from the scheduler. (Not a system call's tracepoint: before 6.x those run with the user's registers
+    // and have no kernel stack, found on 6.1.)
+    // @k[\n    __schedule+N\n    FRAME\n]: N
+    let lines: Vec<&str> = out.lines().collect();
+    let at = lines
+        .windows(2)
+        .position(|w| w[0] == "@k[" && w[1].starts_with("    __schedule+"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let k = &lines[at..at + 4];
     assert!(frame(k[1]) && frame(k[2]), "{out}");
-    assert_eq!(k[3], "]: 40", "{out}");
+    assert!(k[3].starts_with("]: "), "{out}");
     let u: Vec<&str> = out
         .split("\n\n")
         .map(str::trim_start)
