@@ -32,6 +32,9 @@ const volatile bool kernel_threads_only = false;
 const volatile __s64 state_filter = -1;
 const volatile __u64 min_block_ns = 0;
 const volatile __u64 max_block_ns = ~0ULL;
+/* Set by user space when the traced window ends: detaching waits for RCU grace periods (long on a slow
+ * machine), and blocks that end meanwhile are outside the window. */
+volatile bool stopped = false;
 
 /* When each traced thread last went off-CPU (ts 0: it is on a CPU), by tid, from its first traced switch
  * to its exit. max_entries is set by user space. */
@@ -159,6 +162,9 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, __u32 
 	__u64 now, delta;
 	bool fresh = false;
 
+	if (stopped)
+		return 0;
+
 	s = bpf_map_lookup_elem(&scratch_buf, &zero);
 	if (!s)
 		return 0;
@@ -222,6 +228,9 @@ static __always_inline int on_waking(void *ctx, __u32 tid)
 	__u32 zero = 0;
 	struct block_start *b;
 	struct scratch *s;
+
+	if (stopped)
+		return 0;
 	__u64 delta;
 	bool kthread;
 

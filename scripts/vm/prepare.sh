@@ -82,6 +82,8 @@ mount -t tracefs tracefs /host/sys/kernel/tracing
 mount -t bpf bpf /host/sys/fs/bpf
 mount -t tmpfs run /host/run
 mkdir -p /host/dev/pts && mount -t devpts -o ptmxmode=666 devpts /host/dev/pts
+# (Under /tmp, the work directory's mount point is made in the guest's own tmpfs.)
+mkdir -p "/host$work"
 mount -t 9p -o rw,trans=virtio,version=9p2000.L,msize=512000 work "/host$work" || echo "vm: mounting $work failed"
 chroot /host /bin/sh -c "cd '$work' && PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin sh '$script'"
 echo "BPFPROF-VM-EXIT=$?"

@@ -12,8 +12,9 @@ set -euo pipefail
 # with what fails; they pass on the host, and their kernel paths are covered by the others here:
 # - fixed-length workloads end before bpfprof has loaded and started (profile's -p/-t filters, exec,
 #   exit, demangling, every-sample, user/kernel-only tests);
-# - 10 ms sleeps take ~12 ms and the tracing window overruns while stacks are named (offcpu's time
-#   checks, wakeup/offwake's blocked time within 2 s).
+# - 10 ms sleeps take ~12 ms (offcpu's 10 % time checks);
+# - wakeup/offwake count ~2.9 s of a reader's blocking in a 2 s window: not understood yet (loading the
+#   kernel's symbols and detaching, which take seconds here, are both outside the window now).
 # One is a finding on 6.1, to fix (issue 7's note): before 6.5, writes from a cgroup are issued by the
 # loop device's worker, outside the cgroup, so biolatency -c misses them.
 slow_under_emulation=(
