@@ -13,8 +13,9 @@ set -euo pipefail
 # - fixed-length workloads end before bpfprof has loaded and started (profile's -p/-t filters, exec,
 #   exit, demangling, every-sample, user/kernel-only tests);
 # - 10 ms sleeps take ~12 ms (offcpu's 10 % time checks);
-# - wakeup/offwake count ~2.9 s of a reader's blocking in a 2 s window: not understood yet (loading the
-#   kernel's symbols and detaching, which take seconds here, are both outside the window now).
+# - wakeup/offwake count ~2.9 s of a reader's blocking in a 2 s window: loading the kernel's symbols
+#   (after the programs: their names must be in the snapshot) takes seconds here and stretches the
+#   window; blocks ending while detaching are no longer counted.
 # One is a finding on 6.1, to fix (issue 7's note): before 6.5, writes from a cgroup are issued by the
 # loop device's worker, outside the cgroup, so biolatency -c misses them.
 slow_under_emulation=(

@@ -77,15 +77,13 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// `syms`: the symbolizer (warmed before tracing starts, so that a slow first load of the kernel's
-    /// symbols does not stretch the traced window); `pids`: processes known from the start (-p), cached
-    /// at once.
+    /// `pids`: processes known from the start (-p), cached at once.
     pub fn new(
-        mut syms: Symbolizer,
         proc_events: &dyn MapCore,
         stack_events: &dyn MapCore,
         pids: &[u32],
     ) -> Result<Self> {
+        let mut syms = Symbolizer::new();
         for &pid in pids {
             syms.remember(pid);
         }

@@ -23,7 +23,6 @@ use crate::render::flamegraph::{FlameGraphSpec, GraphPalette};
 use crate::render::wait::{self as layout, Side, WaitRecord, WAKER_SUFFIX};
 use crate::render::{bcc, folded, sort_ascending, StackRecord, StackStyle};
 use crate::symbolize::stackbook::StackBook;
-use crate::symbolize::Symbolizer;
 use crate::util::{write_stdout, StopFlag};
 
 /// Which of the three tools (enum wait_mode in bpf/offcpu.h).
@@ -154,26 +153,19 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
     bpf::prepare()?;
     let stop = StopFlag::install()?;
 
-    // The kernel's symbols load before tracing starts: loading them (tens of ms here, seconds on a slow
-    // machine: found in an emulated guest, where 2 s windows counted 4 s of blocking) must not stretch
-    // the traced window.
-    let syms = Symbolizer::new();
-    if !cfg.user_stacks_only {
-        syms.warm_kernel();
-    }
     let mut storage: [MaybeUninit<OpenObject>; 3] = [const { MaybeUninit::uninit() }; 3];
     let (mut skel, mut links, hooks) = load_first_that_works(cfg, &mut storage)?;
     timing.mark("load+attach");
     let started = Instant::now();
 
-    let mut collector = Collector::new(
-        syms,
-        &skel.maps.proc_events,
-        &skel.maps.stack_events,
-        &cfg.pids,
-    )?;
+    let mut collector = Collector::new(&skel.maps.proc_events, &skel.maps.stack_events, &cfg.pids)?;
     if !cfg.folded && cfg.svg.is_none() {
         write_stdout(&format!("{}\n", cfg.header()))?;
+    }
+    // Loaded after the programs (their symbols must be in the snapshot: BPF frames are dropped by name),
+    // while tracing: on a very slow machine this stretches the window (noted in scripts/vm/test.sh).
+    if !cfg.user_stacks_only {
+        collector.syms.warm_kernel();
     }
     // A duration too large for the clock means "until Ctrl-C".
     collector.run(&stop, cfg.duration.and_then(|d| started.checked_add(d)));

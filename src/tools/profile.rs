@@ -20,7 +20,6 @@ use crate::bpf::{self, perf};
 use crate::render::flamegraph::{FlameGraphSpec, GraphPalette};
 use crate::render::{bcc, folded, sort_ascending, StackRecord, StackStyle};
 use crate::symbolize::stackbook::StackBook;
-use crate::symbolize::Symbolizer;
 use crate::util::{write_stdout, StopFlag};
 
 pub use crate::bpf::perf::Sampling;
@@ -119,18 +118,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
 
     fill_filters(&skel.maps.pids, &skel.maps.tids, &cfg.pids, &cfg.tids)?;
 
-    // The kernel's symbols load before sampling starts: loading them (tens of ms here, seconds on a slow
-    // machine) must not stretch the sampled window.
-    let syms = Symbolizer::new();
-    if !cfg.user_stacks_only {
-        syms.warm_kernel();
-    }
-    let mut collector = Collector::new(
-        syms,
-        &skel.maps.proc_events,
-        &skel.maps.stack_events,
-        &cfg.pids,
-    )?;
+    let mut collector = Collector::new(&skel.maps.proc_events, &skel.maps.stack_events, &cfg.pids)?;
     let samplers = perf::attach_cpu_clock(&skel.progs.do_sample, &cpus, cfg.sampling)?;
     timing.mark("attach");
     let started = Instant::now();
@@ -145,6 +133,9 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         write_stdout(&format!("{header}\n"))?;
     }
 
+    if !cfg.user_stacks_only {
+        collector.syms.warm_kernel();
+    }
     // A duration too large for the clock means "until Ctrl-C".
     collector.run(&stop, cfg.duration.and_then(|d| started.checked_add(d)));
     timing.mark("sampling");
