@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 
 use super::ast::*;
 use super::insn::{Alu, Asm, Cond, Insn, Reg, Size, FP, R0, R1, R2, R3, R4, R5, R6, R9};
-use super::maps::{raw_fd, size_of, Maps, LOST_RECORDS, LOST_STACKS};
+use super::maps::{raw_fd, size_of, Maps, LOST_RECORDS, LOST_STACKS, SCRATCH_BYTES};
 use super::points::{How, Point};
 use super::sema::{is_positional, positional, Info, MapKind, Positional, Type};
 use super::tpformat::{Field, FieldType};
@@ -230,6 +230,30 @@ impl Gen<'_> {
         };
         self.vars.push((name.to_string(), v));
         Ok(v)
+    }
+
+    /// As `copy`, to `base + dst` (a map value) instead of the stack.
+    fn copy_to(&mut self, base: Reg, dst: i16, src: Val, len: usize) {
+        match src {
+            Val::Int(off) => {
+                self.asm.load(Size::DW, R0, FP, off);
+                self.asm.store_reg(Size::DW, base, dst, R0);
+            }
+            Val::Buf(off, n) => {
+                let n = n.min(len);
+                let mut i = 0;
+                while i + 8 <= n {
+                    self.asm.load(Size::DW, R0, FP, off + i as i16);
+                    self.asm.store_reg(Size::DW, base, dst + i as i16, R0);
+                    i += 8;
+                }
+                while i < n {
+                    self.asm.load(Size::B, R0, FP, off + i as i16);
+                    self.asm.store_reg(Size::B, base, dst + i as i16, R0);
+                    i += 1;
+                }
+            }
+        }
     }
 
     fn copy(&mut self, dst: i16, src: Val, len: usize) {
@@ -1072,24 +1096,36 @@ impl Gen<'_> {
                     });
                     vals.push(v);
                 }
+                // The record is built in a per-CPU scratch buffer, not on the 512-byte stack (which the
+                // arguments already use): printf of several strings fits.
                 let size: usize = 8 + types.iter().map(size_of).sum::<usize>();
-                let rec = self.alloc(size)?;
-                self.zero(rec, size);
+                if size > SCRATCH_BYTES {
+                    bail!("printf: its arguments take {size} bytes, more than the {SCRATCH_BYTES} a record can");
+                }
                 let id = self.printfs.len() as u64;
                 self.printfs.push(PrintfSpec {
                     format: format.clone(),
                     args: types.clone(),
                 });
+                let done = self.asm.label();
+                self.lookup_slot0(raw_fd(&self.maps.scratch))?;
+                self.asm.jmp_imm(Cond::Eq, R0, 0, done);
+                self.asm.mov_reg(R6, R0);
+                for i in (0..size).step_by(8) {
+                    self.asm.store_imm(Size::DW, R6, i as i16, 0);
+                }
                 self.asm.ld_imm64(R0, id);
-                self.asm.store_reg(Size::DW, FP, rec, R0);
-                let mut at = rec + 8;
+                self.asm.store_reg(Size::DW, R6, 0, R0);
+                let mut at = 8i16;
                 for (v, t) in vals.iter().zip(&types) {
                     let n = size_of(t);
-                    self.copy(at, *v, n);
+                    self.copy_to(R6, at, *v, n);
                     at += n as i16;
                 }
-                self.output(rec, size)?;
-                Ok(Val::Int(rec))
+                self.output_from(Some(R6), 0, size)?;
+                self.asm.bind(done);
+                self.asm.mov_imm(R0, 0);
+                self.int_slot_from(R0)
             }
             "exit" => {
                 let rec = self.alloc(8)?;
@@ -1162,10 +1198,21 @@ impl Gen<'_> {
         Ok(())
     }
 
-    /// Sends a record through the ring buffer; one that does not fit is counted in `lost`.
+    /// Sends a record on the stack through the ring buffer; one that does not fit is counted in `lost`.
     fn output(&mut self, rec: i16, size: usize) -> Result<()> {
+        self.output_from(None, rec, size)
+    }
+
+    /// Sends a record at `rec` from `base` (a register holding a map value), or on the stack.
+    fn output_from(&mut self, base: Option<Reg>, rec: i16, size: usize) -> Result<()> {
         self.asm.ld_map_fd(R1, raw_fd(&self.maps.ringbuf));
-        self.addr(R2, rec);
+        match base {
+            Some(r) => {
+                self.asm.mov_reg(R2, r);
+                self.asm.alu_imm(Alu::Add, R2, rec as i32);
+            }
+            None => self.addr(R2, rec),
+        }
         self.asm.mov_imm(R3, size as i32);
         self.asm.mov_imm(R4, 0);
         self.asm.call(HELPER_RINGBUF_OUTPUT);

@@ -70,6 +70,8 @@ pub struct Maps {
     pub lost: MapHandle,
     /// Stacks (kstack, ustack) by id: a map per depth taken (0 stands for STACK_DEPTH).
     pub stacks: BTreeMap<usize, MapHandle>,
+    /// A per-CPU buffer printf records are built in (the stack is small).
+    pub scratch: MapHandle,
     /// One word that user space sets to stop every probe at once (disabling a tracepoint's perf event
     /// does not stop its BPF program; closing it takes a grace period).
     pub stop: MapHandle,
@@ -77,6 +79,9 @@ pub struct Maps {
     /// frames needs while they live, and deletes the entry.
     pub pids: Option<MapHandle>,
 }
+
+/// The largest printf record (its arguments).
+pub const SCRATCH_BYTES: usize = 4096;
 
 pub const LOST_RECORDS: i32 = 0;
 pub const LOST_STACKS: i32 = 1;
@@ -169,6 +174,7 @@ impl Maps {
             None
         };
         let stop = create(MapType::Array, "stop", 4, 8, 1)?;
+        let scratch = create(MapType::PercpuArray, "scratch", 4, SCRATCH_BYTES, 1)?;
         Ok(Self {
             maps,
             ringbuf,
@@ -177,6 +183,7 @@ impl Maps {
             stacks,
             pids,
             stop,
+            scratch,
         })
     }
 }

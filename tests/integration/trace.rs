@@ -491,6 +491,11 @@ fn trace_runs_what_bpftrace_runs() {
             r#"BEGIN { $n = 2; printf("[%s][%s][%s][%+d][%#x][%#o][% d]\x41\101\n", str(comm, 3), str(comm, 0), str(comm, $n), 5, 255, 8, 5); exit(); }"#.into(),
             "Attaching 1 probe...\n[bpf][][bp][+5][0xff][010][ 5]AA\n\n",
         ),
+        // Six strings of 64 bytes: more than the stack holds with a record beside them.
+        (
+            r#"BEGIN { printf("%s %s %s %s %s %s\n", str(comm), str(comm), str(comm), str(comm), str(comm), str(comm)); exit(); }"#.into(),
+            "Attaching 1 probe...\nbpfprof bpfprof bpfprof bpfprof bpfprof bpfprof\n\n",
+        ),
     ];
     for (program, want) in &cases {
         let out = bpfprof()
