@@ -185,26 +185,13 @@ pub fn usdt_probes(path: &Path, m: &Matcher) -> Result<Vec<UsdtProbe>> {
     let data = read(path)?;
     let file = object::File::parse(&*data)
         .with_context(|| format!("{} is not an ELF file", path.display()))?;
-    let addr_size = if file.is_64() { 8 } else { 4 };
-    let little = file.is_little_endian();
-    let mut out = Vec::new();
-    for sec in file.sections() {
-        if sec.name().ok() != Some(".note.stapsdt") {
-            continue;
-        }
-        let notes = sec.data().context("reading .note.stapsdt")?;
-        for (owner, kind, desc) in parse_notes(notes, little)? {
-            if owner != b"stapsdt" || kind != 3 || desc.len() < 3 * addr_size {
-                continue;
-            }
-            let mut strings = desc[3 * addr_size..].split(|&b| b == 0);
-            let provider = String::from_utf8_lossy(strings.next().unwrap_or(&[])).into_owned();
-            let name = String::from_utf8_lossy(strings.next().unwrap_or(&[])).into_owned();
-            if m.is_match(&name) || m.is_match(&format!("{provider}:{name}")) {
-                out.push(UsdtProbe { provider, name });
-            }
-        }
-    }
+    let mut out: Vec<UsdtProbe> = stapsdt_notes(&file, m)?
+        .into_iter()
+        .map(|n| UsdtProbe {
+            provider: n.provider,
+            name: n.name,
+        })
+        .collect();
     out.sort();
     out.dedup();
     Ok(out)
@@ -229,6 +216,54 @@ pub fn usdt_sites(path: &Path, m: &Matcher) -> Result<Vec<UsdtSite>> {
     let data = read(path)?;
     let file = object::File::parse(&*data)
         .with_context(|| format!("{} is not an ELF file", path.display()))?;
+    // Prelinked files moved their code: the note's base says where .stapsdt.base was when it was written.
+    let base_section = file
+        .sections()
+        .find(|s| s.name().ok() == Some(".stapsdt.base"))
+        .map(|s| s.address());
+    let mut out = Vec::new();
+    for n in stapsdt_notes(&file, m)? {
+        let mut pc = n.pc;
+        if let Some(b) = base_section {
+            if n.base != 0 {
+                pc = pc.wrapping_add(b).wrapping_sub(n.base);
+            }
+        }
+        let offset = file_offset(&file, pc).with_context(|| {
+            format!(
+                "USDT probe {}:{} at {pc:#x} is outside the file's segments",
+                n.provider, n.name
+            )
+        })?;
+        let semaphore = if n.sem == 0 {
+            0
+        } else {
+            file_offset(&file, n.sem).unwrap_or(0)
+        };
+        out.push(UsdtSite {
+            provider: n.provider,
+            name: n.name,
+            offset,
+            semaphore,
+            args: n.args,
+        });
+    }
+    Ok(out)
+}
+
+/// A USDT note (.note.stapsdt, type 3) as written: the probe's address, .stapsdt.base's, the semaphore's
+/// (virtual addresses), and its strings.
+struct StapsdtNote {
+    pc: u64,
+    base: u64,
+    sem: u64,
+    provider: String,
+    name: String,
+    args: String,
+}
+
+/// The USDT notes of `file` whose `name` or `provider:name` matches, in file order.
+fn stapsdt_notes(file: &object::File<'_>, m: &Matcher) -> Result<Vec<StapsdtNote>> {
     let addr_size = if file.is_64() { 8 } else { 4 };
     let little = file.is_little_endian();
     let addr = |b: &[u8]| -> u64 {
@@ -240,11 +275,6 @@ pub fn usdt_sites(path: &Path, m: &Matcher) -> Result<Vec<UsdtSite>> {
             u64::from_be_bytes(a) >> (64 - 8 * addr_size)
         }
     };
-    // Prelinked files moved their code: the note's base says where .stapsdt.base was when it was written.
-    let base_section = file
-        .sections()
-        .find(|s| s.name().ok() == Some(".stapsdt.base"))
-        .map(|s| s.address());
     let mut out = Vec::new();
     for sec in file.sections() {
         if sec.name().ok() != Some(".note.stapsdt") {
@@ -255,35 +285,18 @@ pub fn usdt_sites(path: &Path, m: &Matcher) -> Result<Vec<UsdtSite>> {
             if owner != b"stapsdt" || kind != 3 || desc.len() < 3 * addr_size {
                 continue;
             }
-            let (mut pc, base, sem) = (
-                addr(desc),
-                addr(&desc[addr_size..]),
-                addr(&desc[2 * addr_size..]),
-            );
             let mut strings = desc[3 * addr_size..].split(|&b| b == 0);
             let mut next = || String::from_utf8_lossy(strings.next().unwrap_or(&[])).into_owned();
             let (provider, name, args) = (next(), next(), next());
             if !m.is_match(&name) && !m.is_match(&format!("{provider}:{name}")) {
                 continue;
             }
-            if let Some(b) = base_section {
-                if base != 0 {
-                    pc = pc.wrapping_add(b).wrapping_sub(base);
-                }
-            }
-            let offset = file_offset(&file, pc).with_context(|| {
-                format!("USDT probe {provider}:{name} at {pc:#x} is outside the file's segments")
-            })?;
-            let semaphore = if sem == 0 {
-                0
-            } else {
-                file_offset(&file, sem).unwrap_or(0)
-            };
-            out.push(UsdtSite {
+            out.push(StapsdtNote {
+                pc: addr(desc),
+                base: addr(&desc[addr_size..]),
+                sem: addr(&desc[2 * addr_size..]),
                 provider,
                 name,
-                offset,
-                semaphore,
                 args,
             });
         }
