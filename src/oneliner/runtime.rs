@@ -486,7 +486,7 @@ impl Command {
         if pid < 0 {
             return Err(std::io::Error::last_os_error()).context("-c: fork");
         }
-        if !Path::new(&words[0]).is_file() && which(&words[0]).is_none() {
+        if !Path::new(&words[0]).is_file() && probes::libs::on_path(&words[0]).is_none() {
             let mut c = Self {
                 pid,
                 gate: Some(gate),
@@ -532,18 +532,6 @@ impl Command {
             self.status = Some(st);
         }
     }
-}
-
-/// A command's path through PATH.
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    if name.contains('/') {
-        return None;
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    })
 }
 
 impl Drop for Command {

@@ -87,7 +87,8 @@ fn in_ld_cache(lib: &str) -> Option<PathBuf> {
     fallback
 }
 
-fn on_path(name: &str) -> Option<PathBuf> {
+/// A program of that name on PATH.
+pub fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
