@@ -232,7 +232,8 @@ impl Gen<'_> {
         Ok(v)
     }
 
-    /// As `copy`, to `base + dst` (a map value) instead of the stack.
+    /// Copies a value to `base + dst` (the stack, or a map value): an integer's 8 bytes, or up to `len`
+    /// bytes of a buffer.
     fn copy_to(&mut self, base: Reg, dst: i16, src: Val, len: usize) {
         match src {
             Val::Int(off) => {
@@ -256,27 +257,9 @@ impl Gen<'_> {
         }
     }
 
+    /// Copies a value to the stack at `dst`: an integer's 8 bytes, or up to `len` bytes of a buffer.
     fn copy(&mut self, dst: i16, src: Val, len: usize) {
-        match src {
-            Val::Int(off) => {
-                self.asm.load(Size::DW, R0, FP, off);
-                self.asm.store_reg(Size::DW, FP, dst, R0);
-            }
-            Val::Buf(off, n) => {
-                let n = n.min(len);
-                let mut i = 0;
-                while i + 8 <= n {
-                    self.asm.load(Size::DW, R0, FP, off + i as i16);
-                    self.asm.store_reg(Size::DW, FP, dst + i as i16, R0);
-                    i += 8;
-                }
-                while i < n {
-                    self.asm.load(Size::B, R0, FP, off + i as i16);
-                    self.asm.store_reg(Size::B, FP, dst + i as i16, R0);
-                    i += 1;
-                }
-            }
-        }
+        self.copy_to(FP, dst, src, len);
     }
 
     fn assign(&mut self, target: &Expr, op: Option<&'static str>, value: &Expr) -> Result<()> {
