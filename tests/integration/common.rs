@@ -175,6 +175,30 @@ pub fn has_run(frames: &[String], needle: &[&str]) -> bool {
         .any(|w| w.iter().zip(needle).all(|(a, b)| a == b))
 }
 
+/// Whether this kernel can attach kprobes (the perf `kprobe` event source exists).
+pub fn kernel_has_kprobes() -> bool {
+    Path::new("/sys/bus/event_source/devices/kprobe").exists()
+}
+
+/// The entries of trace's maps keyed by stacks and then one more part (`@[kstack, ustack, comm]`):
+/// `    name+offset` frame lines, then `, LAST]: N`. Returns each entry's frame names (offsets dropped),
+/// LAST as printed after the first `, ` (an empty stack before it leaves another `, `), and N.
+pub fn stack_key_entries(text: &str) -> Vec<(Vec<String>, String, u64)> {
+    let mut entries = Vec::new();
+    let mut frames = Vec::new();
+    for line in text.lines() {
+        if let Some(f) = line.strip_prefix("    ") {
+            frames.push(f.split('+').next().unwrap_or(f).to_string());
+        } else if let Some((last, n)) = line.strip_prefix(", ").and_then(|l| l.rsplit_once("]: ")) {
+            let n = n.parse().unwrap_or_else(|_| panic!("a value: {line}"));
+            entries.push((std::mem::take(&mut frames), last.to_string(), n));
+        } else if line.starts_with('@') || line.contains("]: ") {
+            frames.clear();
+        }
+    }
+    entries
+}
+
 /// Samples whose stack contains the contiguous run `needle`.
 pub fn count_with(stacks: &[(Vec<String>, u64)], needle: &[&str]) -> u64 {
     stacks

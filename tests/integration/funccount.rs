@@ -250,7 +250,7 @@ fn funccount_kernel_functions_need_kprobes() {
     let Some(_lock) = bpf_test("funccount_kernel_functions_need_kprobes") else {
         return;
     };
-    let has_kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    let has_kprobes = crate::common::kernel_has_kprobes();
     let out = bpfprof()
         .args(["funccount", "-d", "1", "k:sched_fork*"])
         .output()

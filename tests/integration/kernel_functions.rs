@@ -3,14 +3,12 @@
 //! workload's 30 nanosleeps (each one call of do_nanosleep), and dd's reads (each one call of vfs_read,
 //! counted against the read system calls in the same program). Where it has neither (this project's CI
 //! machine: no CONFIG_KPROBES, fentry refused), the one-line refusal naming both.
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::{assert_nothing_left_attached, bpf_test, bpfprof, workload, Running, Workload};
-
-fn kernel_has_kprobes() -> bool {
-    Path::new("/sys/bus/event_source/devices/kprobe").exists()
-}
+use crate::common::{
+    assert_nothing_left_attached, bpf_test, bpfprof, kernel_has_kprobes, workload, Running,
+    Workload,
+};
 
 /// The blocker's sleeper, gated: 20 + 10 nanosleeps after `go`, then pause().
 struct Sleeper {

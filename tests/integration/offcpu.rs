@@ -464,34 +464,21 @@ fn offcpu_bt_agrees_with_the_canned_tool_on_known_sleeps() {
         false,
         "Attaching 3 probes...",
     );
-    let mut child = bpfprof()
-        .args(["offcpu", "-p", &pid, "3"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting bpfprof");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut header = String::new();
-    out.read_line(&mut header).expect("reading the header");
+    let canned = Running::start(
+        &["offcpu", "-p", &pid, "3"],
+        &[],
+        false,
+        "Tracing off-CPU time (us) of PID",
+    );
     w.go();
-    let mut rest = String::new();
-    out.read_to_string(&mut rest).expect("reading the stacks");
-    assert!(child.wait().expect("waiting for offcpu").success());
+    let (rest, _) = canned.finish(false);
     let (bt_out, bt_err) = bt.finish(true);
     let blocks = parse_blocks(&rest);
     // @us[KSTACK, USTACK, comm]: N -- frames `    name+off`, the key's last line `, comm]: N`.
-    let mut bt_entries: Vec<(Vec<String>, String, u64)> = Vec::new();
-    let mut frames = Vec::new();
-    for line in bt_out.lines() {
-        if let Some(f) = line.strip_prefix("    ") {
-            frames.push(f.split('+').next().unwrap_or(f).to_string());
-        } else if let Some((who, n)) = line.strip_prefix(", ").and_then(|l| l.rsplit_once("]: ")) {
-            let who = who.trim_start_matches(", ").to_string();
-            bt_entries.push((std::mem::take(&mut frames), who, n.parse().expect("a sum")));
-        } else if line.starts_with('@') {
-            frames.clear();
-        }
-    }
+    let bt_entries: Vec<(Vec<String>, String, u64)> = stack_key_entries(&bt_out)
+        .into_iter()
+        .map(|(f, who, n)| (f, who.trim_start_matches(", ").to_string(), n))
+        .collect();
     for (nap, want) in [("nap_short", 200_000), ("nap_long", 1_000_000)] {
         let bt_total: u64 = bt_entries
             .iter()

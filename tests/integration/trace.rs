@@ -134,7 +134,7 @@ fn trace_kprobe_one_liners_run_or_name_the_missing_feature() {
     let Some(_lock) = bpf_test("trace_kprobe_one_liners_run_or_name_the_missing_feature") else {
         return;
     };
-    let has_kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    let has_kprobes = crate::common::kernel_has_kprobes();
     let programs = [
         "kprobe:vfs_* { @[func] = count(); }",
         "k:vfs_read { @start[tid] = nsecs; } kr:vfs_read /@start[tid]/ { @ns = hist(nsecs - @start[tid]); delete(@start[tid]); }",
@@ -616,23 +616,17 @@ fn trace_the_issues_tracepoint_and_profile_one_liners() {
     ]);
     drop(w);
     // Entries end `, burn]: N`; the user frames before it, `    name+off`.
-    let mut frames: Vec<String> = Vec::new();
     let mut burn_samples = 0;
     let mut in_spin = 0;
-    for line in text.lines() {
-        if let Some(f) = line.strip_prefix("    ") {
-            frames.push(f.split('+').next().unwrap_or(f).to_string());
-        } else if let Some(n) = line.strip_prefix(", burn]: ") {
-            let n: u64 = n.parse().expect("a count");
-            burn_samples += n;
-            if crate::common::has_run(&frames, &["spin", "hot_two_thirds", "work_loop", "main"])
-                || crate::common::has_run(&frames, &["spin", "hot_one_third", "work_loop", "main"])
-            {
-                in_spin += n;
-            }
-            frames.clear();
-        } else if line.starts_with('@') || line.contains("]: ") {
-            frames.clear();
+    for (frames, comm, n) in crate::common::stack_key_entries(&text) {
+        if comm != "burn" {
+            continue;
+        }
+        burn_samples += n;
+        if crate::common::has_run(&frames, &["spin", "hot_two_thirds", "work_loop", "main"])
+            || crate::common::has_run(&frames, &["spin", "hot_one_third", "work_loop", "main"])
+        {
+            in_spin += n;
         }
     }
     // 2 s at 99 Hz of a CPU-bound thread: ~198 samples (less the time the machine gave others).
