@@ -5,7 +5,8 @@
  * A request is stamped when it is issued to the device (block_rq_issue) or, with -Q, when the OS first
  * sees it (block_io_start, 6.5+, else block_rq_insert), and counted when it completes (block_rq_complete).
  * The classic block tracepoints do not pass the request, so these are BTF tracepoints (tp_btf), or raw
- * tracepoints where the kernel has no tp_btf; user space loads one set (set_autoload).
+ * tracepoints where the kernel has no tp_btf; user space loads one set (set_autoload). With -c, a request
+ * counts if a task of the cgroup made it (block_getrq, see cg_bios).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -39,6 +40,20 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } cgroup_map SEC(".maps");
+
+/*
+ * With -c, the bios that began a request while a task of the cgroup ran (block_getrq), by address. The
+ * stamp hooks may run elsewhere: before 6.5, a plugged request is issued, and even inserted, by whoever
+ * flushes the plug (kblockd's worker when its submitter sleeps), so the submitter's cgroup is judged where
+ * the request is made from its first bio, as 6.5's block_io_start does. LRU: bios merged into other
+ * requests are never looked up again; a completion removes its request's. Sized as `start` by user space.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 10240);
+	__type(key, __u64);
+	__type(value, __u8);
+} cg_bios SEC(".maps");
 
 /* When each request in flight was stamped (0: not in flight), by its address. max_entries is set by user
  * space. */
@@ -122,6 +137,19 @@ static __always_inline __u32 canonical_flags(struct request *rq, bool btf)
 	       CANON(f, __REQ_NOWAIT, CANON_REQ_NOWAIT);
 }
 
+static __always_inline __u64 first_bio(struct request *rq, bool btf)
+{
+	return (__u64)(btf ? rq->bio : BPF_CORE_READ(rq, bio));
+}
+
+/* Whether the request was made, from its first bio, by a task of the -c cgroup (cg_bios). */
+static __always_inline bool from_cgroup(struct request *rq, bool btf)
+{
+	__u64 bio = first_bio(rq, btf);
+
+	return bio && bpf_map_lookup_elem(&cg_bios, &bio);
+}
+
 /*
  * Stamps a request. `issue`: at block_rq_issue, which with -Q keeps the earlier stamp from the queue.
  *
@@ -140,7 +168,7 @@ static __always_inline int rq_start(struct request *rq, bool issue, bool btf)
 	 * until its address is queued again; libbpf-tools shares this). */
 	if (issue && targ_queued && tsp && *tsp)
 		return 0;
-	if ((filter_cg && !bpf_current_task_under_cgroup(&cgroup_map, 0)) ||
+	if ((filter_cg && !from_cgroup(rq, btf)) ||
 	    (filter_dev && request_dev(rq, btf) != targ_dev)) {
 		if (tsp)
 			*tsp = 0;
@@ -165,6 +193,11 @@ static __always_inline int rq_done(struct request *rq, bool btf)
 	__u32 zero = 0;
 	__u64 slot;
 
+	if (filter_cg) {
+		__u64 bio = first_bio(rq, btf);
+
+		bpf_map_delete_elem(&cg_bios, &bio);
+	}
 	tsp = bpf_map_lookup_elem(&start, &key);
 	if (!tsp || !*tsp) {
 		/* Issued before tracing began, or filtered out: with -d, those of the disk are counted. */
@@ -220,6 +253,32 @@ static __always_inline struct request *queued_rq_arg(__u64 *ctx)
 	if (LINUX_KERNEL_VERSION < KERNEL_VERSION(5, 11, 0))
 		return (struct request *)ctx[1];
 	return (struct request *)ctx[0];
+}
+
+/* block_getrq: a bio is about to become a new request's first; kept in cg_bios if the cgroup's. Since
+ * 5.11 (the commit above) the bio is the first argument; before, it followed the queue. */
+static __always_inline int mark_bio(__u64 *ctx)
+{
+	__u64 bio = LINUX_KERNEL_VERSION < KERNEL_VERSION(5, 11, 0) ? ctx[1] : ctx[0];
+	__u8 one = 1;
+
+	if (bpf_current_task_under_cgroup(&cgroup_map, 0) == 1)
+		bpf_map_update_elem(&cg_bios, &bio, &one, BPF_ANY);
+	else
+		bpf_map_delete_elem(&cg_bios, &bio);
+	return 0;
+}
+
+SEC("tp_btf/block_getrq")
+int getrq_btf(__u64 *ctx)
+{
+	return mark_bio(ctx);
+}
+
+SEC("raw_tp/block_getrq")
+int getrq_raw(__u64 *ctx)
+{
+	return mark_bio(ctx);
 }
 
 SEC("tp_btf/block_io_start")

@@ -240,12 +240,14 @@ pub fn run(cfg: &BiolatencyConfig) -> Result<()> {
             &p.insert_raw,
             &p.issue_raw,
             &p.complete_raw,
+            &p.getrq_raw,
         ]),
         _ => bpf::recursion_misses(&[
             &p.io_start_btf,
             &p.insert_btf,
             &p.issue_btf,
             &p.complete_btf,
+            &p.getrq_btf,
         ]),
     };
     for line in loss_report(&stats, misses) {
@@ -322,6 +324,7 @@ fn load_and_attach<'o>(
         rodata.lin_step = l.step;
     }
     open.maps.start.set_max_entries(MAX_IN_FLIGHT)?;
+    open.maps.cg_bios.set_max_entries(MAX_IN_FLIGHT)?;
     // -Q: block_io_start (6.5+) stamps every request the OS is given, when it first accounts it, and the
     // issue stamps nothing (as bcc): the kernel's own flush requests, issued for a caller's flush, would
     // count it twice. Before 6.5, block_rq_insert fires only for requests that enter a scheduler queue:
@@ -338,6 +341,9 @@ fn load_and_attach<'o>(
     open.progs.insert_raw.set_autoload(raw && insert);
     open.progs.issue_raw.set_autoload(raw && issue);
     open.progs.complete_raw.set_autoload(raw);
+    let mark = cgroup.is_some();
+    open.progs.getrq_btf.set_autoload(btf && mark);
+    open.progs.getrq_raw.set_autoload(raw && mark);
     let skel = open.load().map_err(|e| bpf::load_error(&what, e))?;
 
     if let Some(cg) = cgroup {
@@ -357,7 +363,11 @@ fn load_and_attach<'o>(
         raw,
     };
     // Completions first, stamps last: whatever is stamped then finds its completion hooked.
+    // With -c, requests are judged by who made them (block_getrq), before any stamp looks.
     let mut plan = vec![hook("block_rq_complete", &p.complete_btf, &p.complete_raw)];
+    if mark {
+        plan.push(hook("block_getrq", &p.getrq_btf, &p.getrq_raw));
+    }
     if issue {
         plan.push(hook("block_rq_issue", &p.issue_btf, &p.issue_raw));
     }
