@@ -32,9 +32,13 @@ const volatile bool kernel_threads_only = false;
 const volatile __s64 state_filter = -1;
 const volatile __u64 min_block_ns = 0;
 const volatile __u64 max_block_ns = ~0ULL;
-/* Set by user space when the traced window ends: detaching waits for RCU grace periods (long on a slow
- * machine), and blocks that end meanwhile are outside the window. */
-volatile bool stopped = false;
+/* The end of the traced window in bpf_ktime_get_ns() time (0: closed), set by user space when it opens
+ * the window (once it has loaded the kernel's symbols, after the programs, whose names must be in that
+ * snapshot: seconds on a slow machine) to the duration's end, and to 0 at Ctrl-C. Checked here, so that
+ * neither a slow user space nor the detaching (RCU grace periods) stretches it. Outside it nothing is
+ * stamped or counted: a block counts if it began and ended inside, as if the programs were attached only
+ * then. */
+volatile __u64 window_end = 0;
 
 /* When each traced thread last went off-CPU (ts 0: it is on a CPU), by tid, from its first traced switch
  * to its exit. max_entries is set by user space. */
@@ -162,13 +166,13 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, __u32 
 	__u64 now, delta;
 	bool fresh = false;
 
-	if (stopped)
+	now = bpf_ktime_get_ns();
+	if (now >= window_end)
 		return 0;
 
 	s = bpf_map_lookup_elem(&scratch_buf, &zero);
 	if (!s)
 		return 0;
-	now = bpf_ktime_get_ns();
 
 	/* The thread going off-CPU: stamp it. It is still current here. */
 	state = task_state(prev);
@@ -229,7 +233,7 @@ static __always_inline int on_waking(void *ctx, __u32 tid)
 	struct block_start *b;
 	struct scratch *s;
 
-	if (stopped)
+	if (bpf_ktime_get_ns() >= window_end)
 		return 0;
 	__u64 delta;
 	bool kthread;

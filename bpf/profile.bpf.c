@@ -11,6 +11,10 @@
 const volatile bool user_stacks_only = false;
 const volatile bool kernel_stacks_only = false;
 const volatile bool include_idle = false;
+/* The end of the sampling window in bpf_ktime_get_ns() time (0: closed), set by user space when it opens
+ * the window, once it can name what is sampled (the kernel's symbols loaded, new processes' mappings read
+ * as they appear), to the duration's end, and to 0 at Ctrl-C: a slow user space does not stretch it. */
+volatile __u64 window_end = 0;
 
 /* max_entries is set by user space. */
 struct {
@@ -29,6 +33,8 @@ int do_sample(struct bpf_perf_event_data *ctx)
 	__u64 one = 1, *count;
 	long err;
 
+	if (bpf_ktime_get_ns() >= window_end)
+		return 0;
 	if (!include_idle && tid == 0)
 		return 0;
 	/* The perf event fires on every task of its CPU, so selection happens here. */

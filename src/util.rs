@@ -104,3 +104,14 @@ pub fn drop_concurrently<T: Send>(items: Vec<T>) {
         }
     });
 }
+
+/// The kernel's monotonic clock (bpf_ktime_get_ns), the clock BPF programs read.
+pub fn ktime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

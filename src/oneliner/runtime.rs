@@ -20,7 +20,7 @@ use super::points::{self, How, Point};
 use super::resolve::Live;
 use super::sema::{self, Info};
 use crate::probes::{self, Matcher};
-use crate::util::{wait_until, write_stdout, StopFlag};
+use crate::util::{ktime_ns, wait_until, write_stdout, StopFlag};
 
 /// What `trace` was asked to do, free of clap.
 #[derive(Debug, Clone, Default)]
@@ -410,17 +410,6 @@ fn clear_map(def: &MapDef, zero: bool) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The kernel's monotonic clock (bpf_ktime_get_ns), for `elapsed`.
-fn ktime_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// -c: the command, started but held before exec until tracing is attached.

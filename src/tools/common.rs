@@ -17,7 +17,7 @@ use crate::render::flamegraph::{write_svg, FlameGraphSpec};
 use crate::render::{Frame, StackPart};
 use crate::symbolize::stackbook::StackBook;
 use crate::symbolize::Symbolizer;
-use crate::util::StopFlag;
+use crate::util::{ktime_ns, StopFlag};
 
 /// Entries allowed in each PID/TID filter map (bpf/*.bpf.c).
 pub const MAX_FILTER_ENTRIES: usize = 1024;
@@ -254,6 +254,21 @@ impl Timing {
             eprintln!("bpfprof: timing: {}; {note}", parts.join(", "));
         }
     }
+}
+
+/// Sets what `set` sets in a skeleton's mapped .bss (`skel.maps.bss_data.as_deref_mut()`), which its
+/// programs see at once: the tools' `window_end` opens and closes their window (window_end_ns).
+pub fn with_bss<T>(bss: Option<&mut T>, set: impl FnOnce(&mut T)) -> Result<()> {
+    set(bss.context("the programs' .bss is not mapped")?);
+    Ok(())
+}
+
+/// The end of a window that opens now and lasts `duration` (None: until closed), in the programs' clock
+/// (bpf_ktime_get_ns).
+pub fn window_end_ns(duration: Option<Duration>) -> u64 {
+    duration.map_or(u64::MAX, |d| {
+        ktime_ns().saturating_add(d.as_nanos().try_into().unwrap_or(u64::MAX))
+    })
 }
 
 #[cfg(test)]

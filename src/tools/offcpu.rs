@@ -13,7 +13,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::common::{
     check_targets, check_writable, comm_str, fill_filters, merge_folded, stack_part, sum_ascending,
-    write_svg_file, Collector, Timing,
+    window_end_ns, with_bss, write_svg_file, Collector, Timing,
 };
 use crate::bpf::skel::offcpu::types::{wait_key, wait_side, wait_val};
 use crate::bpf::skel::offcpu::{OffcpuSkel, OffcpuSkelBuilder};
@@ -156,24 +156,30 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
     let mut storage: [MaybeUninit<OpenObject>; 3] = [const { MaybeUninit::uninit() }; 3];
     let (mut skel, mut links, hooks) = load_first_that_works(cfg, &mut storage)?;
     timing.mark("load+attach");
-    let started = Instant::now();
 
     let mut collector = Collector::new(&skel.maps.proc_events, &skel.maps.stack_events, &cfg.pids)?;
-    if !cfg.folded && cfg.svg.is_none() {
-        write_stdout(&format!("{}\n", cfg.header()))?;
-    }
     // Loaded after the programs (their symbols must be in the snapshot: BPF frames are dropped by name),
-    // while tracing: on a very slow machine this stretches the window (noted in scripts/vm/test.sh).
+    // before the window opens: on a very slow machine this takes seconds.
     if !cfg.user_stacks_only {
         collector.syms.warm_kernel();
+    }
+    // The programs close the window at the duration's end themselves: exact however slow this side is.
+    let end = window_end_ns(cfg.duration);
+    with_bss(skel.maps.bss_data.as_deref_mut(), |b| b.window_end = end)?;
+    let started = Instant::now();
+    if !cfg.folded && cfg.svg.is_none() {
+        write_stdout(&format!("{}\n", cfg.header()))?;
+    } else {
+        // Folded stacks or an SVG go to stdout or a file: the header, which says tracing has begun, to
+        // stderr.
+        eprintln!("{}", cfg.header());
     }
     // A duration too large for the clock means "until Ctrl-C".
     collector.run(&stop, cfg.duration.and_then(|d| started.checked_add(d)));
     timing.mark("tracing");
-    // The window ends here: the programs stop counting before the (slow) detaching.
-    if let Some(bss) = skel.maps.bss_data.as_deref_mut() {
-        bss.stopped = true;
-    }
+    // The window ends here at Ctrl-C (the programs closed it themselves at the duration's end), before the
+    // (slow) detaching.
+    with_bss(skel.maps.bss_data.as_deref_mut(), |b| b.window_end = 0)?;
     let misses = recursion_misses(&skel, hooks);
     // Detach sched_switch first (it was attached last): detaching waits for an RCU grace period, and
     // blocks that end meanwhile must still find their waker recorded.

@@ -10,8 +10,8 @@ use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::common::{
-    check_targets, check_writable, comm_str, fill_filters, merge_folded, stack_part,
-    write_svg_file, Collector, Timing,
+    check_targets, check_writable, comm_str, fill_filters, merge_folded, stack_part, window_end_ns,
+    with_bss, write_svg_file, Collector, Timing,
 };
 use crate::bpf::skel::profile::types::sample_key;
 use crate::bpf::skel::profile::ProfileSkelBuilder;
@@ -113,7 +113,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     open.maps
         .counts
         .set_max_entries(cfg.stack_storage_size.saturating_mul(4))?;
-    let skel = open.load().map_err(|e| bpf::load_error("profile", e))?;
+    let mut skel = open.load().map_err(|e| bpf::load_error("profile", e))?;
     timing.mark("load");
 
     fill_filters(&skel.maps.pids, &skel.maps.tids, &cfg.pids, &cfg.tids)?;
@@ -121,23 +121,31 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     let mut collector = Collector::new(&skel.maps.proc_events, &skel.maps.stack_events, &cfg.pids)?;
     let samplers = perf::attach_cpu_clock(&skel.progs.do_sample, &cpus, cfg.sampling)?;
     timing.mark("attach");
-    let started = Instant::now();
-    if !cfg.folded && cfg.svg.is_none() {
-        let header = bcc::profile_header(
-            &cfg.rate_desc(),
-            &cfg.who_desc(),
-            cfg.stacks_desc(),
-            cfg.cpu,
-            cfg.duration.map(|d| d.as_secs()),
-        );
-        write_stdout(&format!("{header}\n"))?;
-    }
-
+    // Before the window opens (seconds on a very slow machine). The programs close it at the duration's
+    // end themselves: exact however slow this side is.
     if !cfg.user_stacks_only {
         collector.syms.warm_kernel();
     }
+    let end = window_end_ns(cfg.duration);
+    with_bss(skel.maps.bss_data.as_deref_mut(), |b| b.window_end = end)?;
+    let started = Instant::now();
+    let header = bcc::profile_header(
+        &cfg.rate_desc(),
+        &cfg.who_desc(),
+        cfg.stacks_desc(),
+        cfg.cpu,
+        cfg.duration.map(|d| d.as_secs()),
+    );
+    if !cfg.folded && cfg.svg.is_none() {
+        write_stdout(&format!("{header}\n"))?;
+    } else {
+        // Folded stacks or an SVG go to stdout or a file: the header, which says sampling has begun,
+        // to stderr.
+        eprintln!("{header}");
+    }
     // A duration too large for the clock means "until Ctrl-C".
     collector.run(&stop, cfg.duration.and_then(|d| started.checked_add(d)));
+    with_bss(skel.maps.bss_data.as_deref_mut(), |b| b.window_end = 0)?;
     timing.mark("sampling");
     drop(samplers); // detach: no samples arrive while the maps are read
     timing.mark("detach");
