@@ -2,24 +2,28 @@
 //!
 //! Processes that may exit before the trace ends are cached while they live (`remember`): blazesym keeps
 //! their memory mappings, and we keep their module list, so their frames still get names afterwards.
+//! A process whose mappings were read (`remember_seen`) but that was gone before blazesym could cache it
+//! is named from its mapped files themselves (file offsets in ELF files).
 pub mod stackbook;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use blazesym::symbolize::source::{Kernel, Process, Source};
+use blazesym::symbolize::source::{Elf, Kernel, Process, Source};
 use blazesym::symbolize::{cache, Input, Symbolized, Symbolizer as Blaze};
 use blazesym::Pid;
 
 use crate::render::Frame;
 
-/// One mapped file of a process: [start, end) and the file's name.
+/// One mapped file of a process: [start, end), the file's offset there, its name and (a real file) path.
 #[derive(Clone, Debug)]
 struct Module {
     start: u64,
     end: u64,
+    offset: u64,
     name: String,
+    path: Option<String>,
 }
 
 /// Names frames. Every frame becomes one or more names (inlined functions expand into several),
@@ -27,6 +31,8 @@ struct Module {
 pub struct Symbolizer {
     blaze: Blaze,
     modules: HashMap<u32, Vec<Module>>,
+    /// Processes blazesym has cached (it names their frames after they exit).
+    cached: HashSet<u32>,
     /// One shared Frame per distinct name, so that stacks can be compared by pointer.
     interned: HashMap<String, Frame>,
 }
@@ -46,6 +52,7 @@ impl Symbolizer {
         Self {
             blaze,
             modules: HashMap::new(),
+            cached: HashSet::new(),
             interned: HashMap::new(),
         }
     }
@@ -54,20 +61,38 @@ impl Symbolizer {
     /// is not an error (its frames fall back to [unknown]).
     pub fn remember(&mut self, pid: u32) {
         if !self.modules.contains_key(&pid) {
-            self.refresh(pid);
+            let _ = self.refresh(pid);
+        }
+    }
+
+    /// For a process announced while tracing, once per program it runs (so what was kept of it is stale),
+    /// with the mappings read at once then (`maps`; None if it was gone already): cached again if it
+    /// lives, else named from those mappings' files.
+    pub fn remember_seen(&mut self, pid: u32, maps: Option<&str>) {
+        if self.refresh(pid) {
+            return;
+        }
+        if let Some(maps) = maps {
+            self.modules.insert(pid, parse_modules(maps));
+            self.cached.remove(&pid);
         }
     }
 
     /// Reads `pid`'s mappings again (it may have loaded a library or exec'd since). A process that is gone
-    /// keeps what was cached before.
-    fn refresh(&mut self, pid: u32) {
+    /// keeps what was cached before (and false is returned).
+    fn refresh(&mut self, pid: u32) -> bool {
         let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
-            return;
+            return false;
         };
-        let _ = self
+        if self
             .blaze
-            .cache(&cache::Cache::Process(cache::Process::new(Pid::from(pid))));
+            .cache(&cache::Cache::Process(cache::Process::new(Pid::from(pid))))
+            .is_ok()
+        {
+            self.cached.insert(pid);
+        }
         self.modules.insert(pid, parse_modules(&maps));
+        true
     }
 
     /// Makes sure the cached mappings of `pid` cover every address of `stacks`: code mapped after the process
@@ -82,7 +107,7 @@ impl Symbolizer {
                 .any(|a| module_at(ms, a).is_none()),
         };
         if stale {
-            self.refresh(pid);
+            let _ = self.refresh(pid);
         }
     }
 
@@ -153,14 +178,24 @@ impl Symbolizer {
         let mut lookup: Vec<u64> = stacks.iter().flat_map(|s| lookup_addrs(s)).collect();
         lookup.sort_unstable();
         lookup.dedup();
-        let results = self
-            .blaze
-            .symbolize(src, Input::AbsAddr(&lookup))
-            .unwrap_or_default();
+        // A process blazesym has not cached (as it runs now) is gone: its files, through the mappings we
+        // kept, name it.
+        let (results, from_files) = match (pid, modules) {
+            (Some(p), Some(ms)) if !self.cached.contains(&p) => {
+                (Vec::new(), self.name_from_files(ms, &lookup))
+            }
+            _ => (
+                self.blaze
+                    .symbolize(src, Input::AbsAddr(&lookup))
+                    .unwrap_or_default(),
+                HashMap::new(),
+            ),
+        };
         let mut names = HashMap::with_capacity(lookup.len());
         for (i, &addr) in lookup.iter().enumerate() {
-            let name = match results.get(i) {
-                Some(Symbolized::Sym(sym)) => demangle(&sym.name),
+            let name = match (results.get(i), from_files.get(&addr)) {
+                (Some(Symbolized::Sym(sym)), _) => demangle(&sym.name),
+                (_, Some(name)) => demangle(name),
                 _ => unknown_name(addr, modules),
             };
             let frame = self
@@ -169,6 +204,33 @@ impl Symbolizer {
                 .or_insert_with_key(|n| Frame::from(n.as_str()));
             let frame = Arc::clone(frame);
             names.insert(addr, frame);
+        }
+        names
+    }
+
+    /// Names `addrs` from the ELF files mapped there (`modules`), by file offset: address -> symbol.
+    fn name_from_files(&self, modules: &[Module], addrs: &[u64]) -> HashMap<u64, String> {
+        let mut by_file: HashMap<&str, Vec<(u64, u64)>> = HashMap::new();
+        for &addr in addrs {
+            if let Some(m) = module_at(modules, addr) {
+                if let Some(path) = &m.path {
+                    let offset = addr - m.start + m.offset;
+                    by_file.entry(path).or_default().push((addr, offset));
+                }
+            }
+        }
+        let mut names = HashMap::new();
+        for (path, pairs) in by_file {
+            let offsets: Vec<u64> = pairs.iter().map(|p| p.1).collect();
+            let src = Source::Elf(Elf::new(path));
+            let Ok(results) = self.blaze.symbolize(&src, Input::FileOffset(&offsets)) else {
+                continue;
+            };
+            for ((addr, _), r) in pairs.iter().zip(results) {
+                if let Symbolized::Sym(sym) = r {
+                    names.insert(*addr, sym.name.into_owned());
+                }
+            }
         }
         names
     }
@@ -239,17 +301,21 @@ fn parse_modules(maps: &str) -> Vec<Module> {
         .filter_map(|line| {
             let mut it = line.split_whitespace();
             let range = it.next()?;
-            let path = it.nth(4)?;
+            let offset = it.nth(1)?;
+            let path = it.nth(2)?;
             let (start, end) = range.split_once('-')?;
-            let name = if path.starts_with('[') {
-                path.to_string()
+            let (name, file) = if path.starts_with('[') {
+                (path.to_string(), None)
             } else {
-                Path::new(path).file_name()?.to_string_lossy().into_owned()
+                let name = Path::new(path).file_name()?.to_string_lossy().into_owned();
+                (name, path.starts_with('/').then(|| path.to_string()))
             };
             Some(Module {
                 start: u64::from_str_radix(start, 16).ok()?,
                 end: u64::from_str_radix(end, 16).ok()?,
+                offset: u64::from_str_radix(offset, 16).ok()?,
                 name,
+                path: file,
             })
         })
         .collect()
@@ -296,6 +362,36 @@ mod tests {
         );
         assert_eq!(unknown_name(0x7f0000300010, Some(&ms)), "[unknown]");
         assert_eq!(unknown_name(0x1, None), "[unknown]");
+    }
+
+    #[test]
+    fn mappings_keep_file_offsets_and_paths() {
+        let ms = parse_modules(MAPS);
+        assert_eq!(ms[1].offset, 0x28000);
+        assert_eq!(
+            ms[1].path.as_deref(),
+            Some("/usr/lib/x86_64-linux-gnu/libc.so.6")
+        );
+        assert_eq!(ms[2].path, None);
+    }
+
+    #[inline(never)]
+    fn a_function_to_find() -> u64 {
+        std::hint::black_box(7)
+    }
+
+    /// How a process that exited before blazesym cached it is named: from its files, by the offsets of
+    /// the mappings kept when it was announced (this process's own, here).
+    #[test]
+    fn frames_are_named_from_the_mapped_files() {
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+        let modules = parse_modules(&maps);
+        let addr = a_function_to_find as *const () as u64;
+        assert_eq!(a_function_to_find(), 7);
+        let syms = Symbolizer::new();
+        let names = syms.name_from_files(&modules, &[addr + 1]);
+        let name = demangle(&names[&(addr + 1)]);
+        assert!(name.ends_with("a_function_to_find"), "{name}");
     }
 
     #[test]

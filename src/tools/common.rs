@@ -6,7 +6,10 @@ use std::fs::{File, OpenOptions};
 use std::io::BufWriter;
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -69,11 +72,69 @@ pub fn fill_filters(
 /// Gathers, while a tool traces, what its BPF program announces over two ring buffers (bpf/procs.bpf.h
 /// and bpf/stacks.bpf.h): new processes, whose mappings are cached while they live, and new stacks,
 /// named as they come.
+///
+/// New processes are taken by a thread of their own, which reads each one's mappings at once: naming
+/// stacks can take seconds (the first use of a large binary; far longer on a slow machine), and a
+/// short-lived process announced meanwhile would be gone, its frames unnamed.
 pub struct Collector {
     rb: RingBuffer<'static>,
-    announced: Rc<RefCell<Vec<u32>>>,
+    procs: ProcWatcher,
     book: Rc<RefCell<StackBook>>,
     pub syms: Symbolizer,
+}
+
+/// The thread that takes announced processes and reads their mappings (`None`: already gone).
+struct ProcWatcher {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    seen: Receiver<(u32, Option<String>)>,
+}
+
+impl ProcWatcher {
+    fn start(proc_events: &dyn MapCore) -> Result<Self> {
+        let (tx, seen) = mpsc::channel();
+        let mut rb = RingBufferBuilder::new();
+        rb.add(proc_events, move |data: &[u8]| {
+            if let Some(pid) = data.get(..4) {
+                let pid = u32::from_ne_bytes(pid.try_into().expect("4 bytes"));
+                let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok();
+                let _ = tx.send((pid, maps));
+            }
+            0
+        })?;
+        let rb = rb.build()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("bpfprof-procs".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    let _ = rb.poll(Duration::from_millis(50));
+                }
+                // Announced before the programs were detached: taken too.
+                let _ = rb.consume();
+            })
+            .context("starting the process watcher")?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+            seen,
+        })
+    }
+
+    /// Stops the thread once it has taken every announcement left.
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ProcWatcher {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 impl Collector {
@@ -87,17 +148,8 @@ impl Collector {
         for &pid in pids {
             syms.remember(pid);
         }
-        let announced = Rc::new(RefCell::new(Vec::<u32>::new()));
         let book = Rc::new(RefCell::new(StackBook::default()));
         let mut rb = RingBufferBuilder::new();
-        let sink = Rc::clone(&announced);
-        rb.add(proc_events, move |data: &[u8]| {
-            if let Some(pid) = data.get(..4) {
-                sink.borrow_mut()
-                    .push(u32::from_ne_bytes(pid.try_into().expect("4 bytes")));
-            }
-            0
-        })?;
         let sink = Rc::clone(&book);
         rb.add(stack_events, move |data: &[u8]| {
             sink.borrow_mut().add_event(data);
@@ -105,7 +157,7 @@ impl Collector {
         })?;
         Ok(Self {
             rb: rb.build()?,
-            announced,
+            procs: ProcWatcher::start(proc_events)?,
             book,
             syms,
         })
@@ -131,12 +183,13 @@ impl Collector {
     /// After the probes are detached: takes what is still in the ring buffers.
     pub fn drain(&mut self) {
         let _ = self.rb.consume();
+        self.procs.stop();
         self.take_announced();
     }
 
     fn take_announced(&mut self) {
-        for pid in self.announced.borrow_mut().drain(..) {
-            self.syms.remember(pid);
+        for (pid, maps) in self.procs.seen.try_iter() {
+            self.syms.remember_seen(pid, maps.as_deref());
         }
     }
 
