@@ -59,6 +59,8 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
+# Booted: vm-run waits for this line (a boot that hangs is retried).
+echo BPFPROF-VM-UP
 for arg in $(cat /proc/cmdline); do
   case $arg in
     bpfprof.work=*) work=${arg#bpfprof.work=} ;;
