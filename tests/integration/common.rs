@@ -75,6 +75,8 @@ pub struct Workload {
     child: Child,
     /// For workloads that wait for a line on stdin before they start (`go`).
     stdin: Option<ChildStdin>,
+    /// What the workload prints after "ready" (`line`).
+    stdout: BufReader<ChildStdout>,
     /// Words the workload printed after "ready" (e.g. thread ids).
     pub info: Vec<String>,
 }
@@ -105,9 +107,8 @@ impl Workload {
             .expect("starting workload");
         let input = child.stdin.take();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("reading workload");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        stdout.read_line(&mut line).expect("reading workload");
         let mut words = line.split_whitespace().map(str::to_string);
         assert_eq!(
             words.next().as_deref(),
@@ -117,12 +118,20 @@ impl Workload {
         Self {
             child,
             stdin: input,
+            stdout,
             info: words.collect(),
         }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The next line the workload prints (waits for it), split into words.
+    pub fn line(&mut self) -> Vec<String> {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("reading workload");
+        line.split_whitespace().map(str::to_string).collect()
     }
 
     /// Waits for the workload to exit by itself.
@@ -173,6 +182,17 @@ pub fn has_run(frames: &[String], needle: &[&str]) -> bool {
     frames
         .windows(needle.len())
         .any(|w| w.iter().zip(needle).all(|(a, b)| a == b))
+}
+
+/// `secs` times BPFPROF_TEST_TIME_SCALE (default 1): how long a test lets bpfprof run where what it
+/// asserts needs a number of samples or events, not a length of time. The VM suite sets it: its emulated
+/// guest runs 20-50 times slower and samples far less often than asked.
+pub fn scaled_secs(secs: u64) -> u64 {
+    let scale: u64 = std::env::var("BPFPROF_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    secs * scale.max(1)
 }
 
 /// Whether this kernel can attach kprobes (the perf `kprobe` event source exists).

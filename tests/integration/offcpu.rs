@@ -1,7 +1,6 @@
 //! `bpfprof offcpu`, `wakeup` and `offwake` against the blocker workload (tests/workloads/blocker.c), whose
 //! sleeps, their lengths and the functions they happen in, and whose pipe wakeups, are known.
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -34,41 +33,48 @@ fn parse_blocks(text: &str) -> Vec<Block> {
         .collect()
 }
 
-/// Runs `offcpu -p SLEEPER extra.. 3` in the text layout against the gated sleeper: the sleeper starts its
-/// known sleeps (20 x 10 ms in nap_short, 10 x 100 ms in nap_long) only once bpfprof has printed its header,
-/// i.e. once it is attached. Returns the blocks and stderr.
-fn trace_sleeps(extra: &[&str]) -> (Vec<Block>, String) {
+/// What the sleeper measured of its own naps (its `done` line): microseconds in nap_short's 20 x 10 ms and
+/// nap_long's 10 x 100 ms. A slow machine oversleeps (under emulation 10 ms naps take ~12 ms), so the
+/// tools are held to these, not to the nominal times.
+struct Measured {
+    short: u64,
+    long: u64,
+}
+
+impl Measured {
+    /// Waits for the sleeper's `done SHORT LONG` line.
+    fn read(w: &mut Workload) -> Self {
+        let words = w.line();
+        let us = |i: usize| -> u64 {
+            words
+                .get(i)
+                .and_then(|w| w.parse().ok())
+                .unwrap_or_else(|| panic!("the sleeper's line: {words:?}"))
+        };
+        assert_eq!(words.first().map(String::as_str), Some("done"), "{words:?}");
+        let m = Self {
+            short: us(1),
+            long: us(2),
+        };
+        // nanosleep never returns early: these are at least the nominal times.
+        assert!(m.short >= 200_000 && m.long >= 1_000_000, "{words:?}");
+        m
+    }
+}
+
+/// Runs `offcpu -p SLEEPER extra..` in the text layout against the gated sleeper: the sleeper starts its
+/// naps only once bpfprof has printed its header (its window is open), and bpfprof gets Ctrl-C once the
+/// sleeper has printed what it measured. Returns the blocks, stderr and that measurement.
+fn trace_sleeps(extra: &[&str]) -> (Vec<Block>, String, Measured) {
     let mut w = Workload::start_gated(&workload("blocker"), &["sleep"]);
     let pid = w.pid().to_string();
     let mut args = vec!["offcpu", "-p", &pid];
     args.extend_from_slice(extra);
-    args.push("3");
-    let mut child = bpfprof()
-        .args(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting bpfprof");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut header = String::new();
-    out.read_line(&mut header).expect("reading the header");
-    assert!(
-        header.starts_with("Tracing off-CPU time (us) of PID"),
-        "no header: {header:?}"
-    );
+    let tracer = Running::start(&args, &[], false, "Tracing off-CPU time (us) of PID");
     w.go();
-    let mut rest = String::new();
-    out.read_to_string(&mut rest).expect("reading the stacks");
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("reading stderr");
-    let status = child.wait().expect("waiting for bpfprof");
-    assert!(status.success(), "bpfprof {args:?} failed: {stderr}");
-    (parse_blocks(&rest), stderr)
+    let measured = Measured::read(&mut w);
+    let (rest, stderr) = tracer.finish(true);
+    (parse_blocks(&rest), stderr, measured)
 }
 
 /// The blocks of the sleeper's nap function `nap`, with the frames of a nanosleep below it in order.
@@ -91,13 +97,15 @@ fn total(blocks: &[&Block]) -> u64 {
     blocks.iter().map(|b| b.value).sum()
 }
 
-/// Within `tol` of `want`, either side, as the issue asks. (Below is rarer than above, where timer slack and
-/// the wait for a CPU land, but under two CPU hogs a run measured 1.6% below: see the issue's closing note.)
+/// A tool's total for naps the sleeper measured as `want` us: not above it (the tool times only the
+/// switch out and back in, inside the sleeper's clock reads; 0.5 % for rounding), and at most `tol` below
+/// (the system call's entry and exit, and a preemption between a clock read and the nap, which a noisy
+/// 2-CPU machine makes a few ms long).
 fn assert_near(what: &str, got: u64, want: u64, tol: f64, blocks: &[Block]) {
-    let (lo, hi) = (want as f64 * (1.0 - tol), want as f64 * (1.0 + tol));
+    let (lo, hi) = (want as f64 * (1.0 - tol), want as f64 * 1.005);
     assert!(
         (lo..=hi).contains(&(got as f64)),
-        "{what}: {got} us, expected {want} us +- {:.0}%; all blocks: {blocks:#?}",
+        "{what}: {got} us, the sleeper measured {want} us (-{:.0}%); all blocks: {blocks:#?}",
         tol * 100.0
     );
 }
@@ -107,20 +115,20 @@ fn offcpu_time_per_stack_matches_the_known_sleeps() {
     let Some(_lock) = bpf_test("offcpu_time_per_stack_matches_the_known_sleeps") else {
         return;
     };
-    let (blocks, stderr) = trace_sleeps(&[]);
-    // 20 x 10 ms and 10 x 100 ms. Above the request: timer slack (50 us) and the wait for a CPU after the
-    // wakeup, which a busy 2-CPU machine makes longer: 10% allowed, as the issue asks.
+    let (blocks, stderr, m) = trace_sleeps(&[]);
+    // 20 x 10 ms and 10 x 100 ms, as the sleeper measured them (within 10 %, as the issue asks; on this
+    // machine they exceed the nominal times by timer slack and the wait for a CPU after each wakeup).
     assert_near(
         "nap_short",
         total(&nap_blocks(&blocks, "nap_short")),
-        200_000,
+        m.short,
         0.10,
         &blocks,
     );
     assert_near(
         "nap_long",
         total(&nap_blocks(&blocks, "nap_long")),
-        1_000_000,
+        m.long,
         0.10,
         &blocks,
     );
@@ -135,32 +143,32 @@ fn min_max_and_state_filters_exclude_what_they_should() {
     };
     // -m 60 ms: the 100 ms naps stay, all of them; the 10 ms naps go. The bound lies far from both, so
     // that a nap delayed by a busy machine (the wait for a CPU counts as blocked) stays on its side.
-    let (blocks, _) = trace_sleeps(&["-m", "60000"]);
+    let (blocks, _, m) = trace_sleeps(&["-m", "60000"]);
     assert!(nap_blocks(&blocks, "nap_short").is_empty(), "{blocks:?}");
     assert_near(
         "nap_long with -m",
         total(&nap_blocks(&blocks, "nap_long")),
-        1_000_000,
+        m.long,
         0.10,
         &blocks,
     );
     // -M 60 ms: the reverse.
-    let (blocks, _) = trace_sleeps(&["-M", "60000"]);
+    let (blocks, _, m) = trace_sleeps(&["-M", "60000"]);
     assert!(nap_blocks(&blocks, "nap_long").is_empty(), "{blocks:?}");
     assert_near(
         "nap_short with -M",
         total(&nap_blocks(&blocks, "nap_short")),
-        200_000,
+        m.short,
         0.10,
         &blocks,
     );
     // nanosleep sleeps in TASK_INTERRUPTIBLE (1): --state 2 (TASK_UNINTERRUPTIBLE) keeps none of it.
-    let (blocks, _) = trace_sleeps(&["--state", "2"]);
+    let (blocks, _, _) = trace_sleeps(&["--state", "2"]);
     assert!(
         nap_blocks(&blocks, "nap_short").is_empty() && nap_blocks(&blocks, "nap_long").is_empty(),
         "{blocks:?}"
     );
-    let (blocks, _) = trace_sleeps(&["--state", "1"]);
+    let (blocks, _, _) = trace_sleeps(&["--state", "1"]);
     assert_eq!(nap_blocks(&blocks, "nap_long").len(), 1, "{blocks:?}");
 }
 
@@ -352,22 +360,16 @@ fn offcpu_ctrl_c_prints_and_detaches() {
         return;
     };
     let w = pipe_workload();
-    let child = bpfprof()
-        .args(["offcpu", "-f", "-p", &w.pid().to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting bpfprof");
-    sleep(Duration::from_millis(1500));
-    // SAFETY: sending a signal to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().expect("bpfprof output");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    // Tracing once its header is out (on stderr with -f); Ctrl-C a while after.
+    let tracer = Running::start(
+        &["offcpu", "-f", "-p", &w.pid().to_string()],
+        &[],
+        true,
+        "Tracing off-CPU time",
     );
-    let stacks = parse_folded(&out.stdout);
+    sleep(Duration::from_millis(1500));
+    let (out, _) = tracer.finish(true);
+    let stacks = parse_folded(out.as_bytes());
     assert!(
         count_with(&stacks, &["reader_loop", "wait_for_data"]) > 0,
         "{stacks:?}"
@@ -448,8 +450,9 @@ fn offcpu_bad_input_gives_one_line_and_nonzero_exit() {
 }
 
 /// tools/offcpu.bt, run by trace, against the canned tool on the same known sleeps (20 x 10 ms in
-/// nap_short, 10 x 100 ms in nap_long): both attribute them to the sleeper's stacks, within 10 % of the
-/// known time (as the canned tool's own test), and within 3 % of each other (they time the same switches).
+/// nap_short, 10 x 100 ms in nap_long): both attribute them to the sleeper's stacks, within 10 % of what
+/// the sleeper measured (as the canned tool's own test), and within 3 % of each other (they time the same
+/// switches).
 #[test]
 fn offcpu_bt_agrees_with_the_canned_tool_on_known_sleeps() {
     let Some(_lock) = bpf_test("offcpu_bt_agrees_with_the_canned_tool_on_known_sleeps") else {
@@ -465,13 +468,14 @@ fn offcpu_bt_agrees_with_the_canned_tool_on_known_sleeps() {
         "Attaching 3 probes...",
     );
     let canned = Running::start(
-        &["offcpu", "-p", &pid, "3"],
+        &["offcpu", "-p", &pid],
         &[],
         false,
         "Tracing off-CPU time (us) of PID",
     );
     w.go();
-    let (rest, _) = canned.finish(false);
+    let m = Measured::read(&mut w);
+    let (rest, _) = canned.finish(true);
     let (bt_out, bt_err) = bt.finish(true);
     let blocks = parse_blocks(&rest);
     // @us[KSTACK, USTACK, comm]: N -- frames `    name+off`, the key's last line `, comm]: N`.
@@ -479,7 +483,7 @@ fn offcpu_bt_agrees_with_the_canned_tool_on_known_sleeps() {
         .into_iter()
         .map(|(f, who, n)| (f, who.trim_start_matches(", ").to_string(), n))
         .collect();
-    for (nap, want) in [("nap_short", 200_000), ("nap_long", 1_000_000)] {
+    for (nap, want) in [("nap_short", m.short), ("nap_long", m.long)] {
         let bt_total: u64 = bt_entries
             .iter()
             .filter(|(f, who, _)| who == "sleeper" && has_run(f, &[nap, "sleep_phase", "main"]))
@@ -488,8 +492,8 @@ fn offcpu_bt_agrees_with_the_canned_tool_on_known_sleeps() {
         let canned_total = total(&nap_blocks(&blocks, nap));
         assert_near(nap, canned_total, want, 0.10, &blocks);
         assert!(
-            (bt_total as f64 - want as f64).abs() <= want as f64 * 0.10,
-            "{nap}: offcpu.bt {bt_total} us, expected {want} us +- 10%:\n{bt_out}\n{bt_err}"
+            bt_total <= want + want / 200 && bt_total as f64 >= want as f64 * 0.90,
+            "{nap}: offcpu.bt {bt_total} us, the sleeper measured {want} us (-10%):\n{bt_out}\n{bt_err}"
         );
         assert!(
             (bt_total as f64 - canned_total as f64).abs() <= canned_total as f64 * 0.03,

@@ -1,5 +1,4 @@
 //! `bpfprof profile` against the burn workload (tests/workloads/burn.c), whose stacks and CPU split are known.
-use std::process::Stdio;
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ fn samples_split_two_to_one_under_the_right_callers() {
         return;
     };
     let burn = workload("burn");
-    let w = Workload::start(&burn, &["cpu", "8"]);
+    let w = Workload::start(&burn, &["cpu", "600"]);
     let pid = w.pid().to_string();
     let out = run_ok(&["profile", "-F", "999", "-f", "-p", &pid, "4"]);
     let stacks = parse_folded(&out.stdout);
@@ -58,7 +57,7 @@ fn svg_is_well_formed_and_names_the_functions() {
         return;
     };
     let burn = workload("burn");
-    let w = Workload::start(&burn, &["cpu", "5"]);
+    let w = Workload::start(&burn, &["cpu", "600"]);
     let svg = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("profile-test.svg");
     let _ = std::fs::remove_file(&svg);
     let out = run_ok(&[
@@ -112,8 +111,9 @@ fn pid_filter_keeps_only_the_chosen_process() {
         return;
     };
     let burn = workload("burn");
-    let a = Workload::start(&burn, &["cpu", "8"]);
-    let b = Workload::start(&burn, &["cpu", "8"]);
+    // Until killed: under emulation two runs of bpfprof outlast any fixed length.
+    let a = Workload::start(&burn, &["cpu", "600"]);
+    let b = Workload::start(&burn, &["cpu", "600"]);
     let tag = |p: u32| format!("burn ({p})");
 
     // Unfiltered, both are there: the filter has something to remove.
@@ -147,7 +147,7 @@ fn user_only_and_kernel_only_stacks() {
         return;
     };
     let burn = workload("burn");
-    let w = Workload::start(&burn, &["sys", "8"]);
+    let w = Workload::start(&burn, &["sys", "600"]);
     let pid = w.pid().to_string();
 
     let user =
@@ -200,22 +200,12 @@ fn a_process_that_exits_during_the_trace_keeps_named_frames() {
     // A whole-system trace: give the workload a comm no other process has.
     let burn = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("exitburn");
     std::fs::copy(workload("burn"), &burn).expect("copying the workload");
-    let prof = bpfprof()
-        .args(["profile", "-F", "499", "-f", "4"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting bpfprof");
-    sleep(Duration::from_millis(1000)); // loaded and attached
+    // Sampling once its header is out (on stderr with -f).
+    let prof = Running::start(&["profile", "-F", "499", "-f"], &[], true, "Sampling at");
     let mut w = Workload::start(&burn, &["cpu", "1"]);
-    w.wait(); // gone well before the trace ends
-    let out = prof.wait_with_output().expect("bpfprof output");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mine: Vec<_> = parse_folded(&out.stdout)
+    w.wait(); // gone before the trace ends
+    let (out, _) = prof.finish(true);
+    let mine: Vec<_> = parse_folded(out.as_bytes())
         .into_iter()
         .filter(|(f, _)| f[0] == "exitburn")
         .collect();
@@ -238,23 +228,18 @@ fn ctrl_c_ends_sampling_and_still_prints() {
         return;
     };
     let burn = workload("burn");
-    let w = Workload::start(&burn, &["cpu", "8"]);
-    let prof = bpfprof()
-        .args(["profile", "-F", "499", "-f", "-p", &w.pid().to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting bpfprof");
-    sleep(Duration::from_secs(2));
-    // SAFETY: sending a signal to our own child.
-    unsafe { libc::kill(prof.id() as i32, libc::SIGINT) };
-    let out = prof.wait_with_output().expect("bpfprof output");
-    assert!(
-        out.status.success(),
-        "SIGINT should end cleanly: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let w = Workload::start(&burn, &["cpu", "600"]);
+    // Sampling once its header is out (on stderr with -f); Ctrl-C (finish asserts a clean exit) a while
+    // after.
+    let prof = Running::start(
+        &["profile", "-F", "499", "-f", "-p", &w.pid().to_string()],
+        &[],
+        true,
+        "Sampling at",
     );
-    assert!(count_with(&parse_folded(&out.stdout), &cpu_chain("hot_two_thirds")) > 0);
+    sleep(Duration::from_secs(2));
+    let (out, _) = prof.finish(true);
+    assert!(count_with(&parse_folded(out.as_bytes()), &cpu_chain("hot_two_thirds")) > 0);
     assert_nothing_left_attached();
 }
 
@@ -264,7 +249,7 @@ fn full_stack_storage_is_reported_not_hidden() {
         return;
     };
     let burn = workload("burn");
-    let w = Workload::start(&burn, &["sys", "5"]);
+    let w = Workload::start(&burn, &["sys", "600"]);
     // Room for one stack: the workload has several (user and kernel), so some must be lost and said so.
     let out = run_ok(&[
         "profile",
@@ -366,8 +351,8 @@ fn cxx_and_rust_frames_are_demangled() {
     let Some(_lock) = bpf_test("cxx_and_rust_frames_are_demangled") else {
         return;
     };
-    let cxx = Workload::start(&workload("cxxburn"), &["5"]);
-    let rs = Workload::start(&workload("rsburn"), &["5"]);
+    let cxx = Workload::start(&workload("cxxburn"), &["600"]);
+    let rs = Workload::start(&workload("rsburn"), &["600"]);
     let pids = format!("{},{}", cxx.pid(), rs.pid());
     let stacks = parse_folded(&run_ok(&["profile", "-F", "199", "-f", "-p", &pids, "2"]).stdout);
     assert!(
@@ -395,7 +380,9 @@ fn every_counted_sample_is_in_the_output() {
     let Some(_lock) = bpf_test("every_counted_sample_is_in_the_output") else {
         return;
     };
-    let w = Workload::start(&workload("manystacks"), &["8"]);
+    let w = Workload::start(&workload("manystacks"), &["600"]);
+    // Long enough for ~15,000 samples here; a slower machine (an emulated guest) samples less often.
+    let secs = scaled_secs(3).to_string();
     let out = run_ok(&[
         "profile",
         "-F",
@@ -403,7 +390,7 @@ fn every_counted_sample_is_in_the_output() {
         "-f",
         "-p",
         &w.pid().to_string(),
-        "3",
+        &secs,
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("WARNING"), "losses: {stderr}");
@@ -440,7 +427,7 @@ fn tid_filter_keeps_only_the_chosen_thread() {
     let Some(_lock) = bpf_test("tid_filter_keeps_only_the_chosen_thread") else {
         return;
     };
-    let w = Workload::start(&workload("threads"), &["6"]);
+    let w = Workload::start(&workload("threads"), &["600"]);
     let (tid_a, tid_b) = (w.info[0].as_str(), w.info[1].as_str());
 
     // Both threads run: filtering by process shows both functions.
@@ -496,27 +483,29 @@ fn frames_are_named_after_the_process_execs() {
         return;
     };
     let burn = workload("burn");
-    // A shell busy for ~2 s (sampled, so its mappings are cached), then exec'ing the workload for 2 s.
+    // A shell busy until a file appears (sampled meanwhile, so its mappings are cached), then exec'ing
+    // the workload.
+    let flag = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("exec-now");
+    let _ = std::fs::remove_file(&flag);
     let script = format!(
-        "i=0; while [ $i -lt 3000000 ]; do i=$((i+1)); done; exec {} cpu 2",
+        "echo ready; while [ ! -e {} ]; do :; done; exec {} cpu 600",
+        flag.display(),
         burn.display()
     );
-    let mut sh = std::process::Command::new("sh")
-        .args(["-c", &script])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("starting sh");
-    let out = run_ok(&[
-        "profile",
-        "-F",
-        "199",
-        "-f",
-        "-p",
-        &sh.id().to_string(),
-        "7",
-    ]);
-    let _ = sh.wait();
-    let stacks = parse_folded(&out.stdout);
+    let sh = Workload::start(std::path::Path::new("sh"), &["-c", &script]);
+    let prof = Running::start(
+        &["profile", "-F", "199", "-f", "-p", &sh.pid().to_string()],
+        &[],
+        true,
+        "Sampling at",
+    );
+    sleep(Duration::from_secs(2));
+    std::fs::write(&flag, "").expect("creating the flag file");
+    sleep(Duration::from_secs(2));
+    let (out, _) = prof.finish(true);
+    drop(sh);
+    let _ = std::fs::remove_file(&flag);
+    let stacks = parse_folded(out.as_bytes());
     let shell: u64 = stacks
         .iter()
         .filter(|(f, _)| f[0] == "sh")

@@ -604,9 +604,9 @@ fn trace_the_issues_tracepoint_and_profile_one_liners() {
             .any(|l| l.starts_with("@[swapper/") || l.starts_with("@[kworker")),
         "{text}"
     );
-    // CPU samples by stacks and command: burn spins in spin() under work_loop for 3 s.
+    // CPU samples by stacks and command: burn spins in spin() under work_loop until killed.
     let burn = workload("burn");
-    let w = Workload::start(&burn, &["cpu", "3"]);
+    let w = Workload::start(&burn, &["cpu", "600"]);
     let text = run(&[
         "trace",
         "-d",

@@ -4,7 +4,9 @@
  *
  *   blocker sleep   prints "ready TID", waits for a line on stdin (the tracer is attached), then, in thread
  *                   "sleeper": main -> sleep_phase -> nap_short 20 x 10 ms, then nap_long 10 x 100 ms
- *                   (200 ms and 1000 ms blocked); prints "done" and waits, blocked in linger, until killed.
+ *                   (200 ms and 1000 ms blocked); prints "done SHORT LONG", the microseconds each phase's
+ *                   nanosleeps took as this thread measured them (a slow machine oversleeps), and waits,
+ *                   blocked in linger, until killed.
  *   blocker pipe MS prints "ready READER_TID"; thread "reader" blocks in wait_for_data reading a
  *                   pipe (main -> reader_loop -> wait_for_data), thread "writer" sleeps MS ms in writer_nap
  *                   then writes one byte in wake_reader (writer_loop -> wake_reader), until killed.
@@ -42,6 +44,17 @@ static long raw3(long nr, long a, long b, long c)
 				 : "rcx", "r11", "memory");                                                \
 	} while (0)
 
+static long long now_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000000LL + t.tv_nsec / 1000;
+}
+
+/* Microseconds spent in each phase's naps (sleep_phase). */
+static long long short_us, long_us;
+
 NOINLINE void nap_short(void)
 {
 	NANOSLEEP_MS(10);
@@ -54,10 +67,18 @@ NOINLINE void nap_long(void)
 
 NOINLINE void sleep_phase(void)
 {
-	for (int i = 0; i < 20; i++)
+	long long t;
+
+	for (int i = 0; i < 20; i++) {
+		t = now_us();
 		nap_short();
-	for (int i = 0; i < 10; i++)
+		short_us += now_us() - t;
+	}
+	for (int i = 0; i < 10; i++) {
+		t = now_us();
 		nap_long();
+		long_us += now_us() - t;
+	}
 }
 
 NOINLINE void linger(void)
@@ -118,7 +139,7 @@ int main(int argc, char **argv)
 		if (!fgets(line, sizeof(line), stdin))
 			return 1;
 		sleep_phase();
-		printf("done\n");
+		printf("done %lld %lld\n", short_us, long_us);
 		fflush(stdout);
 		for (;;)
 			linger();
