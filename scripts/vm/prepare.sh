@@ -4,6 +4,7 @@
 # exists is reused. The host's boot is untouched (the kernel package is unpacked with dpkg -x).
 #
 #   scripts/vm/prepare.sh            # -> $BPFPROF_VM_DIR (default ~/.cache/bpfprof-vm): vmlinux, initramfs.cpio.gz
+#   BPFPROF_VM_KERNEL=5.10 scripts/vm/prepare.sh    # Debian 11's 5.10 instead (lib.sh)
 #
 # The guest (see init below) loads the virtio and 9p modules, mounts the host's root read-only over 9p,
 # mounts proc/sys/devtmpfs/tmpfs/tracefs/bpffs on it, mounts the work directory read-write at the same
@@ -11,20 +12,36 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-VM_DIR=${BPFPROF_VM_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/bpfprof-vm}
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 mkdir -p "$VM_DIR"
 log() { echo "vm-prepare: $*" >&2; }
 
 "$here/../setup.sh" --vm
 
-# The kernel: the 6.1 series Debian 12 ships (linux-image-amd64 depends on the current one).
-if [[ ! -s $VM_DIR/vmlinux || ! -s $VM_DIR/modules/loop.ko ]]; then
-  pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+# apt, on the host's sources (6.1), or on another suite's with lists of its own in the cache.
+apt_opts=()
+if [[ -n $VM_SUITE ]]; then
+  apt_dir=$VM_DIR/apt
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+  printf 'deb http://deb.debian.org/debian %s main\ndeb http://deb.debian.org/debian-security %s-security main\n' \
+    "$VM_SUITE" "$VM_SUITE" >"$apt_dir/sources.list"
+  apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/nonexistent
+    -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o APT::Sandbox::User=root)
+fi
+
+# The kernel: the series the suite ships (linux-image-amd64 depends on the current one).
+if [[ ! -s $VM_DIR/vmlinux || ! -s $VM_DIR/modules/loop.ko || ! -s $VM_DIR/modules/order ]]; then
+  if [[ -n $VM_SUITE ]]; then
+    log "reading $VM_SUITE's package lists"
+    apt-get "${apt_opts[@]}" update -q >/dev/null || { log "ERROR: apt-get update for $VM_SUITE failed"; exit 1; }
+  fi
+  pkg=$(apt-cache "${apt_opts[@]}" depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
   [[ -n $pkg ]] || { log "ERROR: apt knows no linux-image-amd64 (run apt-get update)"; exit 1; }
   log "downloading $pkg"
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
-  (cd "$work" && apt-get download -q "$pkg" >/dev/null 2>&1) || { log "ERROR: apt-get download $pkg failed"; exit 1; }
+  (cd "$work" && apt-get "${apt_opts[@]}" download -q "$pkg" >/dev/null 2>&1) || { log "ERROR: apt-get download $pkg failed"; exit 1; }
   dpkg -x "$work"/*.deb "$work/root"
   vmlinuz=$(ls "$work"/root/boot/vmlinuz-*)
   # The uncompressed kernel, for qemu's microvm: the xz stream inside the bzImage.
@@ -35,10 +52,15 @@ if [[ ! -s $VM_DIR/vmlinux || ! -s $VM_DIR/modules/loop.ko ]]; then
   rm -rf "$VM_DIR/modules"
   mkdir -p "$VM_DIR/modules"
   kmod=$(ls -d "$work"/root/lib/modules/*)
-  # Load order matters: each module after what it depends on.
+  # Load order matters: each module after what it depends on (the guest loads them as listed in
+  # modules/order). netfs is 5.13+; a module built in has no file.
+  : >"$VM_DIR/modules/order"
   for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_mmio fs/netfs/netfs \
     fs/fscache/fscache net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p drivers/block/loop; do
-    cp "$kmod/kernel/$m.ko" "$VM_DIR/modules/"
+    if [[ -f $kmod/kernel/$m.ko ]]; then
+      cp "$kmod/kernel/$m.ko" "$VM_DIR/modules/"
+      basename "$m" >>"$VM_DIR/modules/order"
+    fi
   done
   basename "$kmod" >"$VM_DIR/kernel-version"
   mv "$VM_DIR/vmlinux.tmp" "$VM_DIR/vmlinux"
@@ -50,7 +72,7 @@ if [[ ! -s $VM_DIR/initramfs.cpio.gz || $here/prepare.sh -nt $VM_DIR/initramfs.c
   ird=$(mktemp -d)
   mkdir -p "$ird"/{bin,proc,sys,dev,host,modules}
   cp /bin/busybox "$ird/bin/busybox"
-  cp "$VM_DIR"/modules/*.ko "$ird/modules/"
+  cp "$VM_DIR"/modules/*.ko "$VM_DIR/modules/order" "$ird/modules/"
   cat >"$ird/init" <<'INIT'
 #!/bin/busybox sh
 # bpfprof's test guest: mount the host's root and the work directory, run bpfprof.script, report.
@@ -69,7 +91,7 @@ for arg in $(cat /proc/cmdline); do
 done
 # The virtio-mmio devices are found through ACPI (Debian's kernel takes none from the command line).
 # loop: biolatency's tests make loop devices.
-for m in virtio_ring virtio virtio_mmio netfs fscache 9pnet 9pnet_virtio 9p loop; do
+for m in $(cat /modules/order); do
   insmod /modules/$m.ko || echo "vm: insmod $m failed"
 done
 opts=trans=virtio,version=9p2000.L,msize=512000,cache=loose
