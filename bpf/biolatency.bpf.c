@@ -19,7 +19,6 @@
 #define MKDEV(ma, mi) ((__u32)(ma) << 20 | (mi))
 #define REQ_OP_MASK 0xff
 
-extern int LINUX_KERNEL_VERSION __kconfig;
 
 const volatile bool targ_queued = false;
 const volatile bool targ_per_disk = false;
@@ -27,6 +26,10 @@ const volatile bool targ_per_flag = false;
 const volatile bool filter_dev = false;
 const volatile __u32 targ_dev = 0;
 const volatile bool filter_cg = false;
+/* Whether a request_queue comes first in block_rq_insert/issue's arguments, and in block_getrq's (see
+ * arg_after_queue): set by user space from the tracepoints' BTF prototypes. */
+const volatile bool rq_after_queue = false;
+const volatile bool bio_after_queue = false;
 /* Nanoseconds per unit of the histogram: 1000 (usecs) or 1000000 (msecs, -m). */
 const volatile __u64 unit_ns = 1000;
 /* Linear buckets (lin_step > 0) in units, else log2. */
@@ -246,20 +249,36 @@ static __always_inline int rq_done(struct request *rq, bool btf)
 	return 0;
 }
 
-/* Commit a54895fa057c ("block: remove the request_queue to argument request based tracepoints", 5.11)
- * dropped the queue that came before the request in block_rq_insert and block_rq_issue. */
-static __always_inline struct request *queued_rq_arg(__u64 *ctx)
+/*
+ * Commit a54895fa057c ("block: remove the request_queue to argument request based tracepoints", 5.11)
+ * dropped the queue that came before the request in block_rq_insert and block_rq_issue (and others, the
+ * bio's in block_getrq): ctx[1] where it is there (`after_queue`), else ctx[0]. Not by the kernel's
+ * version: Debian's 5.10 has the change backported. The two loads are kept apart (the empty asm on one):
+ * merged, they read ctx at a computed offset, which 5.10's verifier refuses ("dereference of modified
+ * ctx ptr").
+ */
+static __always_inline __u64 arg_after_queue(__u64 *ctx, bool after_queue)
 {
-	if (LINUX_KERNEL_VERSION < KERNEL_VERSION(5, 11, 0))
-		return (struct request *)ctx[1];
-	return (struct request *)ctx[0];
+	__u64 v;
+
+	if (after_queue) {
+		v = ctx[1];
+		asm volatile("" : "+r"(v));
+	} else {
+		v = ctx[0];
+	}
+	return v;
 }
 
-/* block_getrq: a bio is about to become a new request's first; kept in cg_bios if the cgroup's. Since
- * 5.11 (the commit above) the bio is the first argument; before, it followed the queue. */
+static __always_inline struct request *queued_rq_arg(__u64 *ctx)
+{
+	return (struct request *)arg_after_queue(ctx, rq_after_queue);
+}
+
+/* block_getrq: a bio is about to become a new request's first; kept in cg_bios if the cgroup's. */
 static __always_inline int mark_bio(__u64 *ctx)
 {
-	__u64 bio = LINUX_KERNEL_VERSION < KERNEL_VERSION(5, 11, 0) ? ctx[1] : ctx[0];
+	__u64 bio = arg_after_queue(ctx, bio_after_queue);
 	__u8 one = 1;
 
 	if (bpf_current_task_under_cgroup(&cgroup_map, 0) == 1)

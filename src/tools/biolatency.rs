@@ -317,6 +317,12 @@ fn load_and_attach<'o>(
     rodata.filter_dev = dev.is_some();
     rodata.targ_dev = dev.unwrap_or(0);
     rodata.filter_cg = cgroup.is_some();
+    // Before 5.11 (or a kernel without the change backported) a request_queue argument comes first.
+    let before_5_11 = bpf::kernel_version().is_some_and(|v| v < (5, 11));
+    rodata.rq_after_queue =
+        bpf::btf_tracepoint_args("block_rq_issue").map_or(before_5_11, |n| n == 2);
+    rodata.bio_after_queue =
+        bpf::btf_tracepoint_args("block_getrq").map_or(before_5_11, |n| n == 3);
     rodata.unit_ns = cfg.unit_ns();
     if let Some(l) = cfg.linear {
         rodata.lin_min = l.min;
