@@ -7,6 +7,11 @@
  * Kinds: classic tracepoints (cookies: 5.15+), uprobes (one link for all with uprobe.multi, 6.6+, else one
  * link each), USDT probes (libbpf's usdt.bpf.h: its own cookie), kprobes (kprobe.multi, 5.18+, else one link
  * each). User space loads only the programs it needs (set_autoload).
+ *
+ * Before 5.15 there are no cookies: a kprobe's index is found by its function's address (regs->ip is one
+ * past the probed instruction, the int3's, also for kprobes through ftrace) in `index_of`, filled by user
+ * space. Tracepoints and uprobes have no such key (a uprobe's address differs per process): user space
+ * refuses uprobes there, and more than one tracepoint.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -25,6 +30,14 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } counts SEC(".maps");
+
+/* Without cookies: function address -> index. max_entries is set by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u64);
+	__type(value, __u32);
+} index_of SEC(".maps");
 
 static __always_inline int count(__u64 cookie)
 {
@@ -45,6 +58,27 @@ SEC("tp")
 int count_tp(void *ctx)
 {
 	return count(bpf_get_attach_cookie(ctx));
+}
+
+static __always_inline int count_by(__u64 key)
+{
+	__u32 *idx = bpf_map_lookup_elem(&index_of, &key);
+
+	return idx ? count(*idx) : 0;
+}
+
+/* Without cookies, one tracepoint only (the record's event id is not there to tell several apart: a
+ * system call's has the registers' address in its place). */
+SEC("tp")
+int count_tp_one(void *ctx)
+{
+	return count(0);
+}
+
+SEC("kprobe")
+int count_kprobe_by_ip(struct pt_regs *ctx)
+{
+	return count_by(PT_REGS_IP(ctx) - 1);
 }
 
 SEC("uprobe.multi")

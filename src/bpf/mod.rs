@@ -295,6 +295,23 @@ pub fn btf_tracepoint_args(name: &str) -> Option<usize> {
     args
 }
 
+/// Whether BPF programs can read their attachment's cookie (bpf_get_attach_cookie, 5.15+).
+/// BPFPROF_NO_COOKIES=1 says no (tests use it to cover the paths for older kernels on any kernel).
+pub fn kernel_has_cookies() -> bool {
+    if std::env::var_os("BPFPROF_NO_COOKIES").is_some() {
+        return false;
+    }
+    // SAFETY: libbpf loads a probe program; no pointers but the (null) options.
+    let ret = unsafe {
+        libbpf_sys::libbpf_probe_bpf_helper(
+            libbpf_sys::BPF_PROG_TYPE_KPROBE,
+            libbpf_sys::BPF_FUNC_get_attach_cookie,
+            std::ptr::null(),
+        )
+    };
+    ret == 1
+}
+
 /// The running kernel's version (major, minor), from uname.
 pub fn kernel_version() -> Option<(u32, u32)> {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;

@@ -4,6 +4,7 @@
 pub mod elf;
 pub mod libs;
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -205,6 +206,26 @@ pub fn kernel_functions(m: &Matcher) -> Result<Vec<String>> {
     names.sort();
     names.dedup();
     Ok(names)
+}
+
+/// The addresses of the kernel's text symbols named `names` (a name can have several: static functions
+/// of different files), from /proc/kallsyms.
+pub fn kernel_function_addrs(names: &[String]) -> Result<HashMap<String, Vec<u64>>> {
+    let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
+    let text = std::fs::read_to_string("/proc/kallsyms").context("reading /proc/kallsyms")?;
+    let mut addrs: HashMap<String, Vec<u64>> = HashMap::new();
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(addr), Some("t" | "T"), Some(name)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if wanted.contains(name) {
+            if let Ok(a) = u64::from_str_radix(addr, 16) {
+                addrs.entry(name.to_string()).or_default().push(a);
+            }
+        }
+    }
+    Ok(addrs)
 }
 
 /// Tracepoints that might serve where a kernel-function pattern cannot be traced, best first: a system call

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{
-    KprobeMultiOpts, KprobeOpts, Link, OpenObject, TracepointCategory, TracepointOpts,
-    UprobeMultiOpts, UprobeOpts, UsdtOpts,
+    KprobeMultiOpts, KprobeOpts, Link, MapCore, MapFlags, OpenObject, TracepointCategory,
+    TracepointOpts, UprobeMultiOpts, UprobeOpts, UsdtOpts,
 };
 use serde_json::json;
 
@@ -193,6 +193,14 @@ pub fn run(cfg: &FunccountConfig) -> Result<()> {
     }
     bpf::prepare()?;
     let (points, warnings) = resolve(cfg)?;
+    let cookies = bpf::kernel_has_cookies();
+    if !cookies {
+        match &points {
+            Points::User(..) => bail!("counting a binary's functions needs BPF cookies (bpf_get_attach_cookie, Linux 5.15+), which this kernel does not have: count them with `bpfprof trace -e 'uprobe:PATH:FUNCS {{ @[func] = count(); }}'` (one program per function), or use USDT probes"),
+            Points::Tracepoints(tps) if tps.len() > 1 => bail!("counting {} tracepoints at once needs BPF cookies (bpf_get_attach_cookie, Linux 5.15+), which this kernel does not have: count them with `bpfprof trace -e 'tracepoint:CATEGORY:EVENTS {{ @[probe] = count(); }}'` (one program per tracepoint), or one at a time", tps.len()),
+            _ => {}
+        }
+    }
     for w in &warnings {
         eprintln!("{w}");
     }
@@ -205,14 +213,15 @@ pub fn run(cfg: &FunccountConfig) -> Result<()> {
     let [first, second] = &mut storage;
     // BPFPROF_NO_MULTI=1: one link per probe point (tests use it to cover that path on any kernel).
     let multi_first = matches!(points, Points::User(..) | Points::Kernel(_))
-        && std::env::var_os("BPFPROF_NO_MULTI").is_none();
-    let (skel, links, skipped) = match load_and_attach(cfg, &points, first, multi_first) {
+        && std::env::var_os("BPFPROF_NO_MULTI").is_none()
+        && cookies;
+    let (skel, links, skipped) = match load_and_attach(cfg, &points, first, multi_first, cookies) {
         Ok(loaded) => loaded,
         Err(e) if multi_first => {
             if std::env::var_os("BPFPROF_LOG").is_some() {
                 eprintln!("bpfprof: multi-probe links unavailable ({e:#}): one link per probe");
             }
-            load_and_attach(cfg, &points, second, false)?
+            load_and_attach(cfg, &points, second, false, cookies)?
         }
         Err(e) => return Err(e),
     };
@@ -347,11 +356,14 @@ fn ascending<'a>(names: &'a [String], counts: &[u64]) -> Vec<(&'a str, u64)> {
 }
 
 /// Opens, configures, loads and attaches. `multi`: uprobe.multi / kprobe.multi links (one for all points).
+/// `cookies`: each link carries its point's index; else (before 5.15) the programs find it in `index_of`
+/// by tracepoint id or function address.
 fn load_and_attach<'o>(
     cfg: &FunccountConfig,
     points: &Points,
     obj: &'o mut MaybeUninit<OpenObject>,
     multi: bool,
+    cookies: bool,
 ) -> Result<(FunccountSkel<'o>, Vec<Link>, Vec<Skipped>)> {
     let mut open = FunccountSkelBuilder::default()
         .open(obj)
@@ -366,9 +378,33 @@ fn load_and_attach<'o>(
     rodata.filter_cpu = cfg.cpu.is_some();
     rodata.targ_cpu = cfg.cpu.unwrap_or(0);
     open.maps.counts.set_max_entries(points.len() as u32)?;
+    // Without cookies: function address -> index.
+    let mut index_of: Vec<(u64, u32)> = Vec::new();
+    if !cookies {
+        match points {
+            Points::Kernel(funcs) => {
+                // A kprobe on a function sits at its first instruction, or past its endbr64 (4 bytes)
+                // where the kernel is built for IBT (6.0+).
+                let addrs = probes::kernel_function_addrs(funcs)?;
+                for (i, f) in funcs.iter().enumerate() {
+                    for &a in addrs.get(f).into_iter().flatten() {
+                        index_of.push((a, i as u32));
+                        index_of.push((a + 4, i as u32));
+                    }
+                }
+            }
+            Points::Tracepoints(_) | Points::User(..) | Points::Usdt(..) => {}
+        }
+    }
+    open.maps
+        .index_of
+        .set_max_entries(index_of.len().max(1) as u32)?;
     let p = &mut open.progs;
-    p.count_tp
-        .set_autoload(matches!(points, Points::Tracepoints(_)));
+    let tracepoints = matches!(points, Points::Tracepoints(_));
+    let kernel = matches!(points, Points::Kernel(_));
+    p.count_tp.set_autoload(cookies && tracepoints);
+    p.count_tp_one.set_autoload(!cookies && tracepoints);
+    p.count_kprobe_by_ip.set_autoload(!cookies && kernel);
     p.count_uprobe_multi
         .set_autoload(multi && matches!(points, Points::User(..)));
     p.count_uprobe
@@ -377,9 +413,14 @@ fn load_and_attach<'o>(
         .set_autoload(matches!(points, Points::Usdt(..)));
     p.count_kprobe_multi
         .set_autoload(multi && matches!(points, Points::Kernel(_)));
-    p.count_kprobe
-        .set_autoload(!multi && matches!(points, Points::Kernel(_)));
+    p.count_kprobe.set_autoload(cookies && !multi && kernel);
     let skel = open.load().map_err(|e| bpf::load_error("funccount", e))?;
+    for (key, idx) in &index_of {
+        skel.maps
+            .index_of
+            .update(&key.to_ne_bytes(), &idx.to_ne_bytes(), MapFlags::ANY)
+            .context("filling the probe index")?;
+    }
 
     let pid = cfg.pid.map_or(-1, |p| p as i32);
     let progs = &skel.progs;
@@ -392,11 +433,15 @@ fn load_and_attach<'o>(
                     cookie: i as u64,
                     ..Default::default()
                 };
-                match progs.count_tp.attach_tracepoint_with_opts(
-                    TracepointCategory::Custom(cat.clone()),
-                    ev,
-                    opts,
-                ) {
+                let category = TracepointCategory::Custom(cat.clone());
+                let attached = if cookies {
+                    progs
+                        .count_tp
+                        .attach_tracepoint_with_opts(category, ev, opts)
+                } else {
+                    progs.count_tp_one.attach_tracepoint(category, ev)
+                };
+                match attached {
                     Ok(link) => links.push(link),
                     Err(e) => skipped.push(Skipped {
                         name: format!("{cat}:{ev}"),
@@ -476,10 +521,12 @@ fn load_and_attach<'o>(
                     cookie: i as u64,
                     ..Default::default()
                 };
-                let link = progs
-                    .count_kprobe
-                    .attach_kprobe_with_opts(false, f, opts)
-                    .with_context(|| format!("attaching a kprobe to {f}"))?;
+                let attached = if cookies {
+                    progs.count_kprobe.attach_kprobe_with_opts(false, f, opts)
+                } else {
+                    progs.count_kprobe_by_ip.attach_kprobe(false, f)
+                };
+                let link = attached.with_context(|| format!("attaching a kprobe to {f}"))?;
                 links.push(link);
             }
         }

@@ -195,6 +195,16 @@ pub fn scaled_secs(secs: u64) -> u64 {
     secs * scale.max(1)
 }
 
+/// Whether this kernel gives BPF programs their attachment's cookie (bpf_get_attach_cookie, Linux 5.15+).
+pub fn kernel_has_cookies() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut v = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    (v.next().unwrap_or(0), v.next().unwrap_or(0)) >= (5, 15)
+}
+
 /// Whether this kernel can attach kprobes (the perf `kprobe` event source exists).
 pub fn kernel_has_kprobes() -> bool {
     Path::new("/sys/bus/event_source/devices/kprobe").exists()

@@ -1,6 +1,9 @@
 //! funccount against a workload with known calls (tests/workloads/calls.c): functions called an exact number
 //! of times, a USDT probe fired with each call of one of them, and an exact number of getpgid system calls.
-use crate::common::{assert_nothing_left_attached, bpf_test, bpfprof, workload, Running, Workload};
+use crate::common::{
+    assert_nothing_left_attached, bpf_test, bpfprof, kernel_has_cookies, workload, Running,
+    Workload,
+};
 
 /// The calls workload, gated: it calls after `go`.
 fn calls(a: u32, b: u32, syscalls: u32, rounds: u32) -> Workload {
@@ -57,11 +60,35 @@ fn count_calls(
     (rows(&out), header, err)
 }
 
+/// Before 5.15 (no BPF cookies) a binary's functions cannot be told apart: funccount refuses uprobes in
+/// one line that names the feature and what to use instead. (BPFPROF_NO_COOKIES=1 plays such a kernel.)
+fn assert_uprobes_refused(env: &[(&str, &str)]) {
+    let bin = workload("calls").to_string_lossy().into_owned();
+    let out = bpfprof()
+        .args(["funccount", "-d", "1", &format!("u:{bin}:count_*")])
+        .envs(env.iter().copied())
+        .output()
+        .expect("running bpfprof");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("needs BPF cookies")
+            && err.contains("5.15")
+            && err.contains("@[func] = count()"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
+
 #[test]
 fn funccount_counts_each_function_exactly_with_either_uprobe_link() {
     let Some(_lock) = bpf_test("funccount_counts_each_function_exactly") else {
         return;
     };
+    assert_uprobes_refused(&[("BPFPROF_NO_COOKIES", "1")]);
+    if !kernel_has_cookies() {
+        return assert_uprobes_refused(&[]);
+    }
     for env in [&[][..], &[("BPFPROF_NO_MULTI", "1")][..]] {
         let (rows, header, err) = count_calls(|bin| format!("u:{bin}:count_*"), &[], env);
         assert!(
@@ -85,14 +112,18 @@ fn funccount_regex_and_usdt_and_json() {
     let Some(_lock) = bpf_test("funccount_regex_and_usdt_and_json") else {
         return;
     };
+    // USDT probes need no cookies of the kernel (libbpf finds a probe's by its address).
+    let (rows, header, _) = count_calls(|bin| format!("U:{bin}:tick"), &[], &[]);
+    assert!(header.starts_with("Tracing 1 functions"), "{header}");
+    assert_eq!(count_of(&rows, "calls:tick"), 2000, "{rows:?}");
+    if !kernel_has_cookies() {
+        return assert_uprobes_refused(&[]);
+    }
+
     let (rows, header, _) = count_calls(|bin| format!("u:{bin}:^count_[ab]$"), &["-r"], &[]);
     assert!(header.starts_with("Tracing 2 functions"), "{header}");
     assert_eq!(count_of(&rows, "count_a"), 1000, "{rows:?}");
     assert_eq!(count_of(&rows, "count_b"), 2000, "{rows:?}");
-
-    let (rows, header, _) = count_calls(|bin| format!("U:{bin}:tick"), &[], &[]);
-    assert!(header.starts_with("Tracing 1 functions"), "{header}");
-    assert_eq!(count_of(&rows, "calls:tick"), 2000, "{rows:?}");
 
     // libc's strlen is an IFUNC: counted at the implementation it resolves to, once per call.
     let mut w = calls(0, 2000, 0, 1);
@@ -125,19 +156,47 @@ fn funccount_tracepoint_filtered_by_pid_is_exact() {
     let Some(_lock) = bpf_test("funccount_tracepoint_filtered_by_pid_is_exact") else {
         return;
     };
-    let mut w = calls(0, 0, 77, 1);
-    let pid = w.pid().to_string();
-    let c = counter(&["-p", &pid, "t:syscalls:sys_enter_getpgid"], &[]);
-    w.go();
-    w.wait();
-    let (out, _) = c.finish(true);
-    let rows = rows(&out);
-    assert_eq!(count_of(&rows, "syscalls:sys_enter_getpgid"), 77, "{out}");
+    // Each tracepoint found by its BPF cookie (the glob matches getpid, getppid, getpgrp... too, all at 0
+    // but for getpgid's 77), and (as before 5.15, which has no cookies) one tracepoint alone.
+    let cases: [(&[(&str, &str)], &str); 2] = [
+        (&[], "t:syscalls:sys_enter_getp*"),
+        (
+            &[("BPFPROF_NO_COOKIES", "1")],
+            "t:syscalls:sys_enter_getpgid",
+        ),
+    ];
+    for (env, pattern) in cases {
+        let mut w = calls(0, 0, 77, 1);
+        let pid = w.pid().to_string();
+        let c = counter(&["-p", &pid, pattern], env);
+        w.go();
+        w.wait();
+        let (out, _) = c.finish(true);
+        let rows = rows(&out);
+        assert_eq!(
+            count_of(&rows, "syscalls:sys_enter_getpgid"),
+            77,
+            "{env:?}: {out}"
+        );
+        assert!(
+            out.starts_with("\nFUNC                                    COUNT\n"),
+            "{out:?}"
+        );
+        assert!(out.ends_with("Detaching...\n"), "{out:?}");
+    }
+    // Several tracepoints without cookies: refused in one line, naming the feature and trace instead.
+    let out = bpfprof()
+        .args(["funccount", "-d", "1", "t:syscalls:sys_enter_getp*"])
+        .env("BPFPROF_NO_COOKIES", "1")
+        .output()
+        .expect("running bpfprof");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
     assert!(
-        out.starts_with("\nFUNC                                    COUNT\n"),
-        "{out:?}"
+        err.contains("needs BPF cookies") && err.contains("@[probe] = count()"),
+        "{err}"
     );
-    assert!(out.ends_with("Detaching...\n"), "{out:?}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
 
 #[test]
@@ -145,6 +204,9 @@ fn funccount_intervals_add_up_to_the_total() {
     let Some(_lock) = bpf_test("funccount_intervals_add_up_to_the_total") else {
         return;
     };
+    if !kernel_has_cookies() {
+        return assert_uprobes_refused(&[]);
+    }
     // Five rounds 300 ms apart span 1.2 s: they straddle at least one 1 s interval's end.
     let mut w = calls(500, 1000, 0, 5);
     let bin = workload("calls").to_string_lossy().into_owned();
@@ -224,6 +286,9 @@ fn funccount_skips_functions_the_kernel_cannot_probe() {
     let Some(_lock) = bpf_test("funccount_skips_functions_the_kernel_cannot_probe") else {
         return;
     };
+    if !kernel_has_cookies() {
+        return assert_uprobes_refused(&[]);
+    }
     let c = counter(&["-d", "1", "u:c:pthread_spin_*"], &[]);
     let header = c.header.clone();
     let (_, err) = c.finish(false);

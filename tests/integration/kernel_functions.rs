@@ -86,8 +86,13 @@ fn funccount_counts_kernel_functions_exactly() {
         );
         return;
     }
-    // kprobe.multi where the kernel has it (5.18+), and one kprobe per function.
-    for env in [&[][..], &[("BPFPROF_NO_MULTI", "1")][..]] {
+    // kprobe.multi where the kernel has it (5.18+), one kprobe per function, and one kprobe per function
+    // found by its address (as before 5.15, which has no BPF cookies).
+    for env in [
+        &[][..],
+        &[("BPFPROF_NO_MULTI", "1")][..],
+        &[("BPFPROF_NO_COOKIES", "1")][..],
+    ] {
         let (out, err) = over_nanosleeps(
             &["funccount", "-p", "PID", "k:do_nanosleep"],
             env,
