@@ -118,24 +118,41 @@ fn load_and_attach(
             p.probe
         );
     }
-    if matches!(pts[0].how, How::Fentry { .. }) {
-        // A fentry/fexit program is loaded for its one function: one program per point.
+    // A fentry/fexit program is loaded for its one function; before 5.15 (no BPF cookies) a program
+    // cannot tell its points apart at run time (probe, func, a USDT probe's arguments): one program per
+    // point, each knowing its own.
+    let per_point = matches!(pts[0].how, How::Fentry { .. })
+        || (pts.len() > 1
+            && !matches!(pts[0].how, How::Special)
+            && !crate::bpf::kernel_has_cookies());
+    if per_point {
         let mut progs = Vec::new();
+        let mut events = Vec::new();
         let mut links = Vec::new();
         for p in pts {
             let one = std::slice::from_ref(&p);
-            let (prog, _) = load_probe(probe, index, env, printfs, one, all_points.len() as u64)?;
-            links.push(
-                points::attach_tracing(&prog, &p.how)
-                    .with_context(|| format!("attaching {}", p.probe))?,
-            );
+            let at = all_points.len() as u64;
+            let (prog, _) = load_probe(probe, index, env, printfs, one, at)?;
+            if matches!(p.how, How::Fentry { .. }) {
+                links.push(
+                    points::attach_tracing(&prog, &p.how)
+                        .with_context(|| format!("attaching {}", p.probe))?,
+                );
+            } else {
+                for ev in points::open_events(&p, env.target_pid)? {
+                    let link = points::attach(&prog, &ev, at, false)
+                        .with_context(|| format!("attaching {}", p.probe))?;
+                    links.extend(link);
+                    events.push(ev);
+                }
+            }
             progs.push(prog);
             all_points.push(p);
         }
         return Ok((
             Some(Attached {
                 _progs: progs,
-                events: Vec::new(),
+                events,
                 links,
             }),
             None,
