@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: installs what the build needs, then unit tests, then the integration
 # tests, which load BPF as root and run one at a time (they measure sample ratios on a small, shared machine),
-# then the same integration tests on a second kernel in a VM (scripts/vm/test.sh: Debian's 6.1, which has
-# the kprobes and fentry this machine lacks).
+# then the same integration tests on other kernels in a VM (scripts/vm/test.sh): Debian's 6.1, which has
+# the kprobes and fentry this machine lacks, and Debian 11's 5.10 (no BPF cookies, older CO-RE paths).
 #
 #   scripts/test.sh            # everything
-#   scripts/test.sh --no-vm    # without the VM suite (also: BPFPROF_VM_TESTS=0)
+#   scripts/test.sh --no-vm    # without the VM suites (also: BPFPROF_VM_TESTS=0)
+#   BPFPROF_VM_KERNELS=6.1 scripts/test.sh     # the guests to test (default: 6.1 5.10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 vm=${BPFPROF_VM_TESTS:-1}
@@ -20,5 +21,7 @@ cargo build --locked --all-targets
 cargo test --locked --bins
 cargo test --locked --test integration -- --test-threads=1
 if [ "$vm" = 1 ]; then
-  scripts/vm/test.sh
+  for kernel in ${BPFPROF_VM_KERNELS:-6.1 5.10}; do
+    BPFPROF_VM_KERNEL=$kernel scripts/vm/test.sh
+  done
 fi

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The VM suite: bpfprof's integration tests, as root, on a second kernel (Debian's 6.1, which has kprobes
-# and fentry: the kernel-function paths this project's CI machine cannot run, and CO-RE relocation across
-# 6.1 and 6.18). One guest boot runs them all, one at a time, with CI=true (a test that cannot load BPF
-# fails). Prints the runtime; exits with the tests' status.
+# The VM suite: bpfprof's integration tests, as root, on another kernel: Debian's 6.1 (kprobes and fentry:
+# the kernel-function paths this project's CI machine cannot run), or with BPFPROF_VM_KERNEL=5.10 Debian
+# 11's (no BPF cookies; the block tracepoints' older arguments), proving CO-RE relocation across them and
+# 6.18. One guest boot runs them all, one at a time, with CI=true (a test that cannot load BPF fails).
+# Prints the runtime; exits with the tests' status.
 #
 #   scripts/vm/test.sh [FILTER...]     # FILTERs as cargo test's (default: every integration test)
+#   BPFPROF_VM_KERNEL=5.10 scripts/vm/test.sh
 #
 # TCG runs the guest some 20-50 times slower than the host. The tests hold there as they are: workloads run
 # until killed or are gated on bpfprof's header (printed once its window is open), and timings are held to
@@ -21,10 +23,10 @@ cd "$repo"
 cargo build --locked --quiet
 bin=$(cargo test --locked --test integration --no-run 2>&1 | sed -n 's/.*Executable tests\/integration\/main.rs (\(.*\))/\1/p' | tail -n1)
 [[ -n $bin ]] || { echo "vm-test: no integration test binary" >&2; exit 1; }
-echo "vm-test: running $bin in the guest" >&2
+echo "vm-test: running $bin in the guest (kernel ${BPFPROF_VM_KERNEL:-6.1})" >&2
 set +e
 "$here/vm-run" "$repo" env CI=true RUST_BACKTRACE=1 BPFPROF_TEST_TIME_SCALE=5 "$repo/$bin" --test-threads=1 "$@"
 status=$?
 set -e
-echo "vm-test: the VM suite took $(($(date +%s) - started)) s, exit $status" >&2
+echo "vm-test: the VM suite on ${BPFPROF_VM_KERNEL:-6.1} took $(($(date +%s) - started)) s, exit $status" >&2
 exit "$status"

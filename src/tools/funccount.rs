@@ -197,6 +197,7 @@ pub fn run(cfg: &FunccountConfig) -> Result<()> {
     if !cookies {
         match &points {
             Points::User(..) => bail!("counting a binary's functions needs BPF cookies (bpf_get_attach_cookie, Linux 5.15+), which this kernel does not have: count them with `bpfprof trace -e 'uprobe:PATH:FUNCS {{ @[func] = count(); }}'` (one program per function), or use USDT probes"),
+            Points::Usdt(..) if cfg.pid.is_none() => bail!("USDT probes need -p PID on this kernel: without BPF cookies (bpf_get_attach_cookie, Linux 5.15+) a probe is found by its address, which in a position-independent binary or library only a process gives"),
             Points::Tracepoints(tps) if tps.len() > 1 => bail!("counting {} tracepoints at once needs BPF cookies (bpf_get_attach_cookie, Linux 5.15+), which this kernel does not have: count them with `bpfprof trace -e 'tracepoint:CATEGORY:EVENTS {{ @[probe] = count(); }}'` (one program per tracepoint), or one at a time", tps.len()),
             _ => {}
         }

@@ -334,7 +334,9 @@ impl Running {
             // Not attached as expected: it must not outlive the test either.
             let _ = child.kill();
             let _ = child.wait();
-            panic!("bpfprof {args:?} did not start: {header:?}");
+            let mut err = String::new();
+            let _ = stderr.read_to_string(&mut err);
+            panic!("bpfprof {args:?} did not start: {header:?}\nstderr: {err}");
         }
         Self {
             child,
