@@ -357,8 +357,8 @@ fn ascending<'a>(names: &'a [String], counts: &[u64]) -> Vec<(&'a str, u64)> {
 }
 
 /// Opens, configures, loads and attaches. `multi`: uprobe.multi / kprobe.multi links (one for all points).
-/// `cookies`: each link carries its point's index; else (before 5.15) the programs find it in `index_of`
-/// by tracepoint id or function address.
+/// `cookies`: each link carries its point's index; else (before 5.15) a kprobe's is found in `index_of` by
+/// its function's address, and a lone tracepoint's is 0.
 fn load_and_attach<'o>(
     cfg: &FunccountConfig,
     points: &Points,
