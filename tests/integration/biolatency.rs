@@ -203,11 +203,14 @@ fn biolatency_json_agrees_with_text_and_queued_time_is_not_shorter() {
     let text = tracer(&["-e", "-d", dev.name()], None);
     let json = tracer(&["-j", "-d", dev.name()], None);
     let queued = tracer(&["-j", "-Q", "-d", dev.name()], None);
+    // json's twin, attached after -Q's: how far program order alone moves a total (below).
+    let twin = tracer(&["-j", "-d", dev.name()], None);
     w.go();
     w.wait();
     let (text_out, _) = text.finish(true);
     let (json_out, _) = json.finish(true);
     let (queued_out, _) = queued.finish(true);
+    let (twin_out, _) = twin.finish(true);
 
     let sections = parse_text(&text_out);
     assert_eq!(sections.len(), 1, "{text_out}");
@@ -245,11 +248,21 @@ fn biolatency_json_agrees_with_text_and_queued_time_is_not_shorter() {
     let moves = moved / 2;
     assert!(moves <= 63, "{moves} I/Os moved:\n{json_out}\n{text_out}");
 
-    // -Q starts each request's clock when the OS first sees it, before its issue: never less in total.
+    // -Q starts each request's clock when the OS first sees it, before its issue: never less in total,
+    // but for program order: each tracer's programs run after the earlier tracers' at both ends of an I/O,
+    // shifting its interval by their run times (under emulation ~10 us an I/O, on 6.1 where most requests
+    // are stamped at their issue either way: -Q measured 104006 us to 108006). The twin, identical to
+    // json but attached after -Q, measures that shift; -Q may fall short of json by no more.
     let q = parse(&queued_out);
     assert_eq!(q["count"], 420, "each request once with -Q: {queued_out}");
+    let t = parse(&twin_out);
+    assert_eq!(t["count"], 420, "{twin_out}");
     let (sum, qsum) = (j["sum"].as_u64().unwrap(), q["sum"].as_u64().unwrap());
-    assert!(qsum >= sum, "-Q total {qsum} us is below {sum} us");
+    let order = t["sum"].as_u64().unwrap().abs_diff(sum);
+    assert!(
+        qsum + order >= sum,
+        "-Q total {qsum} us is below {sum} us by more than program order moves a total ({order} us)"
+    );
 }
 
 #[test]
