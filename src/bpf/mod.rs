@@ -1,4 +1,5 @@
 //! Loading BPF programs: privilege and kernel-feature probes, libbpf's log, and per-CPU perf events.
+pub mod btf;
 pub mod perf;
 pub mod stacks;
 
@@ -258,43 +259,6 @@ pub fn kernel_has_btf_tracepoint(name: &str) -> bool {
     id > 0
 }
 
-/// How many arguments the tracepoint `name` passes, from its BTF prototype (`btf_trace_NAME`); None where
-/// the kernel has no BTF or no such tracepoint.
-pub fn btf_tracepoint_args(name: &str) -> Option<usize> {
-    let typedef = CString::new(format!("btf_trace_{name}")).ok()?;
-    // SAFETY: no arguments; checked below, freed at the end.
-    let btf = unsafe { libbpf_sys::btf__load_vmlinux_btf() };
-    // SAFETY: libbpf's error check of a returned pointer.
-    if btf.is_null() || unsafe { libbpf_sys::libbpf_get_error(btf.cast()) } != 0 {
-        return None;
-    }
-    // SAFETY: a live BTF object and a NUL-terminated name; each id comes from libbpf for this object
-    // and each type is checked for its kind before its union is read.
-    let args = unsafe {
-        let id =
-            libbpf_sys::btf__find_by_name_kind(btf, typedef.as_ptr(), libbpf_sys::BTF_KIND_TYPEDEF);
-        let kind = |t: *const libbpf_sys::btf_type| ((*t).info >> 24) & 0x1f;
-        let mut t = if id > 0 {
-            libbpf_sys::btf__type_by_id(btf, id as u32)
-        } else {
-            std::ptr::null()
-        };
-        // typedef -> pointer -> prototype (void *ctx, the tracepoint's arguments...)
-        for want in [libbpf_sys::BTF_KIND_TYPEDEF, libbpf_sys::BTF_KIND_PTR] {
-            t = if !t.is_null() && kind(t) == want {
-                libbpf_sys::btf__type_by_id(btf, (*t).__bindgen_anon_1.type_)
-            } else {
-                std::ptr::null()
-            };
-        }
-        (!t.is_null() && kind(t) == libbpf_sys::BTF_KIND_FUNC_PROTO)
-            .then(|| (((*t).info & 0xffff) as usize).saturating_sub(1))
-    };
-    // SAFETY: loaded above, freed once.
-    unsafe { libbpf_sys::btf__free(btf) };
-    args
-}
-
 /// Whether BPF programs can read their attachment's cookie (bpf_get_attach_cookie, 5.15+).
 /// BPFPROF_NO_COOKIES=1 says no (tests use it to cover the paths for older kernels on any kernel).
 pub fn kernel_has_cookies() -> bool {
@@ -373,11 +337,12 @@ mod tests {
             return;
         }
         // sched_switch(preempt, prev, next, prev_state) since 5.18; block_rq_issue(rq) since 5.11.
+        let btf = btf::Vmlinux::load().expect("vmlinux's BTF");
         if kernel_version().is_some_and(|v| v >= (5, 18)) {
-            assert_eq!(btf_tracepoint_args("sched_switch"), Some(4));
-            assert_eq!(btf_tracepoint_args("block_rq_issue"), Some(1));
+            assert_eq!(btf.tracepoint_args("sched_switch"), Some(4));
+            assert_eq!(btf.tracepoint_args("block_rq_issue"), Some(1));
         }
-        assert_eq!(btf_tracepoint_args("no_such_tracepoint"), None);
+        assert_eq!(btf.tracepoint_args("no_such_tracepoint"), None);
         assert!(kernel_version().is_some_and(|(major, _)| major >= 3));
     }
 }

@@ -6,7 +6,6 @@
 //! interval, BEGIN, END (see the README for the rest).
 
 pub mod ast;
-pub mod btf;
 pub mod codegen;
 pub mod diag;
 #[cfg(test)]

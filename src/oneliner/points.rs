@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 
 use super::ast::{Attach, AttachPoint, TimeUnit};
-use super::btf::{KernelFunc, Vmlinux};
 use super::insn::{self, AttachTo};
 use super::usdt::{self, UsdtArg};
+use crate::bpf::btf::{KernelFunc, Vmlinux};
 use crate::probes::{self, elf, Matcher};
 
 /// One concrete attach point.

@@ -13,6 +13,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
 use serde_json::{json, Map, Value};
 
+use crate::bpf::btf::Vmlinux;
 use crate::bpf::skel::biolatency::types::{hist, hist_key};
 use crate::bpf::skel::biolatency::{BiolatencySkel, BiolatencySkelBuilder};
 use crate::bpf::stacks::{for_each_entry, from_bytes};
@@ -319,10 +320,10 @@ fn load_and_attach<'o>(
     rodata.filter_cg = cgroup.is_some();
     // Before 5.11 (or a kernel without the change backported) a request_queue argument comes first.
     let before_5_11 = bpf::kernel_version().is_some_and(|v| v < (5, 11));
-    rodata.rq_after_queue =
-        bpf::btf_tracepoint_args("block_rq_issue").map_or(before_5_11, |n| n == 2);
-    rodata.bio_after_queue =
-        bpf::btf_tracepoint_args("block_getrq").map_or(before_5_11, |n| n == 3);
+    let btf = Vmlinux::load().ok();
+    let args = |tp| btf.as_ref().and_then(|b| b.tracepoint_args(tp));
+    rodata.rq_after_queue = args("block_rq_issue").map_or(before_5_11, |n| n == 2);
+    rodata.bio_after_queue = args("block_getrq").map_or(before_5_11, |n| n == 3);
     rodata.unit_ns = cfg.unit_ns();
     if let Some(l) = cfg.linear {
         rodata.lin_min = l.min;

@@ -1,5 +1,6 @@
-//! Kernel functions as BTF knows them (vmlinux's BTF, through libbpf): the id fentry/fexit programs are
-//! loaded for, and how many arguments the function takes (fexit's return value follows them).
+//! The kernel's BTF (vmlinux's, through libbpf): a function's id fentry/fexit programs are loaded for, and
+//! how many arguments the function takes (fexit's return value follows them); how many arguments a
+//! tracepoint passes.
 use std::ffi::CString;
 
 use anyhow::{bail, Result};
@@ -49,6 +50,39 @@ impl Vmlinux {
             btf_id: id as u32,
             nargs,
         })
+    }
+}
+
+impl Vmlinux {
+    /// How many arguments the tracepoint `name` passes, from its BTF prototype (`btf_trace_NAME`); None
+    /// where there is no such tracepoint.
+    pub fn tracepoint_args(&self, name: &str) -> Option<usize> {
+        let typedef = CString::new(format!("btf_trace_{name}")).ok()?;
+        // SAFETY: a live BTF object and a NUL-terminated name; each id comes from libbpf for this object
+        // and each type is checked for its kind before its union is read.
+        unsafe {
+            let id = libbpf_sys::btf__find_by_name_kind(
+                self.0,
+                typedef.as_ptr(),
+                libbpf_sys::BTF_KIND_TYPEDEF,
+            );
+            let kind = |t: *const libbpf_sys::btf_type| ((*t).info >> 24) & 0x1f;
+            let mut t = if id > 0 {
+                libbpf_sys::btf__type_by_id(self.0, id as u32)
+            } else {
+                std::ptr::null()
+            };
+            // typedef -> pointer -> prototype (void *ctx, the tracepoint's arguments...)
+            for want in [libbpf_sys::BTF_KIND_TYPEDEF, libbpf_sys::BTF_KIND_PTR] {
+                t = if !t.is_null() && kind(t) == want {
+                    libbpf_sys::btf__type_by_id(self.0, (*t).__bindgen_anon_1.type_)
+                } else {
+                    std::ptr::null()
+                };
+            }
+            (!t.is_null() && kind(t) == libbpf_sys::BTF_KIND_FUNC_PROTO)
+                .then(|| (((*t).info & 0xffff) as usize).saturating_sub(1))
+        }
     }
 }
 
