@@ -232,11 +232,11 @@ static __always_inline int on_waking(void *ctx, __u32 tid)
 	__u32 zero = 0;
 	struct block_start *b;
 	struct scratch *s;
+	__u64 delta;
+	bool kthread;
 
 	if (bpf_ktime_get_ns() >= window_end)
 		return 0;
-	__u64 delta;
-	bool kthread;
 
 	/* Only wakeups of traced threads that are off-CPU: the start stamp says both. */
 	b = bpf_map_lookup_elem(&start, &tid);

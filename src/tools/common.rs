@@ -20,7 +20,7 @@ use crate::render::flamegraph::{write_svg, FlameGraphSpec};
 use crate::render::{Frame, StackPart};
 use crate::symbolize::stackbook::StackBook;
 use crate::symbolize::Symbolizer;
-use crate::util::{ktime_ns, StopFlag};
+use crate::util::{ktime_ns, write_stdout, StopFlag};
 
 /// Entries allowed in each PID/TID filter map (bpf/*.bpf.c).
 pub const MAX_FILTER_ENTRIES: usize = 1024;
@@ -306,6 +306,17 @@ impl Timing {
                 .collect();
             eprintln!("bpfprof: timing: {}; {note}", parts.join(", "));
         }
+    }
+}
+
+/// Prints a tool's header, which says tracing has begun: on stdout before a text report, else (folded
+/// stacks or an SVG go to stdout or a file) on stderr.
+pub fn print_header(header: &str, text_report: bool) -> Result<()> {
+    if text_report {
+        write_stdout(&format!("{header}\n"))
+    } else {
+        eprintln!("{header}");
+        Ok(())
     }
 }
 

@@ -12,8 +12,8 @@ use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::common::{
-    check_targets, check_writable, comm_str, fill_filters, merge_folded, stack_part, sum_ascending,
-    window_end_ns, with_bss, write_svg_file, Collector, Timing,
+    check_targets, check_writable, comm_str, fill_filters, merge_folded, print_header, stack_part,
+    sum_ascending, window_end_ns, with_bss, write_svg_file, Collector, Timing,
 };
 use crate::bpf::skel::offcpu::types::{wait_key, wait_side, wait_val};
 use crate::bpf::skel::offcpu::{OffcpuSkel, OffcpuSkelBuilder};
@@ -167,13 +167,7 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
     let end = window_end_ns(cfg.duration);
     with_bss(skel.maps.bss_data.as_deref_mut(), |b| b.window_end = end)?;
     let started = Instant::now();
-    if !cfg.folded && cfg.svg.is_none() {
-        write_stdout(&format!("{}\n", cfg.header()))?;
-    } else {
-        // Folded stacks or an SVG go to stdout or a file: the header, which says tracing has begun, to
-        // stderr.
-        eprintln!("{}", cfg.header());
-    }
+    print_header(&cfg.header(), !cfg.folded && cfg.svg.is_none())?;
     // A duration too large for the clock means "until Ctrl-C".
     collector.run(&stop, cfg.duration.and_then(|d| started.checked_add(d)));
     timing.mark("tracing");

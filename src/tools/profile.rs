@@ -10,8 +10,8 @@ use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::common::{
-    check_targets, check_writable, comm_str, fill_filters, merge_folded, stack_part, window_end_ns,
-    with_bss, write_svg_file, Collector, Timing,
+    check_targets, check_writable, comm_str, fill_filters, merge_folded, print_header, stack_part,
+    window_end_ns, with_bss, write_svg_file, Collector, Timing,
 };
 use crate::bpf::skel::profile::types::sample_key;
 use crate::bpf::skel::profile::ProfileSkelBuilder;
@@ -136,13 +136,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         cfg.cpu,
         cfg.duration.map(|d| d.as_secs()),
     );
-    if !cfg.folded && cfg.svg.is_none() {
-        write_stdout(&format!("{header}\n"))?;
-    } else {
-        // Folded stacks or an SVG go to stdout or a file: the header, which says sampling has begun,
-        // to stderr.
-        eprintln!("{header}");
-    }
+    print_header(&header, !cfg.folded && cfg.svg.is_none())?;
     // A duration too large for the clock means "until Ctrl-C".
     collector.run(&stop, cfg.duration.and_then(|d| started.checked_add(d)));
     with_bss(skel.maps.bss_data.as_deref_mut(), |b| b.window_end = 0)?;
