@@ -9,6 +9,13 @@ fn cpu_chain(hot: &str) -> [&str; 4] {
     ["main", "work_loop", hot, "spin"]
 }
 
+/// `profile -f ARGS` until Ctrl-C (`finish(true)`), once sampling: its header is out, on stderr with -f.
+fn sampling(args: &[&str]) -> Running {
+    let mut argv = vec!["profile", "-f"];
+    argv.extend_from_slice(args);
+    Running::start(&argv, &[], true, "Sampling at")
+}
+
 #[test]
 fn samples_split_two_to_one_under_the_right_callers() {
     let Some(_lock) = bpf_test("samples_split_two_to_one_under_the_right_callers") else {
@@ -200,8 +207,7 @@ fn a_process_that_exits_during_the_trace_keeps_named_frames() {
     // A whole-system trace: give the workload a comm no other process has.
     let burn = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("exitburn");
     std::fs::copy(workload("burn"), &burn).expect("copying the workload");
-    // Sampling once its header is out (on stderr with -f).
-    let prof = Running::start(&["profile", "-F", "499", "-f"], &[], true, "Sampling at");
+    let prof = sampling(&["-F", "499"]);
     let mut w = Workload::start(&burn, &["cpu", "1"]);
     w.wait(); // gone before the trace ends
     let (out, _) = prof.finish(true);
@@ -229,14 +235,8 @@ fn ctrl_c_ends_sampling_and_still_prints() {
     };
     let burn = workload("burn");
     let w = Workload::start(&burn, &["cpu", "600"]);
-    // Sampling once its header is out (on stderr with -f); Ctrl-C (finish asserts a clean exit) a while
-    // after.
-    let prof = Running::start(
-        &["profile", "-F", "499", "-f", "-p", &w.pid().to_string()],
-        &[],
-        true,
-        "Sampling at",
-    );
+    // Ctrl-C (finish asserts a clean exit) a while after sampling began.
+    let prof = sampling(&["-F", "499", "-p", &w.pid().to_string()]);
     sleep(Duration::from_secs(2));
     let (out, _) = prof.finish(true);
     assert!(count_with(&parse_folded(out.as_bytes()), &cpu_chain("hot_two_thirds")) > 0);
@@ -493,12 +493,7 @@ fn frames_are_named_after_the_process_execs() {
         burn.display()
     );
     let sh = Workload::start(std::path::Path::new("sh"), &["-c", &script]);
-    let prof = Running::start(
-        &["profile", "-F", "199", "-f", "-p", &sh.pid().to_string()],
-        &[],
-        true,
-        "Sampling at",
-    );
+    let prof = sampling(&["-F", "199", "-p", &sh.pid().to_string()]);
     sleep(Duration::from_secs(2));
     std::fs::write(&flag, "").expect("creating the flag file");
     sleep(Duration::from_secs(2));
