@@ -193,13 +193,9 @@ pub fn kernel_functions(m: &Matcher) -> Result<Vec<String>> {
         }
     } else {
         let text = std::fs::read_to_string("/proc/kallsyms").context("reading /proc/kallsyms")?;
-        for line in text.lines() {
-            let mut f = line.split_whitespace();
-            let (_, kind, name) = (f.next(), f.next(), f.next());
-            if matches!(kind, Some("t" | "T")) {
-                if let Some(name) = name.filter(|n| m.is_match(n)) {
-                    names.push(name.to_string());
-                }
+        for (_, name) in text_symbols(&text) {
+            if m.is_match(name) {
+                names.push(name.to_string());
             }
         }
     }
@@ -214,11 +210,7 @@ pub fn kernel_function_addrs(names: &[String]) -> Result<HashMap<String, Vec<u64
     let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
     let text = std::fs::read_to_string("/proc/kallsyms").context("reading /proc/kallsyms")?;
     let mut addrs: HashMap<String, Vec<u64>> = HashMap::new();
-    for line in text.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(addr), Some("t" | "T"), Some(name)) = (f.next(), f.next(), f.next()) else {
-            continue;
-        };
+    for (addr, name) in text_symbols(&text) {
         if wanted.contains(name) {
             if let Ok(a) = u64::from_str_radix(addr, 16) {
                 addrs.entry(name.to_string()).or_default().push(a);
@@ -226,6 +218,17 @@ pub fn kernel_function_addrs(names: &[String]) -> Result<HashMap<String, Vec<u64
         }
     }
     Ok(addrs)
+}
+
+/// The text symbols (`t`/`T`) of /proc/kallsyms's `text`: (address in hex, name).
+fn text_symbols(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    text.lines().filter_map(|line| {
+        let mut f = line.split_whitespace();
+        match (f.next(), f.next(), f.next()) {
+            (Some(addr), Some("t" | "T"), Some(name)) => Some((addr, name)),
+            _ => None,
+        }
+    })
 }
 
 /// Tracepoints that might serve where a kernel-function pattern cannot be traced, best first: a system call
