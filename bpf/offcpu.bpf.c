@@ -17,6 +17,7 @@
 #include "offcpu.h"
 #include "stacks.bpf.h"
 #include "procs.bpf.h"
+#include "unwind.bpf.h"
 #include "core_fixes.bpf.h"
 #include "filters.bpf.h"
 
@@ -113,8 +114,7 @@ static __always_inline void capture_current(void *ctx, struct wait_side *side, b
 	side->user_err = 0;
 	side->kern_err = 0;
 	if (!kernel_stacks_only && !kthread)
-		side->user_err = stack_capture(ctx, BPF_F_USER_STACK, side->pid, &side->user_stack,
-					       STAT_USTACK_ERR);
+		side->user_err = user_stack_capture(ctx, side->pid, &side->user_stack, STAT_USTACK_ERR);
 	if (!user_stacks_only)
 		side->kern_err = stack_capture(ctx, 0, side->pid, &side->kern_stack, STAT_KSTACK_ERR);
 	if (side->user_stack)

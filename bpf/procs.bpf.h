@@ -49,6 +49,7 @@ static __always_inline void announce_proc(__u32 pid)
 		return;
 	}
 	e->pid = pid;
+	e->kind = PROC_NEW;
 	bpf_ringbuf_submit(e, 0);
 }
 

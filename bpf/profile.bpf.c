@@ -6,6 +6,7 @@
 #include "profile.h"
 #include "stacks.bpf.h"
 #include "procs.bpf.h"
+#include "unwind.bpf.h"
 #include "filters.bpf.h"
 
 const volatile bool user_stacks_only = false;
@@ -46,7 +47,7 @@ int do_sample(struct bpf_perf_event_data *ctx)
 	key.tid = tid;
 	bpf_get_current_comm(&key.comm, sizeof(key.comm));
 	if (!kernel_stacks_only)
-		key.user_err = stack_capture(ctx, BPF_F_USER_STACK, pid, &key.user_stack, STAT_USTACK_ERR);
+		key.user_err = user_stack_capture(ctx, pid, &key.user_stack, STAT_USTACK_ERR);
 	if (!user_stacks_only)
 		key.kern_err = stack_capture(ctx, 0, pid, &key.kern_stack, STAT_KSTACK_ERR);
 	if (key.user_stack)

@@ -69,36 +69,20 @@ static __always_inline __u64 mix64(__u64 h)
 }
 
 /*
- * Captures the current stack (BPF_F_USER_STACK in flags for the user one) of process `pid` and stores it.
- * Returns 0 with *id = 0 when there is no stack (a kernel thread's user stack, the kernel stack of a sample
- * taken in user mode), 0 with *id = the stack's key when stored, or a negative errno when the stack is lost
- * (the loss is counted in `stats` under lost_stat, or STAT_STACKS_FULL / STAT_STACK_COLLISION).
+ * Stores the stack captured in `ev->st` (`nr` frames, innermost first) of process `pid`, once per distinct
+ * stack, and announces a new one to user space. Returns 0 with *id = the stack's key, or a negative errno
+ * when the stack is lost (counted under STAT_STACKS_FULL or STAT_STACK_COLLISION).
  */
-static __always_inline long stack_capture(void *ctx, __u64 flags, __u32 pid, __u64 *id, __u32 lost_stat)
+static __always_inline long stack_store(struct new_stack_event *ev, __u32 nr, __u32 pid, bool user, __u64 *id)
 {
-	__u32 zero = 0, nr, i, depth = max_stack_depth;
-	struct new_stack_event *ev;
-	struct stored_stack *st, *old;
+	struct stored_stack *st = &ev->st, *old;
 	__u64 h = 0x9e3779b97f4a7c15ULL, size;
-	long n, err;
+	__u32 i;
+	long err;
 
-	*id = 0;
-	ev = bpf_map_lookup_elem(&stack_scratch, &zero);
-	if (!ev)
-		return -EFAULT;
-	st = &ev->st;
-	if (depth > MAX_STACK_DEPTH || depth == 0)
-		depth = MAX_STACK_DEPTH;
-	n = bpf_get_stack(ctx, st->ips, depth * sizeof(__u64), flags);
-	if (n == -EFAULT || n == 0)
-		return 0; /* no stack of this kind: not a loss */
-	if (n < 0) {
-		stat_inc(lost_stat);
-		return n;
-	}
-	nr = n / sizeof(__u64);
+	if (nr > MAX_STACK_DEPTH)
+		nr = MAX_STACK_DEPTH;
 	st->nr = nr;
-
 	for (i = 0; i < MAX_STACK_DEPTH; i++) {
 		if (i >= nr)
 			break;
@@ -133,7 +117,7 @@ static __always_inline long stack_capture(void *ctx, __u64 flags, __u32 pid, __u
 	*id = h;
 	ev->id = h;
 	ev->pid = pid;
-	ev->user = (flags & BPF_F_USER_STACK) ? 1 : 0;
+	ev->user = user ? 1 : 0;
 	size = sizeof(*ev) - sizeof(st->ips) + nr * sizeof(__u64);
 	if (size > sizeof(*ev))
 		size = sizeof(*ev);
@@ -144,6 +128,43 @@ static __always_inline long stack_capture(void *ctx, __u64 flags, __u32 pid, __u
 collision:
 	stat_inc(STAT_STACK_COLLISION);
 	return -EEXIST;
+}
+
+/* The frames to capture: --perf-max-stack-depth, within what a stored stack holds. */
+static __always_inline __u32 stack_depth(void)
+{
+	__u32 depth = max_stack_depth;
+
+	if (depth > MAX_STACK_DEPTH || depth == 0)
+		depth = MAX_STACK_DEPTH;
+	return depth;
+}
+
+/*
+ * Captures the current stack with bpf_get_stack (BPF_F_USER_STACK in flags for the user one: frame
+ * pointers) of process `pid` and stores it. Returns 0 with *id = 0 when there is no stack (a kernel
+ * thread's user stack, the kernel stack of a sample taken in user mode), 0 with *id = the stack's key when
+ * stored, or a negative errno when the stack is lost (the loss is counted in `stats` under lost_stat, or
+ * STAT_STACKS_FULL / STAT_STACK_COLLISION).
+ */
+static __always_inline long stack_capture(void *ctx, __u64 flags, __u32 pid, __u64 *id, __u32 lost_stat)
+{
+	__u32 zero = 0;
+	struct new_stack_event *ev;
+	long n;
+
+	*id = 0;
+	ev = bpf_map_lookup_elem(&stack_scratch, &zero);
+	if (!ev)
+		return -EFAULT;
+	n = bpf_get_stack(ctx, ev->st.ips, stack_depth() * sizeof(__u64), flags);
+	if (n == -EFAULT || n == 0)
+		return 0; /* no stack of this kind: not a loss */
+	if (n < 0) {
+		stat_inc(lost_stat);
+		return n;
+	}
+	return stack_store(ev, n / sizeof(__u64), pid, flags & BPF_F_USER_STACK, id);
 }
 
 #endif

@@ -26,6 +26,12 @@ struct new_stack_event {
 /* Sent once per process seen with a user stack, so user space can cache its mappings while it lives. */
 struct new_proc_event {
 	__u32 pid;
+	__u32 kind; /* enum proc_event_kind */
+};
+
+enum proc_event_kind {
+	PROC_NEW = 0,     /* first seen with a user stack, or exec'd since */
+	PROC_REMAPPED = 1, /* unwinding met code in no mapping known for it (dlopen, JIT): read them again */
 };
 
 /* Indexes into the per-CPU `stats` array: every loss is counted here and printed by user space. */
@@ -40,7 +46,11 @@ enum stat_idx {
 	STAT_STACK_EVENTS_LOST, /* ring buffer full: a new stack is read from the map at the end instead */
 	STAT_START_FULL,        /* off-CPU tools: too many blocked threads at once; one block not timed */
 	STAT_WAKER_FULL,        /* offwake: too many pending wakeups at once; one waker not recorded */
-	STAT_MAX,
+	STAT_UNWOUND,           /* user stacks walked with unwind tables (--unwind dwarf/auto) */
+	STAT_FP_WHOLE,          /* auto: user stacks walked with frame pointers (their tables not loaded yet) */
+	STAT_FP_FRAMES,         /* auto: frames followed by frame pointer where their code has no CFI */
+	STAT_UNWIND_END,        /* + enum unwind_end: how table-walked stacks ended (UNWIND_COMPLETE: whole) */
+	STAT_MAX = STAT_UNWIND_END + 10, /* UNWIND_REASONS (bpf/unwind.h) */
 };
 
 #endif

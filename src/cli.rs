@@ -10,6 +10,7 @@ use crate::tools::biolatency::{BiolatencyConfig, Linear};
 use crate::tools::funccount::FunccountConfig;
 use crate::tools::offcpu::{WaitConfig, WaitMode};
 use crate::tools::profile::{ProfileConfig, Sampling};
+use crate::unwind::UnwindMode;
 
 /// eBPF performance analysis in one binary: sampled stacks and flame graphs, with bcc's flags and layouts.
 #[derive(Debug, Parser)]
@@ -160,6 +161,13 @@ pub struct StackArgs {
     /// Frames captured per stack (at most 127)
     #[arg(long = "perf-max-stack-depth", value_name = "N", default_value_t = 127)]
     pub perf_max_stack_depth: u32,
+    /// How user stacks are walked: auto (unwind tables from .eh_frame where a binary has them, frame
+    /// pointers elsewhere), dwarf (unwind tables only), fp (frame pointers only, as bcc and perf -g)
+    #[arg(long = "unwind", value_name = "MODE", default_value = "auto")]
+    pub unwind: UnwindMode,
+    /// The most memory unwind tables may take in the kernel, in MiB (taken as tables are loaded)
+    #[arg(long = "unwind-memory", value_name = "MIB", default_value_t = 256)]
+    pub unwind_memory: u32,
 }
 
 #[derive(Debug, Args)]
@@ -276,6 +284,8 @@ impl WaitArgs {
             svg: s.svg.clone(),
             stack_storage_size: s.stack_storage_size,
             max_stack_depth: s.perf_max_stack_depth,
+            unwind: s.unwind,
+            unwind_memory_mib: s.unwind_memory,
             min_block_us: self.min_block_time,
             max_block_us,
             state: self.state,
@@ -519,12 +529,18 @@ impl StackArgs {
         if self.perf_max_stack_depth == 0 || self.perf_max_stack_depth > MAX_STACK_DEPTH {
             bail!("--perf-max-stack-depth must be between 1 and {MAX_STACK_DEPTH}");
         }
+        if self.unwind_memory == 0 || self.unwind_memory > MAX_UNWIND_MEMORY_MIB {
+            bail!("--unwind-memory must be between 1 and {MAX_UNWIND_MEMORY_MIB} (MiB)");
+        }
         Ok(())
     }
 }
 
 /// The most frames bpf_get_stack gives (the kernel's default perf_event_max_stack).
 pub const MAX_STACK_DEPTH: u32 = 127;
+
+/// The most --unwind-memory takes: UNWIND_MAX_CHUNKS (bpf/unwind.h) chunks of 512 KiB.
+pub const MAX_UNWIND_MEMORY_MIB: u32 = 1024;
 
 impl ProfileArgs {
     /// Validates the arguments and turns them into the profile tool's plain configuration.
@@ -552,6 +568,8 @@ impl ProfileArgs {
             svg: s.svg.clone(),
             stack_storage_size: s.stack_storage_size,
             max_stack_depth: s.perf_max_stack_depth,
+            unwind: s.unwind,
+            unwind_memory_mib: s.unwind_memory,
             sampling,
             cpu: self.cpu,
             include_idle: self.include_idle,

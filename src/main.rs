@@ -6,6 +6,7 @@ mod probes;
 mod render;
 mod symbolize;
 mod tools;
+mod unwind;
 mod util;
 
 use std::process::ExitCode;

@@ -21,8 +21,19 @@ pub mod stat {
     pub const STACK_EVENTS_LOST: usize = 7;
     pub const START_FULL: usize = 8;
     pub const WAKER_FULL: usize = 9;
-    pub const MAX: usize = 10;
+    /// User stacks walked with unwind tables.
+    pub const UNWOUND: usize = 10;
+    /// --unwind auto: user stacks walked with frame pointers, their process's tables not loaded yet.
+    pub const FP_WHOLE: usize = 11;
+    /// --unwind auto: frames followed by frame pointer in code without CFI.
+    pub const FP_FRAMES: usize = 12;
+    /// + the reason (crate::unwind::end): how table walks ended.
+    pub const UNWIND_END: usize = 13;
+    pub const MAX: usize = UNWIND_END + crate::unwind::end::REASONS;
 }
+
+/// `enum proc_event_kind` (bpf/stacks.h): a process first seen, or one to read the mappings of again.
+pub const PROC_NEW: u32 = 0;
 
 /// Entries fetched per bpf(BPF_MAP_LOOKUP_BATCH) call.
 const BATCH: u32 = 1024;
@@ -184,19 +195,110 @@ pub fn loss_report(stats: &[u64; stat::MAX], stack_storage_size: u32) -> Vec<Str
     lines
 }
 
+/// Lines for stderr about how user stacks were walked with unwind tables: the stacks that ended before
+/// their root, by reason (they end in a marked frame), and those walked by frame pointers instead. Empty
+/// when every table walk reached its root.
+pub fn unwind_report(stats: &[u64; stat::MAX]) -> Vec<String> {
+    use crate::unwind::{end, reason_desc};
+    let mut lines = Vec::new();
+    let walked = stats[stat::UNWOUND];
+    let reasons: Vec<String> = (end::COMPLETE + 1..end::REASONS)
+        .filter(|&r| stats[stat::UNWIND_END + r] > 0)
+        .map(|r| format!("{} {}", stats[stat::UNWIND_END + r], reason_desc(r)))
+        .collect();
+    if !reasons.is_empty() {
+        let early: u64 = (end::COMPLETE + 1..end::REASONS)
+            .map(|r| stats[stat::UNWIND_END + r])
+            .sum();
+        lines.push(format!(
+            "bpfprof: {early} of {walked} user stacks walked with unwind tables ended before their root (their last frame says why): {}",
+            reasons.join(", ")
+        ));
+    }
+    if stats[stat::FP_WHOLE] > 0 {
+        lines.push(format!(
+            "bpfprof: {} user stacks walked with frame pointers: their process's unwind tables were not loaded yet",
+            stats[stat::FP_WHOLE]
+        ));
+    }
+    if stats[stat::FP_FRAMES] > 0 {
+        lines.push(format!(
+            "bpfprof: {} frames followed by frame pointer (code without unwind information)",
+            stats[stat::FP_FRAMES]
+        ));
+    }
+    lines
+}
+
+/// WARNING lines for what the unwind tables could not hold.
+pub fn unwind_table_report(s: &crate::unwind::UnwindStats, memory_mib: u32) -> Vec<String> {
+    let mut lines = Vec::new();
+    if !s.no_room.is_empty() {
+        let mut names = s.no_room.clone();
+        names.truncate(5);
+        lines.push(format!(
+            "WARNING: the unwind tables of {} binaries did not fit in --unwind-memory {memory_mib} MiB ({}{}): stacks end at their frames; raise --unwind-memory",
+            s.no_room.len(),
+            names.join(", "),
+            if s.no_room.len() > 5 { ", ..." } else { "" }
+        ));
+    }
+    if s.too_many_mappings > 0 {
+        lines.push(format!(
+            "WARNING: {} processes have more than 4096 executable mappings: frames in the rest end their stacks",
+            s.too_many_mappings
+        ));
+    }
+    if s.mappings_full > 0 {
+        lines.push(format!(
+            "WARNING: {} processes got no unwind tables: the mapping table (65536 entries) was full",
+            s.mappings_full
+        ));
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn nothing_lost_says_nothing() {
-        assert!(loss_report(&[5, 0, 0, 0, 0, 0, 0, 9, 0, 0], 10).is_empty());
+        let mut stats = [0; stat::MAX];
+        stats[stat::SAMPLES] = 5;
+        stats[stat::STACK_EVENTS_LOST] = 9;
+        stats[stat::UNWOUND] = 5;
+        stats[stat::UNWIND_END] = 5;
+        assert!(loss_report(&stats, 10).is_empty());
+        assert!(unwind_report(&stats).is_empty());
     }
 
     #[test]
     fn every_loss_is_reported() {
-        let lines = loss_report(&[9, 1, 2, 3, 4, 5, 6, 7, 8, 9], 10);
+        let mut stats = [0; stat::MAX];
+        stats[..10].copy_from_slice(&[9, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        let lines = loss_report(&stats, 10);
         assert_eq!(lines.len(), 8);
         assert!(lines[2].starts_with("WARNING: 3 stacks lost") && lines[2].contains("10 stacks"));
+    }
+
+    #[test]
+    fn stacks_that_ended_early_are_counted_by_reason() {
+        use crate::unwind::end;
+        let mut stats = [0; stat::MAX];
+        stats[stat::UNWOUND] = 10;
+        stats[stat::UNWIND_END] = 7;
+        stats[stat::UNWIND_END + end::NO_CFI] = 2;
+        stats[stat::UNWIND_END + end::NOT_LOADED] = 1;
+        stats[stat::FP_WHOLE] = 4;
+        let lines = unwind_report(&stats);
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines[0].starts_with("bpfprof: 3 of 10 user stacks")
+                && lines[0].ends_with("2 no CFI, 1 tables not loaded yet"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[1].starts_with("bpfprof: 4 user stacks walked with frame pointers"));
     }
 }

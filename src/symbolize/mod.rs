@@ -15,6 +15,7 @@ use blazesym::symbolize::{cache, Input, Symbolized, Symbolizer as Blaze};
 use blazesym::Pid;
 
 use crate::render::Frame;
+use crate::unwind::{marker_name, marker_reason};
 
 /// One mapped file of a process: [start, end), the file's offset there, its name and (a real file) path.
 #[derive(Clone, Debug)]
@@ -150,7 +151,7 @@ impl Symbolizer {
         for (pid, ids) in by_pid {
             let addrs: Vec<&[u64]> = ids
                 .iter()
-                .filter_map(|id| stacks.get(id).map(Vec::as_slice))
+                .filter_map(|id| stacks.get(id).map(|s| real_frames(s)))
                 .collect();
             self.cover(pid, &addrs);
             let mut process = Process::new(Pid::from(pid));
@@ -160,11 +161,37 @@ impl Symbolizer {
             let names = self.name_addrs(&src, &addrs, Some(pid));
             for id in ids {
                 if let Some(stack) = stacks.get(&id) {
-                    out.insert((pid, id), frame_names(stack, &names));
+                    out.insert((pid, id), self.user_frame_names(pid, stack, &names));
                 }
             }
         }
         out
+    }
+
+    /// A user stack's names; a last frame that marks where an unwind-table walk stopped is named for its
+    /// reason and the file of the frame before it (`[unwind stopped: no CFI in libfoo.so]`).
+    fn user_frame_names(
+        &mut self,
+        pid: u32,
+        stack: &[u64],
+        names: &HashMap<u64, Frame>,
+    ) -> Arc<[Frame]> {
+        let real = real_frames(stack);
+        let named = frame_names(real, names);
+        let Some(reason) = stack.last().and_then(|&a| marker_reason(a)) else {
+            return named;
+        };
+        let module = real
+            .last()
+            .and_then(|&a| self.modules.get(&pid).and_then(|ms| module_at(ms, a)))
+            .map(|m| m.name.clone());
+        let marker = marker_name(reason, module.as_deref());
+        let marker = Arc::clone(
+            self.interned
+                .entry(marker)
+                .or_insert_with_key(|n| Frame::from(n.as_str())),
+        );
+        named.iter().cloned().chain([marker]).collect()
     }
 
     /// Symbolizes the distinct lookup addresses of `stacks` in one batch: lookup address -> name.
@@ -252,6 +279,14 @@ fn lookup_addrs(stack: &[u64]) -> impl Iterator<Item = u64> + '_ {
         .iter()
         .enumerate()
         .map(|(i, &a)| if i == 0 { a } else { a.saturating_sub(1) })
+}
+
+/// A stack without its last frame where that is an unwind marker (crate::unwind::MARKER).
+fn real_frames(stack: &[u64]) -> &[u64] {
+    match stack.split_last() {
+        Some((&last, rest)) if marker_reason(last).is_some() => rest,
+        _ => stack,
+    }
 }
 
 fn frame_names(stack: &[u64], names: &HashMap<u64, Frame>) -> Arc<[Frame]> {

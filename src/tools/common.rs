@@ -16,10 +16,12 @@ use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags, RingBuffer, RingBufferBuilder};
 use rayon::prelude::*;
 
+use crate::bpf::stacks::{stat, unwind_report, unwind_table_report, PROC_NEW};
 use crate::render::flamegraph::{write_svg, FlameGraphSpec};
 use crate::render::{Frame, StackPart};
 use crate::symbolize::stackbook::StackBook;
 use crate::symbolize::Symbolizer;
+use crate::unwind::{UnwindMode, UnwindStats, Unwinder};
 use crate::util::{ktime_ns, write_stdout, StopFlag};
 
 /// Entries allowed in each PID/TID filter map (bpf/*.bpf.c).
@@ -83,22 +85,41 @@ pub struct Collector {
     pub syms: Symbolizer,
 }
 
-/// The thread that takes announced processes and reads their mappings (`None`: already gone).
+/// The thread that takes announced processes and reads their mappings (`None`: already gone), and, with
+/// unwind tables, loads the tables of their binaries (a process whose walk met code in no mapping it
+/// knew is announced again: dlopen, JIT).
 struct ProcWatcher {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<Option<UnwindStats>>>,
     seen: Receiver<(u32, Option<String>)>,
+    unwind_stats: Option<UnwindStats>,
 }
 
+/// How often the watcher drops the unwind entries of processes that exited.
+const FORGET_EVERY: Duration = Duration::from_secs(2);
+
 impl ProcWatcher {
-    fn start(proc_events: &dyn MapCore) -> Result<Self> {
+    fn start(proc_events: &dyn MapCore, mut unwinder: Option<Unwinder>) -> Result<Self> {
         let (tx, seen) = mpsc::channel();
+        let (to_load, to_load_rx) = mpsc::channel::<(u32, String)>();
+        let with_tables = unwinder.is_some();
         let mut rb = RingBufferBuilder::new();
         rb.add(proc_events, move |data: &[u8]| {
             if let Some(pid) = data.get(..4) {
                 let pid = u32::from_ne_bytes(pid.try_into().expect("4 bytes"));
+                let kind = data
+                    .get(4..8)
+                    .map_or(0, |k| u32::from_ne_bytes(k.try_into().expect("4 bytes")));
                 let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok();
-                let _ = tx.send((pid, maps));
+                if with_tables {
+                    if let Some(m) = &maps {
+                        let _ = to_load.send((pid, m.clone()));
+                    }
+                }
+                // A re-read for unwinding: the symbolizer finds new code itself when it names it.
+                if kind == PROC_NEW {
+                    let _ = tx.send((pid, maps));
+                }
             }
             0
         })?;
@@ -108,17 +129,35 @@ impl ProcWatcher {
         let thread = std::thread::Builder::new()
             .name("bpfprof-procs".into())
             .spawn(move || {
+                let mut forgot = Instant::now();
+                let load = |unwinder: &mut Option<Unwinder>| {
+                    if let Some(u) = unwinder.as_mut() {
+                        for (pid, maps) in to_load_rx.try_iter() {
+                            let _ = u.load_process(pid, &maps);
+                        }
+                    }
+                };
                 while !stopped.load(Ordering::Relaxed) {
                     let _ = rb.poll(Duration::from_millis(50));
+                    load(&mut unwinder);
+                    if forgot.elapsed() >= FORGET_EVERY {
+                        if let Some(u) = unwinder.as_mut() {
+                            u.forget_exited();
+                        }
+                        forgot = Instant::now();
+                    }
                 }
                 // Announced before the programs were detached: taken too.
                 let _ = rb.consume();
+                load(&mut unwinder);
+                unwinder.map(|u| u.stats())
             })
             .context("starting the process watcher")?;
         Ok(Self {
             stop,
             thread: Some(thread),
             seen,
+            unwind_stats: None,
         })
     }
 
@@ -126,7 +165,7 @@ impl ProcWatcher {
     fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            self.unwind_stats = t.join().ok().flatten();
         }
     }
 }
@@ -138,11 +177,13 @@ impl Drop for ProcWatcher {
 }
 
 impl Collector {
-    /// `pids`: processes known from the start (-p), cached at once.
+    /// `pids`: processes known from the start (-p), cached at once. `unwinder`: the unwind tables loaded
+    /// so far (--unwind dwarf/auto), kept up to date with new processes from here on.
     pub fn new(
         proc_events: &dyn MapCore,
         stack_events: &dyn MapCore,
         pids: &[u32],
+        unwinder: Option<Unwinder>,
     ) -> Result<Self> {
         let mut syms = Symbolizer::new();
         for &pid in pids {
@@ -157,7 +198,7 @@ impl Collector {
         })?;
         Ok(Self {
             rb: rb.build()?,
-            procs: ProcWatcher::start(proc_events)?,
+            procs: ProcWatcher::start(proc_events, unwinder)?,
             book,
             syms,
         })
@@ -187,6 +228,11 @@ impl Collector {
         self.take_announced();
     }
 
+    /// What the unwind tables took (after `drain`; None without tables).
+    pub fn unwind_stats(&self) -> Option<&UnwindStats> {
+        self.procs.unwind_stats.as_ref()
+    }
+
     fn take_announced(&mut self) {
         for (pid, maps) in self.procs.seen.try_iter() {
             self.syms.remember_seen(pid, maps.as_deref());
@@ -209,6 +255,103 @@ impl Collector {
         book.complete(kernel_ids, user_pairs, stack_map, &mut syms)?;
         Ok((book, syms, rb))
     }
+}
+
+/// The unwind-table maps of a loaded stack tool (bpf/unwind.bpf.h).
+pub struct UnwindMaps<'a, 'obj> {
+    pub procs: &'a libbpf_rs::MapMut<'obj>,
+    pub mappings: &'a libbpf_rs::MapMut<'obj>,
+    pub chunks: &'a libbpf_rs::MapMut<'obj>,
+}
+
+/// With --unwind dwarf/auto, loads the unwind tables of the processes to be traced before tracing starts:
+/// `pids` (or the processes of `tids`), or every process when neither is given. None with --unwind fp.
+pub fn start_unwinder(
+    mode: UnwindMode,
+    memory_mib: u32,
+    maps: UnwindMaps,
+    pids: &[u32],
+    tids: &[u32],
+) -> Result<Option<Unwinder>> {
+    if mode == UnwindMode::Fp {
+        return Ok(None);
+    }
+    let mut unwinder = Unwinder::new(
+        libbpf_rs::MapHandle::try_from(maps.procs)?,
+        maps.mappings,
+        libbpf_rs::MapHandle::try_from(maps.chunks)?,
+        memory_mib,
+    )?;
+    let targets: Vec<u32> = if !pids.is_empty() {
+        pids.to_vec()
+    } else if !tids.is_empty() {
+        tids.iter().filter_map(|&t| tgid_of(t)).collect()
+    } else {
+        all_processes()
+    };
+    unwinder.preload(&targets);
+    Ok(Some(unwinder))
+}
+
+/// Prints how user stacks were walked with unwind tables (stacks that ended early, frame-pointer
+/// fallbacks) and what the tables could not hold; with BPFPROF_TIMING, what they took.
+pub fn report_unwinding(
+    stats: &[u64; stat::MAX],
+    tables: Option<&UnwindStats>,
+    memory_mib: u32,
+    timing: &Timing,
+) {
+    let Some(tables) = tables else {
+        return;
+    };
+    for line in unwind_table_report(tables, memory_mib) {
+        eprintln!("{line}");
+    }
+    for line in unwind_report(stats) {
+        eprintln!("{line}");
+    }
+    if timing.on {
+        eprintln!(
+            "bpfprof: unwind tables: {} binaries, {} rows ({} unsupported), {:.1} MiB in the kernel, {} processes, built in {:.3} s ({} without CFI)",
+            tables.binaries,
+            tables.rows,
+            tables.unsupported_rows,
+            tables.bytes as f64 / (1 << 20) as f64,
+            tables.processes,
+            tables.build_time.as_secs_f64(),
+            tables.without_cfi
+        );
+    }
+}
+
+/// How user stacks were walked, for flame graph subtitles: ` (unwind: auto)`; nothing without user stacks.
+pub fn unwind_desc(mode: UnwindMode, kernel_stacks_only: bool) -> String {
+    if kernel_stacks_only {
+        String::new()
+    } else {
+        format!(" (unwind: {})", mode.name())
+    }
+}
+
+/// The process a thread belongs to.
+fn tgid_of(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Every process now running (kernel threads too: they have no mappings and are skipped).
+fn all_processes() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A stack part from a BPF key's stack id and error: missed, none, or its named frames.

@@ -12,8 +12,9 @@ use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::common::{
-    check_targets, check_writable, comm_str, fill_filters, merge_folded, print_header, stack_part,
-    sum_ascending, window_end_ns, with_bss, write_svg_file, Collector, Timing,
+    check_targets, check_writable, comm_str, fill_filters, merge_folded, print_header,
+    report_unwinding, stack_part, start_unwinder, sum_ascending, unwind_desc, window_end_ns,
+    with_bss, write_svg_file, Collector, Timing, UnwindMaps,
 };
 use crate::bpf::skel::offcpu::types::{wait_key, wait_side, wait_val};
 use crate::bpf::skel::offcpu::{OffcpuSkel, OffcpuSkelBuilder};
@@ -23,6 +24,7 @@ use crate::render::flamegraph::{FlameGraphSpec, GraphPalette};
 use crate::render::wait::{self as layout, Side, WaitRecord, WAKER_SUFFIX};
 use crate::render::{bcc, folded, sort_ascending, StackRecord, StackStyle};
 use crate::symbolize::stackbook::StackBook;
+use crate::unwind::UnwindMode;
 use crate::util::{write_stdout, StopFlag};
 
 /// Which of the three tools (enum wait_mode in bpf/offcpu.h).
@@ -70,6 +72,9 @@ pub struct WaitConfig {
     pub svg: Option<PathBuf>,
     pub stack_storage_size: u32,
     pub max_stack_depth: u32,
+    /// How user stacks are walked, and the most memory unwind tables may take (MiB).
+    pub unwind: UnwindMode,
+    pub unwind_memory_mib: u32,
     /// Blocks shorter than this (microseconds) are not counted.
     pub min_block_us: u64,
     /// Blocks longer than this (microseconds) are not counted.
@@ -157,7 +162,28 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
     let (mut skel, mut links, hooks) = load_first_that_works(cfg, &mut storage)?;
     timing.mark("load+attach");
 
-    let mut collector = Collector::new(&skel.maps.proc_events, &skel.maps.stack_events, &cfg.pids)?;
+    let unwinder = if cfg.kernel_stacks_only {
+        None
+    } else {
+        start_unwinder(
+            cfg.unwind,
+            cfg.unwind_memory_mib,
+            UnwindMaps {
+                procs: &skel.maps.unwind_procs,
+                mappings: &skel.maps.unwind_mappings,
+                chunks: &skel.maps.unwind_chunks,
+            },
+            &cfg.pids,
+            &cfg.tids,
+        )?
+    };
+    timing.mark("unwind tables");
+    let mut collector = Collector::new(
+        &skel.maps.proc_events,
+        &skel.maps.stack_events,
+        &cfg.pids,
+        unwinder,
+    )?;
     // Loaded after the programs (their symbols must be in the snapshot: BPF frames are dropped by name),
     // before the window opens: on a very slow machine this takes seconds.
     if !cfg.user_stacks_only {
@@ -181,6 +207,7 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
         drop(link);
     }
     collector.drain();
+    let unwind_stats = collector.unwind_stats().cloned();
     let elapsed = started.elapsed();
 
     let stats = read_stats(&skel.maps.stats)?;
@@ -230,10 +257,11 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
         let spec = FlameGraphSpec {
             title: title.into(),
             subtitle: Some(format!(
-                "bpfprof {}: {} by {} {what} stack, {:.1} s, {} {noun}, {:.3} s blocked",
+                "bpfprof {}: {} by {} {what} stack{}, {:.1} s, {} {noun}, {:.3} s blocked",
                 cfg.mode.name(),
                 cfg.who_desc(),
                 cfg.stacks_desc(),
+                unwind_desc(cfg.unwind, cfg.kernel_stacks_only),
                 elapsed.as_secs_f64(),
                 stats[stat::SAMPLES],
                 blocked_ns as f64 / 1e9,
@@ -261,6 +289,12 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
     for line in loss_report(&stats, cfg.stack_storage_size) {
         eprintln!("{line}");
     }
+    report_unwinding(
+        &stats,
+        unwind_stats.as_ref(),
+        cfg.unwind_memory_mib,
+        &timing,
+    );
     if misses > 0 {
         eprintln!("WARNING: {misses} scheduler events were missed: the BPF program was already running on that CPU (nested in an interrupt)");
     }
@@ -322,6 +356,7 @@ fn load_and_attach<'o>(
     rodata.min_block_ns = cfg.min_block_us.saturating_mul(1000);
     rodata.max_block_ns = cfg.max_block_us.saturating_mul(1000);
     rodata.max_stack_depth = cfg.max_stack_depth;
+    rodata.unwind_mode = cfg.unwind.bpf_value();
     open.maps.stacks.set_max_entries(cfg.stack_storage_size)?;
     // Room for four (thread, stack pair) keys per stored stack, as profile.
     open.maps
@@ -553,6 +588,8 @@ mod tests {
             svg: None,
             stack_storage_size: 16384,
             max_stack_depth: 127,
+            unwind: UnwindMode::Auto,
+            unwind_memory_mib: 256,
             min_block_us: 1,
             max_block_us: u64::MAX,
             state: None,

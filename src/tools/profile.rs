@@ -10,8 +10,9 @@ use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::common::{
-    check_targets, check_writable, comm_str, fill_filters, merge_folded, print_header, stack_part,
-    window_end_ns, with_bss, write_svg_file, Collector, Timing,
+    check_targets, check_writable, comm_str, fill_filters, merge_folded, print_header,
+    report_unwinding, stack_part, start_unwinder, unwind_desc, window_end_ns, with_bss,
+    write_svg_file, Collector, Timing, UnwindMaps,
 };
 use crate::bpf::skel::profile::types::sample_key;
 use crate::bpf::skel::profile::ProfileSkelBuilder;
@@ -20,6 +21,7 @@ use crate::bpf::{self, perf};
 use crate::render::flamegraph::{FlameGraphSpec, GraphPalette};
 use crate::render::{bcc, folded, sort_ascending, StackRecord, StackStyle};
 use crate::symbolize::stackbook::StackBook;
+use crate::unwind::UnwindMode;
 use crate::util::{write_stdout, StopFlag};
 
 pub use crate::bpf::perf::Sampling;
@@ -37,6 +39,9 @@ pub struct ProfileConfig {
     pub svg: Option<PathBuf>,
     pub stack_storage_size: u32,
     pub max_stack_depth: u32,
+    /// How user stacks are walked, and the most memory unwind tables may take (MiB).
+    pub unwind: UnwindMode,
+    pub unwind_memory_mib: u32,
     pub sampling: Sampling,
     pub cpu: Option<u32>,
     pub include_idle: bool,
@@ -108,6 +113,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     rodata.filter_pid = !cfg.pids.is_empty();
     rodata.filter_tid = !cfg.tids.is_empty();
     rodata.max_stack_depth = cfg.max_stack_depth;
+    rodata.unwind_mode = cfg.unwind.bpf_value();
     open.maps.stacks.set_max_entries(cfg.stack_storage_size)?;
     // A stack can be shared by many threads: room for four (thread, stack pair) counts per stored stack.
     open.maps
@@ -118,7 +124,30 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
 
     fill_filters(&skel.maps.pids, &skel.maps.tids, &cfg.pids, &cfg.tids)?;
 
-    let mut collector = Collector::new(&skel.maps.proc_events, &skel.maps.stack_events, &cfg.pids)?;
+    // The tables of the processes running now, before the first sample (new ones are loaded as they
+    // are announced).
+    let unwinder = if cfg.kernel_stacks_only {
+        None
+    } else {
+        start_unwinder(
+            cfg.unwind,
+            cfg.unwind_memory_mib,
+            UnwindMaps {
+                procs: &skel.maps.unwind_procs,
+                mappings: &skel.maps.unwind_mappings,
+                chunks: &skel.maps.unwind_chunks,
+            },
+            &cfg.pids,
+            &cfg.tids,
+        )?
+    };
+    timing.mark("unwind tables");
+    let mut collector = Collector::new(
+        &skel.maps.proc_events,
+        &skel.maps.stack_events,
+        &cfg.pids,
+        unwinder,
+    )?;
     let samplers = perf::attach_cpu_clock(&skel.progs.do_sample, &cpus, cfg.sampling)?;
     timing.mark("attach");
     // Before the window opens (seconds on a very slow machine). The programs close it at the duration's
@@ -144,6 +173,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     drop(samplers); // detach: no samples arrive while the maps are read
     timing.mark("detach");
     collector.drain();
+    let unwind_stats = collector.unwind_stats().cloned();
     let elapsed = started.elapsed();
 
     timing.mark("drain events");
@@ -190,12 +220,13 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         let spec = FlameGraphSpec {
             title: "CPU Flame Graph".into(),
             subtitle: Some(format!(
-                "bpfprof profile: {} at {}, {} by {}, {:.1} s, {} samples",
+                "bpfprof profile: {} at {}, {} by {}{}, {:.1} s, {} samples",
                 cfg.who_desc(),
                 cfg.rate_desc(),
                 cfg.cpu
                     .map_or_else(|| format!("{} CPUs", cpus.len()), |c| format!("CPU {c}")),
                 cfg.stacks_desc(),
+                unwind_desc(cfg.unwind, cfg.kernel_stacks_only),
                 elapsed.as_secs_f64(),
                 stats[stat::SAMPLES]
             )),
@@ -229,6 +260,12 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     for line in loss_report(&stats, cfg.stack_storage_size) {
         eprintln!("{line}");
     }
+    report_unwinding(
+        &stats,
+        unwind_stats.as_ref(),
+        cfg.unwind_memory_mib,
+        &timing,
+    );
     // Last on stderr (stdout stays clean for pipes): what was counted, to check nothing went missing.
     eprintln!(
         "bpfprof: {} samples, {} distinct stacks",

@@ -1,0 +1,401 @@
+/*
+ * User stacks without frame pointers: a walk, frame by frame, through unwind tables that user space built
+ * from each binary's .eh_frame/.debug_frame (src/unwind/) and loaded into maps. Shared by every stack tool.
+ *
+ * Per frame: the process's executable mapping that holds the pc (binary search in `unwind_mappings`), the
+ * row of its binary's table that covers the pc (binary search over `unwind_chunks`), then the CFA from
+ * rsp or rbp, the return address at CFA - 8, and the caller's rbp where the row says it was saved. No stack
+ * is copied. One frame is one call of a global function (verified once, whatever the loop around it:
+ * the verifier of 5.10 sees one short function and a loop of calls, not 127 unrolled walks).
+ *
+ * Where the walk cannot go on, the stack ends with a marker frame (UNWIND_MARKER | reason) that user space
+ * names; with --unwind auto a frame without a table is followed by its frame pointer instead.
+ */
+#ifndef BPFPROF_UNWIND_BPF_H
+#define BPFPROF_UNWIND_BPF_H
+
+#include <bpf/bpf_core_read.h>
+#include "unwind.h"
+#include "stacks.bpf.h"
+#include "procs.bpf.h"
+
+#ifndef PF_KTHREAD
+#define PF_KTHREAD 0x00200000 /* include/linux/sched.h */
+#endif
+/* x86-64's kernel stack size without KASAN (arch/x86/include/asm/page_64_types.h), for kernels that have
+ * no bpf_task_pt_regs (before 5.15): the user registers sit at its top. */
+#define X86_THREAD_SIZE (4096 << 2)
+
+const volatile __u32 unwind_mode = UNWIND_MODE_FP;
+
+/* Each process with tables: its range of `unwind_mappings`. Preallocated: perf_event programs refuse
+ * other hash maps before 6.1. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, UNWIND_MAX_PROCS);
+	__type(key, __u32);
+	__type(value, struct unwind_proc);
+} unwind_procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, UNWIND_MAX_MAPPINGS);
+	__uint(map_flags, BPF_F_MMAPABLE); /* user space writes processes' mappings in place */
+	__type(key, __u32);
+	__type(value, struct unwind_mapping);
+} unwind_mappings SEC(".maps");
+
+/* The rows of every loaded table, UNWIND_CHUNK_ROWS per inner array; user space creates chunks (mmapped
+ * arrays it writes rows into) as tables need them, up to --unwind-memory. */
+struct unwind_chunk {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, UNWIND_CHUNK_ROWS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	/* Sizes, not types: clang gives an inner map's value type to BTF only as a declaration. */
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct unwind_row));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, UNWIND_MAX_CHUNKS);
+	__type(key, __u32);
+	__array(values, struct unwind_chunk);
+} unwind_chunks SEC(".maps");
+
+/* When each process last asked for its mappings to be read again (bpf_ktime_get_ns): at most one ask a
+ * process every REFRESH_NS. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} unwind_refresh SEC(".maps");
+
+#define REFRESH_NS 200000000ULL
+
+/* The walk in progress on this CPU (global functions take no pointers before 5.12: it lives here). */
+struct walk_state {
+	__u64 pc;
+	__u64 sp;
+	__u64 bp;
+	__u32 first; /* the process's mappings */
+	__u32 count;
+	__u32 nr;    /* frames taken */
+	__u32 depth; /* the most to take */
+	__u32 end;   /* enum unwind_end */
+	__u32 pid;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct walk_state);
+} unwind_walk SEC(".maps");
+
+/* The mapping of the process being walked that holds `pc`, or NULL. */
+static __always_inline struct unwind_mapping *find_mapping(struct walk_state *st, __u64 pc)
+{
+	__u32 lo = 0, hi = st->count, mid, idx, i;
+	struct unwind_mapping *m;
+
+	/* lo becomes the number of mappings that start at or below pc. */
+	for (i = 0; i <= UNWIND_PROC_MAPPINGS_LOG2; i++) {
+		if (lo >= hi)
+			break;
+		mid = lo + (hi - lo) / 2;
+		idx = st->first + mid;
+		m = bpf_map_lookup_elem(&unwind_mappings, &idx);
+		if (!m)
+			return NULL;
+		if (m->start <= pc)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return NULL;
+	idx = st->first + lo - 1;
+	m = bpf_map_lookup_elem(&unwind_mappings, &idx);
+	if (!m || pc - m->start >= m->len)
+		return NULL;
+	return m;
+}
+
+static __always_inline struct unwind_row *row_at(__u32 idx)
+{
+	__u32 chunk = idx >> UNWIND_CHUNK_SHIFT, slot = idx & (UNWIND_CHUNK_ROWS - 1);
+	void *rows = bpf_map_lookup_elem(&unwind_chunks, &chunk);
+
+	if (!rows)
+		return NULL;
+	return bpf_map_lookup_elem(rows, &slot);
+}
+
+/* The row of table [table, table + rows) that covers binary address `addr`, or NULL (none covers it). */
+static __always_inline struct unwind_row *find_row(__u32 table, __u32 rows, __u64 addr)
+{
+	__u32 lo = 0, hi = rows, mid, i;
+	struct unwind_row *row;
+
+	/* A table has fewer than 2^24 rows (src/unwind/table.rs refuses larger ones). */
+	for (i = 0; i < 25; i++) {
+		if (lo >= hi)
+			break;
+		mid = lo + (hi - lo) / 2;
+		row = row_at(table + mid);
+		if (!row)
+			return NULL;
+		if (row->pc <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return NULL;
+	return row_at(table + lo - 1);
+}
+
+/* Asks user space to read the process's mappings again: a pc was in none of those it knows. */
+static __always_inline void ask_remap(__u32 pid)
+{
+	__u64 now = bpf_ktime_get_ns(), *last;
+	struct new_proc_event *e;
+
+	last = bpf_map_lookup_elem(&unwind_refresh, &pid);
+	if (last && now - *last < REFRESH_NS)
+		return;
+	bpf_map_update_elem(&unwind_refresh, &pid, &now, BPF_ANY);
+	e = bpf_ringbuf_reserve(&proc_events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(STAT_PROC_EVENTS_LOST);
+		return;
+	}
+	e->pid = pid;
+	e->kind = PROC_REMAPPED;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* One frame by its frame pointer (--unwind auto, code without a table): rbp points at the saved rbp, the
+ * return address above it. False when there is no sane frame pointer to follow. */
+static __always_inline bool fp_step(struct walk_state *st)
+{
+	__u64 frame[2];
+
+	if (!st->bp || st->bp < st->sp || (st->bp & 7))
+		return false;
+	if (bpf_probe_read_user(frame, sizeof(frame), (void *)st->bp))
+		return false;
+	if (!frame[1])
+		return false;
+	st->sp = st->bp + 16;
+	st->bp = frame[0];
+	st->pc = frame[1];
+	stat_inc(STAT_FP_FRAMES);
+	return true;
+}
+
+/*
+ * Takes the walk's current frame and finds its caller. Returns 0 to go on, 1 when the walk has ended
+ * (st->end says why). A global function: verified once, on its own.
+ */
+__noinline int bpfprof_unwind_step(void)
+{
+	__u32 zero = 0, n, reason = UNWIND_NO_MAPPING;
+	struct walk_state *st = bpf_map_lookup_elem(&unwind_walk, &zero);
+	struct new_stack_event *ev = bpf_map_lookup_elem(&stack_scratch, &zero);
+	struct unwind_mapping *m;
+	struct unwind_row *row;
+	__u64 pc, cfa = 0, ra = 0, bp;
+	__s8 rbp_off;
+
+	if (!st || !ev)
+		return 1;
+	n = st->nr;
+	if (n >= MAX_STACK_DEPTH || n >= st->depth)
+		return 1; /* st->end stays UNWIND_TRUNCATED */
+	ev->st.ips[n] = st->pc;
+	st->nr = n + 1;
+	/* Every frame but the innermost is a return address, which may be past the end of its function (a
+	 * call to a noreturn function as its last instruction): its call is the byte before. */
+	pc = n ? st->pc - 1 : st->pc;
+
+	m = find_mapping(st, pc);
+	if (!m)
+		goto fallback;
+	if (m->kind == MAPPING_NO_CFI) {
+		reason = UNWIND_NO_CFI;
+		goto fallback;
+	}
+	if (m->kind == MAPPING_JIT) {
+		reason = UNWIND_JIT;
+		goto fallback;
+	}
+	if (m->kind != MAPPING_TABLE) {
+		reason = UNWIND_NO_ROOM;
+		goto fallback;
+	}
+	row = find_row(m->table, m->rows, pc - m->bias);
+	if (!row) {
+		reason = UNWIND_NO_CFI;
+		goto fallback;
+	}
+	switch (row->cfa_type) {
+	case CFA_RSP:
+		cfa = st->sp + row->cfa_off;
+		break;
+	case CFA_RBP:
+		if (!st->bp) {
+			st->end = UNWIND_BAD_FRAME;
+			return 1;
+		}
+		cfa = st->bp + row->cfa_off;
+		break;
+	case CFA_PLT11:
+		cfa = st->sp + row->cfa_off + ((st->pc & 15) >= 11 ? 8 : 0);
+		break;
+	case CFA_PLT10:
+		cfa = st->sp + row->cfa_off + ((st->pc & 15) >= 10 ? 8 : 0);
+		break;
+	case CFA_DEREF_RBP:
+		if (!st->bp || bpf_probe_read_user(&cfa, sizeof(cfa), (void *)(st->bp - row->cfa_off))) {
+			st->end = UNWIND_READ_FAILED;
+			return 1;
+		}
+		break;
+	case CFA_END:
+		st->end = UNWIND_COMPLETE;
+		return 1;
+	case CFA_UNSUPPORTED:
+		reason = UNWIND_UNSUPPORTED;
+		goto fallback;
+	default:
+		reason = UNWIND_NO_CFI;
+		goto fallback;
+	}
+	rbp_off = row->rbp_off;
+	/* The caller's frame is above this one: a CFA at or below sp is a wrong rule or a corrupt stack. */
+	if (cfa < st->sp + 8) {
+		st->end = UNWIND_BAD_FRAME;
+		return 1;
+	}
+	if (bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa - 8))) {
+		st->end = UNWIND_READ_FAILED;
+		return 1;
+	}
+	if (rbp_off == RBP_LOST) {
+		st->bp = 0;
+	} else if (rbp_off) {
+		if (bpf_probe_read_user(&bp, sizeof(bp), (void *)(cfa + 8 * (__s64)rbp_off))) {
+			st->end = UNWIND_READ_FAILED;
+			return 1;
+		}
+		st->bp = bp;
+	}
+	st->sp = cfa;
+	st->pc = ra;
+	if (!ra) {
+		st->end = UNWIND_COMPLETE; /* a zero return address ends some stacks */
+		return 1;
+	}
+	return 0;
+
+fallback:
+	if (reason == UNWIND_NO_MAPPING)
+		ask_remap(st->pid);
+	if (unwind_mode == UNWIND_MODE_AUTO && fp_step(st))
+		return 0;
+	st->end = reason;
+	return 1;
+}
+
+/* Reads the user registers the task entered the kernel with (a syscall, an interrupt, a fault). */
+static __always_inline bool user_regs(struct task_struct *task, struct walk_state *st)
+{
+	struct pt_regs *regs;
+
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs) &&
+	    bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
+		regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	} else {
+		/* task_pt_regs() on x86-64: the top of the task's kernel stack (TOP_OF_KERNEL_STACK_PADDING 0). */
+		void *stack = BPF_CORE_READ(task, stack);
+
+		if (!stack)
+			return false;
+		regs = (struct pt_regs *)(stack + X86_THREAD_SIZE) - 1;
+	}
+	st->pc = BPF_CORE_READ(regs, ip);
+	st->sp = BPF_CORE_READ(regs, sp);
+	st->bp = BPF_CORE_READ(regs, bp);
+	return st->pc != 0;
+}
+
+/*
+ * Captures the current task's user stack as --unwind says and stores it, as stack_capture: frame pointers
+ * (bpf_get_stack) in fp mode, and in auto mode for a process whose tables are not loaded yet; else the
+ * table walk. *id = 0 for a task without a user stack (a kernel thread).
+ */
+static __always_inline long user_stack_capture(void *ctx, __u32 pid, __u64 *id, __u32 lost_stat)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct unwind_proc *proc;
+	struct walk_state *st;
+	struct new_stack_event *ev;
+	__u32 zero = 0, i, end;
+
+	if (unwind_mode == UNWIND_MODE_FP)
+		return stack_capture(ctx, BPF_F_USER_STACK, pid, id, lost_stat);
+	*id = 0;
+	if (!BPF_CORE_READ(task, mm) || (BPF_CORE_READ(task, flags) & PF_KTHREAD))
+		return 0;
+	proc = bpf_map_lookup_elem(&unwind_procs, &pid);
+	if (!proc && unwind_mode == UNWIND_MODE_AUTO) {
+		stat_inc(STAT_FP_WHOLE);
+		return stack_capture(ctx, BPF_F_USER_STACK, pid, id, lost_stat);
+	}
+	st = bpf_map_lookup_elem(&unwind_walk, &zero);
+	ev = bpf_map_lookup_elem(&stack_scratch, &zero);
+	if (!st || !ev)
+		return -EFAULT;
+	if (!user_regs(task, st))
+		return 0;
+	st->first = proc ? proc->first : 0;
+	st->count = proc ? proc->count : 0;
+	st->nr = 0;
+	st->depth = stack_depth();
+	st->end = UNWIND_TRUNCATED;
+	st->pid = pid;
+	if (!proc) {
+		ev->st.ips[0] = st->pc;
+		st->nr = 1;
+		st->end = UNWIND_NOT_LOADED;
+	} else {
+		for (i = 0; i < MAX_STACK_DEPTH; i++) {
+			if (bpfprof_unwind_step())
+				break;
+		}
+	}
+	end = st->end;
+	if (end >= UNWIND_REASONS)
+		end = UNWIND_BAD_FRAME;
+	if (end != UNWIND_COMPLETE) {
+		/* The marker takes the last slot if the stack filled them all. */
+		i = st->nr;
+		if (i >= st->depth)
+			i = st->depth - 1;
+		/* Keeps clang from folding the bound below into the one above (which the verifier then
+		 * cannot see on the index). */
+		barrier_var(i);
+		if (i < MAX_STACK_DEPTH) {
+			ev->st.ips[i] = UNWIND_MARKER | end;
+			st->nr = i + 1;
+		}
+	}
+	stat_inc(STAT_UNWOUND);
+	stat_inc(STAT_UNWIND_END + end);
+	return stack_store(ev, st->nr, pid, true, id);
+}
+
+#endif
