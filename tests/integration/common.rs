@@ -70,6 +70,39 @@ pub fn workload(name: &str) -> PathBuf {
     out
 }
 
+/// Builds a workload as distributions build their software, without frame pointers: gcc -O2
+/// -fomit-frame-pointer (tests/workloads/NAME.c), once per test run; with `shared`, a shared library
+/// (NAME.so). Its stacks can be walked whole only with unwind tables.
+pub fn workload_nofp(name: &str, shared: bool) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let file = if shared {
+        format!("{name}.so")
+    } else {
+        name.to_string()
+    };
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(&file);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if built.contains(&file) {
+        return out;
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/workloads/{name}.c"));
+    let mut cmd = Command::new("gcc");
+    cmd.args(["-O2", "-g", "-fomit-frame-pointer"]);
+    if shared {
+        cmd.args(["-shared", "-fPIC"]);
+    }
+    let status = cmd
+        .arg(&src)
+        .arg("-o")
+        .arg(&out)
+        .arg("-ldl")
+        .status()
+        .expect("running gcc");
+    assert!(status.success(), "building {file}");
+    built.push(file);
+    out
+}
+
 /// A running workload, killed when dropped (tests never leave one behind).
 pub struct Workload {
     child: Child,

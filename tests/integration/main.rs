@@ -9,3 +9,4 @@ mod kernel_functions;
 mod offcpu;
 mod profile;
 mod trace;
+mod unwind;
