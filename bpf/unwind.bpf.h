@@ -208,6 +208,7 @@ __noinline int bpfprof_unwind_step(void)
 	struct unwind_mapping *m;
 	struct unwind_row *row;
 	__u64 pc, cfa = 0, ra = 0, bp;
+	__u32 rule, cfa_off;
 	__s8 rbp_off;
 
 	if (!st || !ev)
@@ -241,25 +242,27 @@ __noinline int bpfprof_unwind_step(void)
 		reason = UNWIND_NO_CFI;
 		goto fallback;
 	}
-	switch (row->cfa_type) {
+	rule = row->rule;
+	cfa_off = ROW_CFA_OFF(rule);
+	switch (ROW_CFA_TYPE(rule)) {
 	case CFA_RSP:
-		cfa = st->sp + row->cfa_off;
+		cfa = st->sp + cfa_off;
 		break;
 	case CFA_RBP:
 		if (!st->bp) {
 			st->end = UNWIND_BAD_FRAME;
 			return 1;
 		}
-		cfa = st->bp + row->cfa_off;
+		cfa = st->bp + cfa_off;
 		break;
 	case CFA_PLT11:
-		cfa = st->sp + row->cfa_off + ((st->pc & 15) >= 11 ? 8 : 0);
+		cfa = st->sp + cfa_off + ((st->pc & 15) >= 11 ? 8 : 0);
 		break;
 	case CFA_PLT10:
-		cfa = st->sp + row->cfa_off + ((st->pc & 15) >= 10 ? 8 : 0);
+		cfa = st->sp + cfa_off + ((st->pc & 15) >= 10 ? 8 : 0);
 		break;
 	case CFA_DEREF_RBP:
-		if (!st->bp || bpf_probe_read_user(&cfa, sizeof(cfa), (void *)(st->bp - row->cfa_off))) {
+		if (!st->bp || bpf_probe_read_user(&cfa, sizeof(cfa), (void *)(st->bp - cfa_off))) {
 			st->end = UNWIND_READ_FAILED;
 			return 1;
 		}
@@ -274,7 +277,7 @@ __noinline int bpfprof_unwind_step(void)
 		reason = UNWIND_NO_CFI;
 		goto fallback;
 	}
-	rbp_off = row->rbp_off;
+	rbp_off = ROW_RBP_OFF(rule);
 	/* The caller's frame is above this one: a CFA at or below sp is a wrong rule or a corrupt stack. */
 	if (cfa < st->sp + 8) {
 		st->end = UNWIND_BAD_FRAME;

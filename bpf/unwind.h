@@ -12,13 +12,19 @@ enum unwind_mode {
 /*
  * One row of a binary's unwind table: from `pc` (the binary's own virtual address) up to the next row's,
  * how to find the caller's frame. The return address is always at CFA - 8 (x86-64). 8 bytes, sorted by pc.
+ * `rule` packs, from bit 0: the cfa_type (3 bits); rbp_off (8 bits, signed: the caller's rbp is at
+ * CFA + 8 * rbp_off; 0: rbp unchanged; RBP_LOST: not known); cfa_off (21 bits: frames of up to 2 MiB,
+ * which Rust code has, are common past 64 KiB).
  */
 struct unwind_row {
 	__u32 pc;
-	__u16 cfa_off;
-	__u8 cfa_type; /* enum cfa_type */
-	__s8 rbp_off;  /* the caller's rbp is at CFA + 8 * rbp_off; 0: rbp unchanged; RBP_LOST: not known */
+	__u32 rule;
 };
+
+#define ROW_CFA_TYPE(rule) ((rule) & 7)
+#define ROW_RBP_OFF(rule) ((__s8)(((rule) >> 3) & 0xff))
+#define ROW_CFA_OFF(rule) ((rule) >> 11)
+#define ROW_MAX_CFA_OFF ((1 << 21) - 1)
 
 enum cfa_type {
 	CFA_NONE = 0,        /* no unwind information here */
