@@ -43,6 +43,21 @@ pub enum Command {
     /// Run a bpftrace-language program, compiled to BPF in-process (a subset so far: see the README).
     #[command(after_help = TRACE_EXAMPLES)]
     Trace(TraceArgs),
+    /// Show the unwind table bpfprof builds for a binary, and the rows that cover addresses (why a stack
+    /// ends where it does)
+    #[command(name = "unwind-table")]
+    UnwindTable(UnwindTableArgs),
+}
+
+/// unwind-table's arguments.
+#[derive(Debug, Args)]
+pub struct UnwindTableArgs {
+    /// An ELF file (executable or shared library)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Addresses in the file's own address space (hex, 0x optional): the rows that cover them
+    #[arg(value_name = "ADDR")]
+    pub addrs: Vec<String>,
 }
 
 const TRACE_EXAMPLES: &str = "\

@@ -26,12 +26,15 @@ pub const RBP_LOST: i8 = -128;
 /// The most rows a table may have (the BPF walk's binary search takes 25 steps).
 pub const MAX_ROWS: usize = 1 << 24;
 
-/// One row, as `struct unwind_row`: from `pc` up to the next row's, the rule for the caller's frame.
+/// The largest CFA offset a row holds (ROW_MAX_CFA_OFF in bpf/unwind.h).
+pub const MAX_CFA_OFF: u32 = (1 << 21) - 1;
+
+/// One row, as `struct unwind_row` packs it: from `pc` up to the next row's, the rule for the caller's
+/// frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[repr(C)]
 pub struct Row {
     pub pc: u32,
-    pub cfa_off: u16,
+    pub cfa_off: u32,
     pub cfa_type: u8,
     pub rbp_off: i8,
 }
@@ -42,13 +45,14 @@ impl Row {
             == (other.cfa_off, other.cfa_type, other.rbp_off)
     }
 
-    /// The row as the kernel's array holds it.
+    /// The row as the kernel's array holds it: pc, then the packed rule.
     pub fn to_bytes(self) -> [u8; 8] {
+        let rule = u32::from(self.cfa_type & 7)
+            | u32::from(self.rbp_off as u8) << 3
+            | (self.cfa_off & MAX_CFA_OFF) << 11;
         let mut b = [0u8; 8];
         b[..4].copy_from_slice(&self.pc.to_ne_bytes());
-        b[4..6].copy_from_slice(&self.cfa_off.to_ne_bytes());
-        b[6] = self.cfa_type;
-        b[7] = self.rbp_off as u8;
+        b[4..].copy_from_slice(&rule.to_ne_bytes());
         b
     }
 }
@@ -59,6 +63,9 @@ pub struct Segment {
     pub offset: u64,
     pub vaddr: u64,
     pub filesz: u64,
+    /// PF_X: code. A file page can belong to two segments (the end of one, the start of the next); an
+    /// executable mapping's is the executable one's.
+    pub exec: bool,
 }
 
 /// What unwinding needs of one binary.
@@ -75,16 +82,26 @@ impl Binary {
     /// The load bias of a mapping of this binary at `start` from file offset `offset`: a runtime address
     /// minus the bias is the binary's own address, which rows are keyed by.
     pub fn bias(&self, start: u64, offset: u64) -> Option<u64> {
+        let holds =
+            |s: &&Segment| (s.offset & !0xfff) <= offset && offset < s.offset + s.filesz.max(1);
         let seg = self
             .segments
             .iter()
-            .find(|s| (s.offset & !0xfff) <= offset && offset < s.offset + s.filesz.max(1))?;
+            .filter(|s| s.exec)
+            .find(holds)
+            .or_else(|| self.segments.iter().find(holds))?;
         Some(
             start
                 .wrapping_sub(offset)
                 .wrapping_sub(seg.vaddr.wrapping_sub(seg.offset)),
         )
     }
+}
+
+/// Whether [start, end) overlaps a range of `sorted` (ranges sorted by start, not overlapping).
+fn overlaps(sorted: &[(u64, u64)], start: u64, end: u64) -> bool {
+    let i = sorted.partition_point(|r| r.0 < end);
+    i > 0 && sorted[i - 1].1 > start
 }
 
 /// One FDE row range with its rule.
@@ -108,14 +125,38 @@ pub fn build(data: &[u8]) -> Result<Binary> {
         (!bytes.is_empty()).then_some((s.address(), bytes))
     };
     let addr_of = |name: &str| file.section_by_name(name).map_or(0, |s| s.address());
-    if let Some((addr, bytes)) = section_data(".eh_frame") {
+    let eh_frame = |name: &str, spans: &mut Vec<Span>| -> Result<()> {
+        let Some((addr, bytes)) = section_data(name) else {
+            return Ok(());
+        };
         let section = EhFrame::new(bytes, LittleEndian);
         let bases = BaseAddresses::default()
             .set_eh_frame(addr)
             .set_eh_frame_hdr(addr_of(".eh_frame_hdr"))
             .set_text(addr_of(".text"))
             .set_got(addr_of(".got"));
-        collect(&section, &bases, &mut spans).context("parsing .eh_frame")?;
+        collect(&section, &bases, spans).with_context(|| format!("parsing {name}"))
+    };
+    eh_frame(".eh_frame", &mut spans)?;
+    // A binary rewritten by BOLT (Rust's librustc_driver and libLLVM) keeps the FDEs of the functions
+    // it left in place in the original section, renamed: they count where .eh_frame says nothing.
+    let others: Vec<String> = file
+        .sections()
+        .filter_map(|s| s.name().ok().map(str::to_string))
+        .filter(|n| n != ".eh_frame" && n.ends_with(".eh_frame"))
+        .collect();
+    if !others.is_empty() {
+        let mut primary: Vec<(u64, u64)> = spans.iter().map(|s| (s.start, s.end)).collect();
+        primary.sort_unstable();
+        let mut extra = Vec::new();
+        for name in &others {
+            eh_frame(name, &mut extra)?;
+        }
+        spans.extend(
+            extra
+                .into_iter()
+                .filter(|s| !overlaps(&primary, s.start, s.end)),
+        );
     }
     if spans.is_empty() {
         if let Some((_, bytes)) = section_data(".debug_frame") {
@@ -146,6 +187,7 @@ fn load_segments(file: &ElfFile64<object::Endianness>) -> Result<Vec<Segment>> {
             offset: ph.p_offset(endian),
             vaddr: ph.p_vaddr(endian),
             filesz: ph.p_filesz(endian),
+            exec: ph.p_flags(endian) & elf::PF_X != 0,
         })
         .collect())
 }
@@ -208,7 +250,7 @@ fn compact_rule<'a, S: UnwindSection<Slice<'a>>>(
     }
     let (cfa_type, cfa_off) = match cfa_rule {
         CfaRule::RegisterAndOffset { register, offset } => {
-            let Ok(off) = u16::try_from(*offset) else {
+            let Some(off) = u32::try_from(*offset).ok().filter(|&o| o <= MAX_CFA_OFF) else {
                 return unsupported;
             };
             match *register {
@@ -246,7 +288,7 @@ fn compact_rule<'a, S: UnwindSection<Slice<'a>>>(
 
 /// The CFA expressions compilers and linkers emit on x86-64 that the walk knows: the PLT's
 /// (`rsp + N + ((rip & 15) >= K ? 8 : 0)`) and stack realignment's (`*(rbp - N)`).
-fn known_expression(ops: &[u8]) -> Option<(u8, u16)> {
+fn known_expression(ops: &[u8]) -> Option<(u8, u32)> {
     const BREG6: u8 = 0x76;
     const BREG7: u8 = 0x77;
     const BREG16: u8 = 0x80;
@@ -261,14 +303,14 @@ fn known_expression(ops: &[u8]) -> Option<(u8, u16)> {
             if *lit15 == LIT0 + 15 && *lit3 == LIT0 + 3 && *n < 0x40 =>
         {
             match litk.checked_sub(LIT0)? {
-                11 => Some((cfa::PLT11, u16::from(*n))),
-                10 => Some((cfa::PLT10, u16::from(*n))),
+                11 => Some((cfa::PLT11, u32::from(*n))),
+                10 => Some((cfa::PLT10, u32::from(*n))),
                 _ => None,
             }
         }
         // sleb128 of -N for small N is one byte: 0x80 - N.
         [BREG6, n, DEREF] if *n >= 0x40 && *n < 0x80 => {
-            Some((cfa::DEREF_RBP, 0x80 - u16::from(*n)))
+            Some((cfa::DEREF_RBP, 0x80 - u32::from(*n)))
         }
         _ => None,
     }
@@ -319,6 +361,75 @@ fn compact(mut spans: Vec<Span>) -> Result<(Vec<Row>, usize)> {
     Ok((rows, unsupported))
 }
 
+/// `bpfprof unwind-table FILE [ADDR...]`: the table's size and kinds of rows, and the rows around each
+/// address (the file's own addresses, as `readelf -s` shows them).
+pub fn show(path: &std::path::Path, addrs: &[String]) -> Result<()> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bin = build(&data).with_context(|| format!("{}", path.display()))?;
+    let mut kinds = [0usize; 8];
+    for r in &bin.rows {
+        kinds[usize::from(r.cfa_type & 7)] += 1;
+    }
+    let names = [
+        "none",
+        "rsp",
+        "rbp",
+        "plt",
+        "plt10",
+        "deref-rbp",
+        "end",
+        "unsupported",
+    ];
+    let summary: Vec<String> = names
+        .iter()
+        .zip(kinds)
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect();
+    let mut out = format!(
+        "{}: {} rows ({} bytes in the kernel): {}\n",
+        path.display(),
+        bin.rows.len(),
+        bin.rows.len() * 8,
+        summary.join(", ")
+    );
+    for a in addrs {
+        let addr = u64::from_str_radix(a.trim_start_matches("0x"), 16)
+            .with_context(|| format!("{a}: not a hexadecimal address"))?;
+        let i = bin.rows.partition_point(|r| u64::from(r.pc) <= addr);
+        out.push_str(&format!("{addr:#x}:\n"));
+        for (j, r) in bin
+            .rows
+            .iter()
+            .enumerate()
+            .take(i + 1)
+            .skip(i.saturating_sub(2))
+        {
+            let mark = if j + 1 == i { "=>" } else { "  " };
+            out.push_str(&format!("  {mark} {}\n", describe(r)));
+        }
+    }
+    crate::util::write_stdout(&out)
+}
+
+fn describe(r: &Row) -> String {
+    let cfa = match r.cfa_type {
+        cfa::NONE => "no unwind information".to_string(),
+        cfa::RSP => format!("cfa=rsp+{}", r.cfa_off),
+        cfa::RBP => format!("cfa=rbp+{}", r.cfa_off),
+        cfa::PLT11 | cfa::PLT10 => format!("cfa=rsp+{}+plt", r.cfa_off),
+        cfa::DEREF_RBP => format!("cfa=*(rbp-{})", r.cfa_off),
+        cfa::END => "outermost frame".to_string(),
+        _ => "unsupported rule".to_string(),
+    };
+    let rbp = match r.rbp_off {
+        0 => String::new(),
+        RBP_LOST => " rbp=?".to_string(),
+        n => format!(" rbp=*(cfa{})", i32::from(n) * 8),
+    };
+    format!("{:#x} {cfa}{rbp}", r.pc)
+}
+
 /// The row that covers `addr` (as the BPF walk finds it).
 #[cfg(test)]
 pub fn lookup(rows: &[Row], addr: u64) -> Option<&Row> {
@@ -330,7 +441,7 @@ pub fn lookup(rows: &[Row], addr: u64) -> Option<&Row> {
 mod tests {
     use super::*;
 
-    fn span(start: u64, end: u64, cfa_type: u8, cfa_off: u16) -> Span {
+    fn span(start: u64, end: u64, cfa_type: u8, cfa_off: u32) -> Span {
         Span {
             start,
             end,
@@ -352,7 +463,7 @@ mod tests {
             span(0x1030, 0x1040, cfa::RBP, 16),
         ])
         .unwrap();
-        let summary: Vec<(u32, u8, u16)> =
+        let summary: Vec<(u32, u8, u32)> =
             rows.iter().map(|r| (r.pc, r.cfa_type, r.cfa_off)).collect();
         assert_eq!(
             summary,
@@ -368,6 +479,29 @@ mod tests {
         assert_eq!(lookup(&rows, 0x1015).unwrap().cfa_off, 16);
         assert_eq!(lookup(&rows, 0x1025).unwrap().cfa_type, cfa::NONE);
         assert_eq!(lookup(&rows, 0x2000).unwrap().cfa_type, cfa::NONE);
+    }
+
+    #[test]
+    fn overlap_of_ranges() {
+        let r = [(10, 20), (30, 40)];
+        assert!(overlaps(&r, 15, 16) && overlaps(&r, 5, 11) && overlaps(&r, 39, 50));
+        assert!(!overlaps(&r, 20, 30) && !overlaps(&r, 0, 10) && !overlaps(&r, 40, 41));
+    }
+
+    #[test]
+    fn rows_pack_as_the_bpf_side_reads_them() {
+        let row = Row {
+            pc: 0x1234,
+            cfa_off: 540_080,
+            cfa_type: cfa::RSP,
+            rbp_off: -2,
+        };
+        let b = row.to_bytes();
+        let rule = u32::from_ne_bytes(b[4..].try_into().unwrap());
+        assert_eq!(u32::from_ne_bytes(b[..4].try_into().unwrap()), 0x1234);
+        assert_eq!(rule & 7, u32::from(cfa::RSP));
+        assert_eq!(((rule >> 3) & 0xff) as u8 as i8, -2);
+        assert_eq!(rule >> 11, 540_080);
     }
 
     #[test]
@@ -388,24 +522,18 @@ mod tests {
 
     #[test]
     fn bias_comes_from_the_segment_that_holds_the_offset() {
+        let seg = |offset, vaddr, filesz, exec| Segment {
+            offset,
+            vaddr,
+            filesz,
+            exec,
+        };
         let b = Binary {
             segments: vec![
-                Segment {
-                    offset: 0,
-                    vaddr: 0,
-                    filesz: 0x1000,
-                },
-                Segment {
-                    offset: 0x1000,
-                    vaddr: 0x1000,
-                    filesz: 0x5000,
-                },
+                seg(0, 0, 0x1000, false),
+                seg(0x1000, 0x1000, 0x5000, true),
                 // lld-style: offset and address differ by a page
-                Segment {
-                    offset: 0x6ab0,
-                    vaddr: 0x7ab0,
-                    filesz: 0x100,
-                },
+                seg(0x6ab0, 0x7ab0, 0x100, false),
             ],
             ..Binary::default()
         };
@@ -415,6 +543,19 @@ mod tests {
             Some(0x7f00_0000_6000 - 0x7000)
         );
         assert_eq!(b.bias(0x7f00_0000_9000, 0x9000), None);
+        // rustup's rustc (lld): the read-only segment's last page is the code's first, and the code's
+        // segment lies a page further on in the address space than in the file.
+        let lld = Binary {
+            segments: vec![
+                seg(0, 0, 0x11bbc, false),
+                seg(0x11bc0, 0x12bc0, 0x77230, true),
+            ],
+            ..Binary::default()
+        };
+        assert_eq!(
+            lld.bias(0x5500_0001_1000, 0x11000),
+            Some(0x5500_0001_1000 - 0x12000)
+        );
     }
 
     /// This test binary's own table covers its functions with rules the walk can follow.
