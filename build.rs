@@ -30,6 +30,8 @@ fn main() {
             .to_string();
         SkeletonBuilder::new()
             .source(&src)
+            // Kept: trace reads ustack.bpf.o's symbols (src/oneliner/ustack.rs).
+            .obj(out.join(format!("{name}.bpf.o")))
             .clang_args([
                 "-Wall".to_string(),
                 "-Werror".to_string(),

@@ -88,7 +88,8 @@ static __always_inline long stack_store(struct new_stack_event *ev, __u32 nr, __
 			break;
 		h = mix64(h ^ st->ips[i]);
 	}
-	h = mix64(h ^ nr);
+	/* 63 bits: ids are never negative, so a function can return one or an errno (bpf/ustack.bpf.c). */
+	h = mix64(h ^ nr) >> 1;
 	if (h == 0)
 		h = 1; /* 0 means "no stack" */
 

@@ -338,26 +338,42 @@ static __always_inline bool user_regs(struct task_struct *task, struct walk_stat
 /*
  * Captures the current task's user stack as --unwind says and stores it, as stack_capture: frame pointers
  * (bpf_get_stack) in fp mode, and in auto mode for a process whose tables are not loaded yet; else the
- * table walk. *id = 0 for a task without a user stack (a kernel thread).
+ * table walk, of at most `depth` frames (a stack cut there ends in a marker when `mark_truncated`).
+ * *id = 0 for a task without a user stack (a kernel thread).
  */
-static __always_inline long user_stack_capture(void *ctx, __u32 pid, __u64 *id, __u32 lost_stat)
+static __always_inline long user_stack_walk(void *ctx, __u32 pid, __u32 depth, bool mark_truncated, __u64 *id,
+					    __u32 lost_stat)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct unwind_proc *proc;
 	struct walk_state *st;
 	struct new_stack_event *ev;
 	__u32 zero = 0, i, end;
+	long n;
 
-	if (unwind_mode == UNWIND_MODE_FP)
-		return stack_capture(ctx, BPF_F_USER_STACK, pid, id, lost_stat);
 	*id = 0;
+	if (depth > MAX_STACK_DEPTH)
+		depth = MAX_STACK_DEPTH;
+	if (depth == 0)
+		depth = 1;
+	proc = bpf_map_lookup_elem(&unwind_procs, &pid);
+	if (unwind_mode == UNWIND_MODE_FP || (!proc && unwind_mode == UNWIND_MODE_AUTO)) {
+		if (unwind_mode != UNWIND_MODE_FP)
+			stat_inc(STAT_FP_WHOLE);
+		ev = bpf_map_lookup_elem(&stack_scratch, &zero);
+		if (!ev)
+			return -EFAULT;
+		n = bpf_get_stack(ctx, ev->st.ips, depth * sizeof(__u64), BPF_F_USER_STACK);
+		if (n == -EFAULT || n == 0)
+			return 0; /* no user stack: not a loss */
+		if (n < 0) {
+			stat_inc(lost_stat);
+			return n;
+		}
+		return stack_store(ev, n / sizeof(__u64), pid, true, id);
+	}
 	if (!BPF_CORE_READ(task, mm) || (BPF_CORE_READ(task, flags) & PF_KTHREAD))
 		return 0;
-	proc = bpf_map_lookup_elem(&unwind_procs, &pid);
-	if (!proc && unwind_mode == UNWIND_MODE_AUTO) {
-		stat_inc(STAT_FP_WHOLE);
-		return stack_capture(ctx, BPF_F_USER_STACK, pid, id, lost_stat);
-	}
 	st = bpf_map_lookup_elem(&unwind_walk, &zero);
 	ev = bpf_map_lookup_elem(&stack_scratch, &zero);
 	if (!st || !ev)
@@ -367,7 +383,7 @@ static __always_inline long user_stack_capture(void *ctx, __u32 pid, __u64 *id, 
 	st->first = proc ? proc->first : 0;
 	st->count = proc ? proc->count : 0;
 	st->nr = 0;
-	st->depth = stack_depth();
+	st->depth = depth;
 	st->end = UNWIND_TRUNCATED;
 	st->pid = pid;
 	if (!proc) {
@@ -383,7 +399,7 @@ static __always_inline long user_stack_capture(void *ctx, __u32 pid, __u64 *id, 
 	end = st->end;
 	if (end >= UNWIND_REASONS)
 		end = UNWIND_BAD_FRAME;
-	if (end != UNWIND_COMPLETE) {
+	if (end != UNWIND_COMPLETE && (end != UNWIND_TRUNCATED || mark_truncated)) {
 		/* The marker takes the last slot if the stack filled them all. */
 		i = st->nr;
 		if (i >= st->depth)
@@ -399,6 +415,12 @@ static __always_inline long user_stack_capture(void *ctx, __u32 pid, __u64 *id, 
 	stat_inc(STAT_UNWOUND);
 	stat_inc(STAT_UNWIND_END + end);
 	return stack_store(ev, st->nr, pid, true, id);
+}
+
+/* user_stack_walk for the stack tools: --perf-max-stack-depth frames, a cut stack marked. */
+static __always_inline long user_stack_capture(void *ctx, __u32 pid, __u64 *id, __u32 lost_stat)
+{
+	return user_stack_walk(ctx, pid, stack_depth(), true, id, lost_stat);
 }
 
 #endif

@@ -478,6 +478,13 @@ pub struct TraceArgs {
     /// Output format: text (bpftrace's), or json (bpftrace's -f json: one JSON object per line)
     #[arg(short = 'f', value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub format: String,
+    /// How ustack walks user stacks: auto (unwind tables from .eh_frame where a binary has them, frame
+    /// pointers elsewhere), dwarf (unwind tables only), fp (frame pointers only, as bpftrace)
+    #[arg(long = "unwind", value_name = "MODE", default_value = "auto")]
+    pub unwind: UnwindMode,
+    /// The most memory unwind tables may take in the kernel, in MiB
+    #[arg(long = "unwind-memory", value_name = "MIB", default_value_t = 256)]
+    pub unwind_memory: u32,
 }
 
 impl TraceArgs {
@@ -518,6 +525,9 @@ impl TraceArgs {
         if self.duration == Some(0) {
             bail!("duration must be at least 1 second");
         }
+        if self.unwind_memory == 0 || self.unwind_memory > MAX_UNWIND_MEMORY_MIB {
+            bail!("--unwind-memory must be between 1 and {MAX_UNWIND_MEMORY_MIB} (MiB)");
+        }
         Ok(TraceConfig {
             program,
             source_name,
@@ -529,6 +539,8 @@ impl TraceArgs {
             json: self.format == "json",
             list: None,
             params,
+            unwind: self.unwind,
+            unwind_memory_mib: self.unwind_memory,
         })
     }
 }

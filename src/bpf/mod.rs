@@ -28,6 +28,19 @@ pub mod skel {
     pub mod funccount {
         include!(concat!(env!("OUT_DIR"), "/funccount.skel.rs"));
     }
+    pub mod ustack {
+        include!(concat!(env!("OUT_DIR"), "/ustack.skel.rs"));
+
+        /// The compiled object's ELF bytes (the skeleton's own copy is private), 8-byte aligned as an
+        /// ELF reader wants them: trace reads its symbols.
+        pub fn object_bytes() -> &'static [u8] {
+            #[repr(C, align(8))]
+            struct Aligned<T: ?Sized>(T);
+            static OBJECT: &Aligned<[u8]> =
+                &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/ustack.bpf.o")));
+            &OBJECT.0
+        }
+    }
 }
 
 /// libbpf's messages (the verifier's log among them), kept to be shown when a load fails.

@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 
 use super::ast::*;
 use super::insn::{Alu, Asm, Cond, Insn, Reg, Size, FP, R0, R1, R2, R3, R4, R5, R6, R9};
-use super::maps::{raw_fd, size_of, Maps, LOST_RECORDS, LOST_STACKS, SCRATCH_BYTES};
+use super::maps::{raw_fd, size_of, Maps, LOST_RECORDS, LOST_STACKS, SCRATCH_BYTES, STACK_DEPTH};
 use super::points::{How, Point};
 use super::sema::{is_positional, positional, Info, MapKind, Positional, Type};
 use super::tpformat::{Field, FieldType};
@@ -57,6 +57,8 @@ pub struct ProbeEnv<'a> {
     pub cpid: Option<u32>,
     /// Positional parameters ($1...).
     pub params: &'a [String],
+    /// User stacks are walked by the linked subprogram of ustack.rs (unwind tables), not bpf_get_stackid.
+    pub unwound_ustack: bool,
 }
 
 impl ProbeEnv<'_> {
@@ -1236,6 +1238,9 @@ impl Gen<'_> {
     /// kstack (an id) or ustack (an id and the pid), `depth` frames at most (0: all); a stack that cannot
     /// be stored is counted.
     fn stack(&mut self, user: bool, depth: usize) -> Result<Val> {
+        if user && self.env.unwound_ustack {
+            return self.unwound_stack(depth);
+        }
         let Some(map) = self.maps.stacks.get(&depth) else {
             bail!("internal error: no stack map of depth {depth}");
         };
@@ -1261,6 +1266,28 @@ impl Gen<'_> {
             return Ok(Val::Buf(off, 16));
         }
         Ok(Val::Int(off))
+    }
+
+    /// ustack with unwind tables: a call of bpfprof_ustack(ctx, depth) (bpf/ustack.bpf.c, appended to the
+    /// program when it is loaded), which returns the stored stack's id (0: none), or a negative errno
+    /// when it was lost; then the pid, as for ustack from the stack map.
+    fn unwound_stack(&mut self, depth: usize) -> Result<Val> {
+        let off = self.alloc(16)?;
+        self.asm.mov_reg(R1, R9);
+        self.asm
+            .mov_imm(R2, if depth == 0 { STACK_DEPTH } else { depth } as i32);
+        self.asm.call_local();
+        self.asm.store_reg(Size::DW, FP, off, R0);
+        let ok = self.asm.label();
+        self.asm.jmp_imm(Cond::Sge, R0, 0, ok);
+        self.asm.store_imm(Size::DW, FP, off, 0);
+        self.count_lost(LOST_STACKS)?;
+        self.asm.bind(ok);
+        self.asm.call(HELPER_PID_TGID);
+        self.asm.alu_imm(Alu::Rsh, R0, 32);
+        self.asm.store_reg(Size::DW, FP, off + 8, R0);
+        self.note_pid(off + 8)?;
+        Ok(Val::Buf(off, 16))
     }
 
     /// Notes the process in the 8-byte slot `at` in the `pids` map; the first time, also tells user space

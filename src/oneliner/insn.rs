@@ -197,6 +197,12 @@ impl Asm {
         self.insns.push(insn(JMP | CALL, R0, R0, 0, id as i32));
     }
 
+    /// A bpf-to-bpf call (BPF_PSEUDO_CALL) of a subprogram appended to the program later, which sets
+    /// its offset (ustack.rs: UstackLink::link).
+    pub fn call_local(&mut self) {
+        self.insns.push(insn(JMP | CALL, R0, Reg(1), 0, 0));
+    }
+
     pub fn exit(&mut self) {
         self.insns.push(insn(JMP | EXIT, R0, R0, 0, 0));
     }
@@ -270,11 +276,19 @@ pub struct AttachTo {
 
 /// Loads instructions as a program of `prog_type` (libbpf_sys::BPF_PROG_TYPE_*), for an attach point where
 /// the type needs one (fentry/fexit); on failure the error carries the verifier's log.
+/// The BTF a program with subprograms is loaded with: the fd of the BTF object, and a (first instruction,
+/// FUNC type) record per function.
+pub struct FuncInfo<'a> {
+    pub btf_fd: std::os::fd::BorrowedFd<'a>,
+    pub records: Vec<[u32; 2]>,
+}
+
 pub fn load_for(
     prog_type: u32,
     attach: Option<AttachTo>,
     name: &str,
     insns: &[Insn],
+    funcs: Option<&FuncInfo>,
 ) -> Result<OwnedFd> {
     let name = std::ffi::CString::new(name)?;
     let mut log = vec![0u8; 1 << 20];
@@ -288,6 +302,13 @@ pub fn load_for(
     if let Some(a) = attach {
         opts.expected_attach_type = a.attach_type;
         opts.attach_btf_id = a.btf_id;
+    }
+    if let Some(f) = funcs {
+        use std::os::fd::AsRawFd;
+        opts.prog_btf_fd = f.btf_fd.as_raw_fd() as u32;
+        opts.func_info = f.records.as_ptr().cast();
+        opts.func_info_cnt = f.records.len() as u32;
+        opts.func_info_rec_size = 8;
     }
     // SAFETY: `Insn` has struct bpf_insn's size and layout (8 bytes: u8, u8 of two nibbles, i16, i32);
     // the license and name are NUL-terminated; the log buffer outlives the call and its size is passed.
@@ -544,6 +565,7 @@ mod tests {
             None,
             "bpfprof_ok",
             &good,
+            None,
         )
         .unwrap();
         let mut a = Asm::new();
@@ -553,6 +575,7 @@ mod tests {
             None,
             "bpfprof_bad",
             &a.finish().unwrap(),
+            None,
         )
         .unwrap_err()
         .to_string();

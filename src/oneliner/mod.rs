@@ -21,3 +21,4 @@ pub mod runtime;
 pub mod sema;
 pub mod tpformat;
 pub mod usdt;
+pub mod ustack;

@@ -279,6 +279,7 @@ fn fentry_works() -> Result<(), String> {
                 }),
                 "bpfprof_probe",
                 &insns,
+                None,
             )
             .map(drop)
             .map_err(|e| {

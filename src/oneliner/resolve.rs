@@ -31,6 +31,8 @@ pub struct Live<'a> {
     pub points: Vec<(String, String)>,
     /// Stack maps by depth (0: the full depth).
     pub stacks: &'a std::collections::BTreeMap<usize, MapHandle>,
+    /// User stacks walked with unwind tables: stored by id (struct stored_stack, bpf/stacks.h).
+    unwound: Option<&'a MapHandle>,
     blaze: Symbolizer,
     cached: RefCell<HashSet<u32>>,
     /// (process or the kernel, address) -> function and offset, once looked up.
@@ -41,10 +43,12 @@ impl<'a> Live<'a> {
     pub fn new(
         points: Vec<(String, String)>,
         stacks: &'a std::collections::BTreeMap<usize, MapHandle>,
+        unwound: Option<&'a MapHandle>,
     ) -> Self {
         Self {
             points,
             stacks,
+            unwound,
             blaze: Symbolizer::builder()
                 .enable_code_info(false)
                 .enable_inlined_fns(false)
@@ -89,15 +93,9 @@ impl<'a> Live<'a> {
     }
 }
 
-impl Resolve for Live<'_> {
-    fn point(&self, idx: u64, func: bool) -> String {
-        self.points
-            .get(idx as usize)
-            .map(|(p, f)| if func { f.clone() } else { p.clone() })
-            .unwrap_or_default()
-    }
-
-    fn stack(&self, id: i64, pid: Option<u32>, limit: usize) -> Vec<String> {
+impl Live<'_> {
+    /// A stack's frames from the stack map of its depth (bpf_get_stackid's ids).
+    fn stack_map_frames(&self, id: i64, limit: usize) -> Vec<u64> {
         let Some(map) = self.stacks.get(&limit) else {
             return Vec::new();
         };
@@ -107,14 +105,48 @@ impl Resolve for Live<'_> {
         let Ok(Some(bytes)) = map.lookup(&(id as u32).to_ne_bytes(), MapFlags::ANY) else {
             return Vec::new();
         };
-        let limit = if limit == 0 { STACK_DEPTH } else { limit };
         bytes
             .chunks_exact(8)
             .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
             .take_while(|&a| a != 0)
+            .collect()
+    }
+}
+
+/// A stack walked with unwind tables, by its id (0: none), innermost first; its last frame may be a
+/// marker of why the walk ended there.
+fn unwound_frames(map: &MapHandle, id: i64) -> Vec<u64> {
+    if id <= 0 {
+        return Vec::new();
+    }
+    match map.lookup(&(id as u64).to_ne_bytes(), MapFlags::ANY) {
+        Ok(Some(bytes)) => crate::bpf::stacks::stack_frames(&bytes),
+        _ => Vec::new(),
+    }
+}
+
+impl Resolve for Live<'_> {
+    fn point(&self, idx: u64, func: bool) -> String {
+        self.points
+            .get(idx as usize)
+            .map(|(p, f)| if func { f.clone() } else { p.clone() })
+            .unwrap_or_default()
+    }
+
+    fn stack(&self, id: i64, pid: Option<u32>, limit: usize) -> Vec<String> {
+        let addrs = match (pid, self.unwound) {
+            (Some(_), Some(map)) => unwound_frames(map, id),
+            _ => self.stack_map_frames(id, limit),
+        };
+        let limit = if limit == 0 { STACK_DEPTH } else { limit };
+        addrs
+            .into_iter()
             .take(limit)
             .enumerate()
             .map(|(i, addr)| {
+                if let Some(reason) = crate::unwind::marker_reason(addr) {
+                    return crate::unwind::marker_name(reason, None);
+                }
                 // Return addresses (every frame but the innermost) are looked up one byte earlier: a call
                 // at the end of a function returns past it. The offset shown is the return address's.
                 let look = if i == 0 { addr } else { addr - 1 };

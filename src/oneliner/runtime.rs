@@ -19,7 +19,11 @@ use super::parser;
 use super::points::{self, How, Point};
 use super::resolve::Live;
 use super::sema::{self, Info};
+use super::ustack::UstackLink;
+use crate::bpf::stacks::{loss_report, read_stats, unwind_report, unwind_table_report};
 use crate::probes::{self, Matcher};
+use crate::unwind::watch::ProcWatcher;
+use crate::unwind::{UnwindMode, Unwinder};
 use crate::util::{ktime_ns, wait_until, write_stdout, StopFlag};
 
 /// What `trace` was asked to do, free of clap.
@@ -44,6 +48,9 @@ pub struct TraceConfig {
     pub list: Option<String>,
     /// Positional parameters: $1, $2...
     pub params: Vec<String>,
+    /// How `ustack` is walked, and the most memory unwind tables may take (MiB).
+    pub unwind: UnwindMode,
+    pub unwind_memory_mib: u32,
 }
 
 /// Parses and checks; errors come out as bpftrace prints them (the line and `~` under the span).
@@ -93,6 +100,8 @@ struct Env<'a> {
     cpid: Option<u32>,
     params: &'a [String],
     start_ns: u64,
+    /// ustack's walk with unwind tables, linked into the programs that take one.
+    ustack: Option<&'a UstackLink>,
 }
 
 /// Expands one probe's attach points, generates and loads its program, and attaches it to every point
@@ -201,9 +210,17 @@ fn load_probe(
         start_ns: env.start_ns,
         cpid: env.cpid,
         params: env.params,
+        unwound_ustack: env.ustack.is_some(),
     };
-    let insns = codegen::probe_program(probe, index, env.info, env.maps, printfs, &penv)
+    let mut insns = codegen::probe_program(probe, index, env.info, env.maps, printfs, &penv)
         .with_context(|| probe.attach[0].raw.clone())?;
+    let funcs = match env.ustack {
+        Some(link) if insns.iter().any(super::ustack::is_local_call) => Some(insn::FuncInfo {
+            records: link.link(&mut insns),
+            btf_fd: link.btf_fd(),
+        }),
+        _ => None,
+    };
     if env.verbose {
         eprintln!("{}", dump(&pts[0].probe, &insns));
     }
@@ -212,6 +229,7 @@ fn load_probe(
         points::attach_to(&pts[0].how),
         "bpfprof_trace",
         &insns,
+        funcs.as_ref(),
     )
     .map_err(|e| {
         // The verifier's whole log with -v; one line without.
@@ -601,6 +619,28 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
     let stop = StopFlag::install()?;
     let mut command = cfg.command.as_deref().map(Command::spawn).transpose()?;
     let maps = Maps::create(&info)?;
+    // ustack with unwind tables: the walk to link in, and the tables of the target (or of every
+    // process), loaded before tracing starts; processes announced later get theirs as they come.
+    let ustack = (info.ustack && cfg.unwind != UnwindMode::Fp)
+        .then(|| UstackLink::prepare(cfg.unwind))
+        .transpose()?;
+    let target = cfg.pid.or(command.as_ref().map(|c| c.pid as u32));
+    let mut watcher = match &ustack {
+        Some(link) => {
+            let mut unwinder = Unwinder::new(
+                libbpf_rs::MapHandle::try_from(&link.procs)?,
+                &link.mappings,
+                libbpf_rs::MapHandle::try_from(&link.chunks)?,
+                cfg.unwind_memory_mib,
+            )?;
+            match target {
+                Some(pid) => unwinder.preload(&[pid]),
+                None => unwinder.preload(&crate::unwind::loader::running_processes()),
+            }
+            Some(ProcWatcher::start(&link.proc_events, Some(unwinder))?)
+        }
+        None => None,
+    };
     let env = Env {
         info: &info,
         maps: &maps,
@@ -610,6 +650,7 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
         cpid: command.as_ref().map(|c| c.pid as u32),
         params: &cfg.params,
         start_ns: ktime_ns(),
+        ustack: ustack.as_ref(),
     };
     let mut printfs = Vec::new();
     let mut all_points = Vec::new();
@@ -635,6 +676,7 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
                 .map(|p| (p.probe.clone(), p.func.clone()))
                 .collect(),
             &maps.stacks,
+            ustack.as_ref().map(|l| &l.stacks),
         ),
         json: cfg.json,
     };
@@ -699,6 +741,11 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
             break;
         }
         printer.remember_processes();
+        if let Some(w) = &watcher {
+            for (pid, _) in w.announced() {
+                printer.names.remember(pid);
+            }
+        }
         wait_until(&stop, Some(Instant::now() + Duration::from_millis(1)));
     }
     stop_probes(&maps)?;
@@ -740,6 +787,18 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
     }
     if stacks > 0 {
         eprintln!("WARNING: {stacks} stacks could not be stored (the stack map was full, or two stacks' hashes collided): they print empty");
+    }
+    if let (Some(link), Some(w)) = (&ustack, watcher.as_mut()) {
+        w.stop();
+        let stats = read_stats(&link.stats)?;
+        let mut lines = loss_report(&stats, link.stacks.max_entries());
+        if let Some(t) = w.unwind_stats() {
+            lines.extend(unwind_table_report(t, cfg.unwind_memory_mib));
+        }
+        lines.extend(unwind_report(&stats));
+        for line in lines {
+            eprintln!("{line}");
+        }
     }
     // Closing each link and perf event detaches its program: concurrently, so that the kernel's waits
     // overlap.

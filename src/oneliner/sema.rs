@@ -150,6 +150,8 @@ pub struct Info {
     pub stacks: std::collections::BTreeSet<usize>,
     /// Some probe takes a user stack or symbol: their processes are noted for symbolization.
     pub user_pids: bool,
+    /// Some probe takes a user stack (walked with unwind tables unless --unwind fp).
+    pub ustack: bool,
 }
 
 /// Checks a program.
@@ -499,6 +501,7 @@ impl ProbeCtx {
                 "ustack" => {
                     info.stacks.insert(0);
                     info.user_pids = true;
+                    info.ustack = true;
                     Type::UStack(0)
                 }
                 "func" => {
@@ -769,6 +772,7 @@ impl ProbeCtx {
                 };
                 info.stacks.insert(limit);
                 info.user_pids |= name == "ustack";
+                info.ustack |= name == "ustack";
                 if name == "kstack" {
                     Type::KStack(limit)
                 } else {

@@ -6,21 +6,19 @@ use std::fs::{File, OpenOptions};
 use std::io::BufWriter;
 use std::path::Path;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapCore, MapFlags, RingBuffer, RingBufferBuilder};
 use rayon::prelude::*;
 
-use crate::bpf::stacks::{stat, unwind_report, unwind_table_report, PROC_NEW};
+use crate::bpf::stacks::{stat, unwind_report, unwind_table_report};
 use crate::render::flamegraph::{write_svg, FlameGraphSpec};
 use crate::render::{Frame, StackPart};
 use crate::symbolize::stackbook::StackBook;
 use crate::symbolize::Symbolizer;
+use crate::unwind::watch::ProcWatcher;
 use crate::unwind::{UnwindMode, UnwindStats, Unwinder};
 use crate::util::{ktime_ns, write_stdout, StopFlag};
 
@@ -85,97 +83,6 @@ pub struct Collector {
     pub syms: Symbolizer,
 }
 
-/// The thread that takes announced processes and reads their mappings (`None`: already gone), and, with
-/// unwind tables, loads the tables of their binaries (a process whose walk met code in no mapping it
-/// knew is announced again: dlopen, JIT).
-struct ProcWatcher {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Option<UnwindStats>>>,
-    seen: Receiver<(u32, Option<String>)>,
-    unwind_stats: Option<UnwindStats>,
-}
-
-/// How often the watcher drops the unwind entries of processes that exited.
-const FORGET_EVERY: Duration = Duration::from_secs(2);
-
-impl ProcWatcher {
-    fn start(proc_events: &dyn MapCore, mut unwinder: Option<Unwinder>) -> Result<Self> {
-        let (tx, seen) = mpsc::channel();
-        let (to_load, to_load_rx) = mpsc::channel::<(u32, String)>();
-        let with_tables = unwinder.is_some();
-        let mut rb = RingBufferBuilder::new();
-        rb.add(proc_events, move |data: &[u8]| {
-            if let Some(pid) = data.get(..4) {
-                let pid = u32::from_ne_bytes(pid.try_into().expect("4 bytes"));
-                let kind = data
-                    .get(4..8)
-                    .map_or(0, |k| u32::from_ne_bytes(k.try_into().expect("4 bytes")));
-                let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok();
-                if with_tables {
-                    if let Some(m) = &maps {
-                        let _ = to_load.send((pid, m.clone()));
-                    }
-                }
-                // A re-read for unwinding: the symbolizer finds new code itself when it names it.
-                if kind == PROC_NEW {
-                    let _ = tx.send((pid, maps));
-                }
-            }
-            0
-        })?;
-        let rb = rb.build()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("bpfprof-procs".into())
-            .spawn(move || {
-                let mut forgot = Instant::now();
-                let load = |unwinder: &mut Option<Unwinder>| {
-                    if let Some(u) = unwinder.as_mut() {
-                        for (pid, maps) in to_load_rx.try_iter() {
-                            let _ = u.load_process(pid, &maps);
-                        }
-                    }
-                };
-                while !stopped.load(Ordering::Relaxed) {
-                    let _ = rb.poll(Duration::from_millis(50));
-                    load(&mut unwinder);
-                    if forgot.elapsed() >= FORGET_EVERY {
-                        if let Some(u) = unwinder.as_mut() {
-                            u.forget_exited();
-                        }
-                        forgot = Instant::now();
-                    }
-                }
-                // Announced before the programs were detached: taken too.
-                let _ = rb.consume();
-                load(&mut unwinder);
-                unwinder.map(|u| u.stats())
-            })
-            .context("starting the process watcher")?;
-        Ok(Self {
-            stop,
-            thread: Some(thread),
-            seen,
-            unwind_stats: None,
-        })
-    }
-
-    /// Stops the thread once it has taken every announcement left.
-    fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            self.unwind_stats = t.join().ok().flatten();
-        }
-    }
-}
-
-impl Drop for ProcWatcher {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 impl Collector {
     /// `pids`: processes known from the start (-p), cached at once. `unwinder`: the unwind tables loaded
     /// so far (--unwind dwarf/auto), kept up to date with new processes from here on.
@@ -230,11 +137,11 @@ impl Collector {
 
     /// What the unwind tables took (after `drain`; None without tables).
     pub fn unwind_stats(&self) -> Option<&UnwindStats> {
-        self.procs.unwind_stats.as_ref()
+        self.procs.unwind_stats()
     }
 
     fn take_announced(&mut self) {
-        for (pid, maps) in self.procs.seen.try_iter() {
+        for (pid, maps) in self.procs.announced() {
             self.syms.remember_seen(pid, maps.as_deref());
         }
     }
@@ -287,7 +194,7 @@ pub fn start_unwinder(
     } else if !tids.is_empty() {
         tids.iter().filter_map(|&t| tgid_of(t)).collect()
     } else {
-        all_processes()
+        crate::unwind::loader::running_processes()
     };
     unwinder.preload(&targets);
     Ok(Some(unwinder))
@@ -342,16 +249,6 @@ fn tgid_of(tid: u32) -> Option<u32> {
         .trim()
         .parse()
         .ok()
-}
-
-/// Every process now running (kernel threads too: they have no mappings and are skipped).
-fn all_processes() -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .map(|dir| {
-            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A stack part from a BPF key's stack id and error: missed, none, or its named frames.

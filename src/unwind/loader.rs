@@ -455,6 +455,16 @@ impl Unwinder {
     }
 }
 
+/// Every process now running (kernel threads too: they have no mappings, and preload skips them).
+pub fn running_processes() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn file_id(m: &ExecMapping) -> Option<FileId> {
     match &m.backing {
         Backing::File { dev, inode, .. } => Some((*dev, *inode)),

@@ -3,6 +3,7 @@
 pub mod loader;
 pub mod maps;
 pub mod table;
+pub mod watch;
 
 use std::str::FromStr;
 

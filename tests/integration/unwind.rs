@@ -281,3 +281,84 @@ fn processes_started_and_libraries_loaded_during_the_trace_get_tables() {
         folded_text(&stacks)
     );
 }
+
+/// `@[ustack]` entries of trace's output: each stack's function names (innermost first) and its count.
+fn ustack_entries(out: &str) -> Vec<(Vec<String>, u64)> {
+    out.split("@[")
+        .skip(1)
+        .filter_map(|block| {
+            let (frames, rest) = block.split_once("]: ")?;
+            let n = rest.split_whitespace().next()?.parse().ok()?;
+            let names = frames
+                .lines()
+                .filter_map(|l| l.strip_prefix("    "))
+                .map(|f| f.rsplit_once('+').map_or(f, |(name, _)| name).to_string())
+                .collect();
+            Some((names, n))
+        })
+        .collect()
+}
+
+/// trace's ustack walks the same tables: at a uprobe on the comparator (its first instruction), every
+/// stack runs from by_value through libc's sort to sort_leaf..main and _start; with frame pointers the
+/// workload's callers are lost.
+#[test]
+fn trace_ustack_walks_unwind_tables() {
+    let Some(_lock) = bpf_test("trace_ustack_walks_unwind_tables") else {
+        return;
+    };
+    let nofp = workload_nofp("nofp", false);
+    let w = Workload::start(&nofp, &["cpu"]);
+    let pid = w.pid().to_string();
+    let program = format!(
+        "uprobe:{}:by_value {{ @[ustack] = count(); }}",
+        nofp.display()
+    );
+    let chain = [
+        "sort_leaf",
+        "middle_step",
+        "outer_step",
+        "run",
+        "main",
+        "__libc_start_call_main",
+        "__libc_start_main_impl",
+        "_start",
+    ];
+    let run = |mode: &str| {
+        let out = run_ok(&[
+            "trace", "--unwind", mode, "-p", &pid, "-d", "2", "-e", &program,
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            ustack_entries(&text),
+            text,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (entries, text, err) = run("dwarf");
+    let n = total(&entries);
+    assert!(n >= 1000, "only {n} calls counted:\n{text}\n{err}");
+    let whole: u64 = entries
+        .iter()
+        .filter(|(f, _)| {
+            f.first().is_some_and(|x| x == "by_value") && f.ends_with(&chain.map(String::from))
+        })
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(whole, n, "not every stack is whole:\n{text}\n{err}");
+    assert!(
+        entries.iter().all(|(f, _)| f.len() > chain.len() + 1),
+        "libc's sort is missing between by_value and sort_leaf:\n{text}"
+    );
+    let (fp_entries, fp_text, _) = run("fp");
+    let fp_whole: u64 = fp_entries
+        .iter()
+        .filter(|(f, _)| f.iter().any(|x| x == "sort_leaf"))
+        .map(|(_, n)| n)
+        .sum();
+    let fp_n = total(&fp_entries);
+    assert!(
+        fp_n > 0 && fp_whole * 10 <= fp_n,
+        "frame pointers found sort_leaf under libc's frames in {fp_whole} of {fp_n} calls:\n{fp_text}"
+    );
+}
