@@ -291,49 +291,65 @@ pub fn load_for(
     funcs: Option<&FuncInfo>,
 ) -> Result<OwnedFd> {
     let name = std::ffi::CString::new(name)?;
-    let mut log = vec![0u8; 1 << 20];
-    let mut opts = libbpf_sys::bpf_prog_load_opts {
-        sz: std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as _,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr().cast(),
-        ..Default::default()
+    // Without a log first: the verifier's log of a program with the unwinding subprograms can pass any
+    // buffer, and before 6.4 a full buffer fails the load (ENOSPC) however good the program is. Only a
+    // program that fails is loaded again, for its log.
+    let load = |log: Option<&mut Vec<u8>>| -> i32 {
+        let mut opts = libbpf_sys::bpf_prog_load_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_prog_load_opts>() as _,
+            ..Default::default()
+        };
+        if let Some(log) = log {
+            opts.log_level = 1;
+            opts.log_size = log.len() as u32;
+            opts.log_buf = log.as_mut_ptr().cast();
+        }
+        if let Some(a) = attach {
+            opts.expected_attach_type = a.attach_type;
+            opts.attach_btf_id = a.btf_id;
+        }
+        if let Some(f) = funcs {
+            use std::os::fd::AsRawFd;
+            opts.prog_btf_fd = f.btf_fd.as_raw_fd() as u32;
+            opts.func_info = f.records.as_ptr().cast();
+            opts.func_info_cnt = f.records.len() as u32;
+            opts.func_info_rec_size = 8;
+        }
+        // SAFETY: `Insn` has struct bpf_insn's size and layout (8 bytes: u8, u8 of two nibbles, i16,
+        // i32); the license and name are NUL-terminated; the log buffer outlives the call and its size
+        // is passed; the func_info records outlive it.
+        unsafe {
+            libbpf_sys::bpf_prog_load(
+                prog_type,
+                name.as_ptr(),
+                c"GPL".as_ptr(),
+                insns.as_ptr().cast(),
+                insns.len() as _,
+                &mut opts,
+            )
+        }
     };
-    if let Some(a) = attach {
-        opts.expected_attach_type = a.attach_type;
-        opts.attach_btf_id = a.btf_id;
-    }
-    if let Some(f) = funcs {
-        use std::os::fd::AsRawFd;
-        opts.prog_btf_fd = f.btf_fd.as_raw_fd() as u32;
-        opts.func_info = f.records.as_ptr().cast();
-        opts.func_info_cnt = f.records.len() as u32;
-        opts.func_info_rec_size = 8;
-    }
-    // SAFETY: `Insn` has struct bpf_insn's size and layout (8 bytes: u8, u8 of two nibbles, i16, i32);
-    // the license and name are NUL-terminated; the log buffer outlives the call and its size is passed.
-    let fd = unsafe {
-        libbpf_sys::bpf_prog_load(
-            prog_type,
-            name.as_ptr(),
-            c"GPL".as_ptr(),
-            insns.as_ptr().cast(),
-            insns.len() as _,
-            &mut opts,
-        )
-    };
+    let mut fd = load(None);
     if fd < 0 {
-        let end = log.iter().position(|&b| b == 0).unwrap_or(0);
-        let text = String::from_utf8_lossy(&log[..end]);
-        if text.trim().is_empty() {
-            // Refused before the verifier ran (a missing kernel feature, permissions).
-            bail!("loading failed: {}", std::io::Error::from_raw_os_error(-fd));
+        let errno = -fd;
+        let mut log = vec![0u8; 16 << 20];
+        fd = load(Some(&mut log));
+        if fd < 0 {
+            let end = log.iter().position(|&b| b == 0).unwrap_or(0);
+            let text = String::from_utf8_lossy(&log[..end]);
+            if text.trim().is_empty() {
+                // Refused before the verifier ran (a missing kernel feature, permissions).
+                bail!(
+                    "loading failed: {}",
+                    std::io::Error::from_raw_os_error(errno)
+                );
+            }
+            return Err(Rejected {
+                errno,
+                log: text.trim_end().to_string(),
+            }
+            .into());
         }
-        return Err(Rejected {
-            errno: -fd,
-            log: text.trim_end().to_string(),
-        }
-        .into());
     }
     // SAFETY: a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
