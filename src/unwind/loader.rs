@@ -4,6 +4,7 @@
 //! update, so that a walk on another CPU sees the old list or the new one, never half of one.
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -145,6 +146,8 @@ pub struct Unwinder {
     vdso: Option<Arc<Vec<u8>>>,
     stats: UnwindStats,
     seen_procs: HashSet<u32>,
+    /// Raised when tracing ends: a table being built is abandoned.
+    cancel: Arc<AtomicBool>,
 }
 
 impl Unwinder {
@@ -177,7 +180,13 @@ impl Unwinder {
             vdso: None,
             stats: UnwindStats::default(),
             seen_procs: HashSet::new(),
+            cancel: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// The flag that abandons the table being built (for the thread that loads, when tracing ends).
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.cancel)
     }
 
     pub fn stats(&self) -> UnwindStats {
@@ -207,10 +216,11 @@ impl Unwinder {
         }
         let started = Instant::now();
         let vdso = self.vdso_image();
+        let cancel = &*self.cancel;
         let built: Vec<(FileId, Option<Binary>, String)> = wanted
             .into_par_iter()
             .map(|(id, (pid, m))| {
-                let bin = build_mapped(pid, &m, vdso.as_deref().map(Vec::as_slice));
+                let bin = build_mapped(pid, &m, vdso.as_deref().map(Vec::as_slice), cancel);
                 (id, bin, name_of(&m))
             })
             .collect();
@@ -239,7 +249,10 @@ impl Unwinder {
             }
             let started = Instant::now();
             let vdso = self.vdso_image();
-            let bin = build_mapped(pid, m, vdso.as_deref().map(Vec::as_slice));
+            let bin = build_mapped(pid, m, vdso.as_deref().map(Vec::as_slice), &self.cancel);
+            if self.cancel.load(Ordering::Relaxed) {
+                return Ok(());
+            }
             self.stats.build_time += started.elapsed();
             self.insert(id, bin, &name_of(m));
         }
@@ -491,9 +504,14 @@ fn bias_of(segments: &[Segment], m: &ExecMapping) -> Option<u64> {
 }
 
 /// Builds the table of the file behind a mapping (None: unreadable or not an x86-64 ELF file).
-fn build_mapped(pid: u32, m: &ExecMapping, vdso: Option<&[u8]>) -> Option<Binary> {
+fn build_mapped(
+    pid: u32,
+    m: &ExecMapping,
+    vdso: Option<&[u8]>,
+    cancel: &AtomicBool,
+) -> Option<Binary> {
     if m.backing == Backing::Vdso {
-        return table::build(vdso?).ok();
+        return table::build(vdso?, cancel).ok();
     }
     for path in m.file_paths(pid) {
         let Ok(file) = std::fs::File::open(&path) else {
@@ -504,7 +522,7 @@ fn build_mapped(pid: u32, m: &ExecMapping, vdso: Option<&[u8]>) -> Option<Binary
         let Ok(data) = (unsafe { memmap2::Mmap::map(&file) }) else {
             continue;
         };
-        return table::build(&data).ok();
+        return table::build(&data, cancel).ok();
     }
     None
 }
@@ -529,7 +547,7 @@ mod tests {
     #[test]
     fn the_vdso_has_a_table() {
         let image = own_vdso().expect("a vDSO");
-        let bin = table::build(&image).expect("the vDSO is an ELF file");
+        let bin = table::build(&image, &AtomicBool::new(false)).expect("the vDSO is an ELF file");
         assert!(!bin.rows.is_empty());
         assert!(!bin.segments.is_empty());
     }

@@ -1,5 +1,7 @@
 //! Compact unwind tables from a binary's `.eh_frame` (or `.debug_frame`), parsed with gimli: per address
 //! range, how to find the caller's frame on x86-64, in the 8-byte rows the BPF walk reads (bpf/unwind.h).
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use anyhow::{bail, Context, Result};
 use gimli::{
     BaseAddresses, CfaRule, CieOrFde, DebugFrame, EhFrame, EndianSlice, LittleEndian, Register,
@@ -111,8 +113,8 @@ struct Span {
     rule: Row,
 }
 
-/// Builds the table of an x86-64 ELF file's bytes.
-pub fn build(data: &[u8]) -> Result<Binary> {
+/// Builds the table of an x86-64 ELF file's bytes; gives up (an error) once `cancel` is raised.
+pub fn build(data: &[u8], cancel: &AtomicBool) -> Result<Binary> {
     let file = ElfFile64::<object::Endianness>::parse(data).context("not a 64-bit ELF file")?;
     if file.elf_header().e_machine(file.endian()) != elf::EM_X86_64 {
         bail!("not an x86-64 binary");
@@ -135,7 +137,7 @@ pub fn build(data: &[u8]) -> Result<Binary> {
             .set_eh_frame_hdr(addr_of(".eh_frame_hdr"))
             .set_text(addr_of(".text"))
             .set_got(addr_of(".got"));
-        collect(&section, &bases, spans).with_context(|| format!("parsing {name}"))
+        collect(&section, &bases, spans, cancel).with_context(|| format!("parsing {name}"))
     };
     eh_frame(".eh_frame", &mut spans)?;
     // A binary rewritten by BOLT (Rust's librustc_driver and libLLVM) keeps the FDEs of the functions
@@ -162,7 +164,7 @@ pub fn build(data: &[u8]) -> Result<Binary> {
         if let Some((_, bytes)) = section_data(".debug_frame") {
             let mut section = DebugFrame::new(bytes, LittleEndian);
             section.set_address_size(8);
-            collect(&section, &BaseAddresses::default(), &mut spans)
+            collect(&section, &BaseAddresses::default(), &mut spans, cancel)
                 .context("parsing .debug_frame")?;
         }
     }
@@ -199,6 +201,7 @@ fn collect<'a, S: UnwindSection<Slice<'a>>>(
     section: &S,
     bases: &BaseAddresses,
     spans: &mut Vec<Span>,
+    cancel: &AtomicBool,
 ) -> Result<()> {
     let mut ctx = Box::new(UnwindContext::new());
     let mut entries = section.entries(bases);
@@ -206,6 +209,9 @@ fn collect<'a, S: UnwindSection<Slice<'a>>>(
         let CieOrFde::Fde(partial) = entry else {
             continue;
         };
+        if cancel.load(Ordering::Relaxed) {
+            bail!("cancelled");
+        }
         // One bad FDE (rare: hand-written assembly) costs its function, not the binary.
         let Ok(fde) = partial.parse(|s, b, o| s.cie_from_offset(b, o)) else {
             continue;
@@ -365,7 +371,8 @@ fn compact(mut spans: Vec<Span>) -> Result<(Vec<Row>, usize)> {
 /// address (the file's own addresses, as `readelf -s` shows them).
 pub fn show(path: &std::path::Path, addrs: &[String]) -> Result<()> {
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let bin = build(&data).with_context(|| format!("{}", path.display()))?;
+    let bin =
+        build(&data, &AtomicBool::new(false)).with_context(|| format!("{}", path.display()))?;
     let mut kinds = [0usize; 8];
     for r in &bin.rows {
         kinds[usize::from(r.cfa_type & 7)] += 1;
@@ -562,7 +569,7 @@ mod tests {
     #[test]
     fn the_test_binary_has_a_table() {
         let exe = std::fs::read("/proc/self/exe").unwrap();
-        let b = build(&exe).unwrap();
+        let b = build(&exe, &AtomicBool::new(false)).unwrap();
         assert!(b.rows.len() > 1000, "{} rows", b.rows.len());
         assert!(b.rows.windows(2).all(|w| w[0].pc < w[1].pc));
         // Rows without a rule are the gaps between functions; nearly every other rule is one the walk follows.
@@ -588,7 +595,7 @@ mod tests {
         let Ok(libc) = std::fs::read("/lib/x86_64-linux-gnu/libc.so.6") else {
             return;
         };
-        let b = build(&libc).unwrap();
+        let b = build(&libc, &AtomicBool::new(false)).unwrap();
         // _start/clone3 say "no return address": the END rule.
         assert!(b.rows.iter().any(|r| r.cfa_type == cfa::END));
         assert!(b.rows.iter().any(|r| r.cfa_type == cfa::PLT11));

@@ -22,6 +22,8 @@ pub struct ProcWatcher {
     thread: Option<JoinHandle<Option<UnwindStats>>>,
     seen: Receiver<(u32, Option<String>)>,
     unwind_stats: Option<UnwindStats>,
+    /// The unwinder's flag that abandons a table being built.
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 /// How often the watcher drops the unwind entries of processes that exited.
@@ -32,6 +34,7 @@ impl ProcWatcher {
         let (tx, seen) = mpsc::channel();
         let (to_load, to_load_rx) = mpsc::channel::<(u32, String)>();
         let with_tables = unwinder.is_some();
+        let cancel = unwinder.as_ref().map(Unwinder::cancel_flag);
         let mut rb = RingBufferBuilder::new();
         rb.add(proc_events, move |data: &[u8]| {
             if let Some(pid) = data.get(..4) {
@@ -76,9 +79,9 @@ impl ProcWatcher {
                         forgot = Instant::now();
                     }
                 }
-                // Announced before the programs were detached: taken too.
+                // Announced before the programs were detached: taken too, for the symbolizer. Their
+                // tables would serve no walk any more: not loaded.
                 let _ = rb.consume();
-                load(&mut unwinder);
                 unwinder.map(|u| u.stats())
             })
             .context("starting the process watcher")?;
@@ -87,6 +90,7 @@ impl ProcWatcher {
             thread: Some(thread),
             seen,
             unwind_stats: None,
+            cancel,
         })
     }
 
@@ -100,9 +104,12 @@ impl ProcWatcher {
         self.unwind_stats.as_ref()
     }
 
-    /// Stops the thread once it has taken every announcement left.
+    /// Stops the thread once it has taken every announcement left (a table being built is abandoned).
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(c) = &self.cancel {
+            c.store(true, Ordering::Relaxed);
+        }
         if let Some(t) = self.thread.take() {
             self.unwind_stats = t.join().ok().flatten();
         }
