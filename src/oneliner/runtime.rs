@@ -24,7 +24,7 @@ use crate::bpf::stacks::{loss_report, read_stats, unwind_report, unwind_table_re
 use crate::probes::{self, Matcher};
 use crate::unwind::watch::ProcWatcher;
 use crate::unwind::{UnwindMode, Unwinder};
-use crate::util::{ktime_ns, wait_until, write_stdout, StopFlag};
+use crate::util::{ktime_ns, write_stdout, StopFlag};
 
 /// What `trace` was asked to do, free of clap.
 #[derive(Debug, Clone, Default)]
@@ -746,7 +746,6 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
                 printer.names.remember(pid);
             }
         }
-        wait_until(&stop, Some(Instant::now() + Duration::from_millis(1)));
     }
     stop_probes(&maps)?;
     for a in &attached {
