@@ -194,13 +194,7 @@ pub fn start_unwinder(
     } else if !tids.is_empty() {
         tids.iter().filter_map(|&t| tgid_of(t)).collect()
     } else {
-        // Not bpfprof itself: mostly asleep while it traces, and its own table (a large Rust binary) would
-        // hold up the start; it is loaded once announced, like a process started during the trace.
-        let me = std::process::id();
         crate::unwind::loader::running_processes()
-            .into_iter()
-            .filter(|&p| p != me)
-            .collect()
     };
     unwinder.preload(&targets);
     Ok(Some(unwinder))
