@@ -62,21 +62,16 @@ impl ProcWatcher {
             .name("bpfprof-procs".into())
             .spawn(move || {
                 let mut forgot = Instant::now();
-                let load = |unwinder: &mut Option<Unwinder>| {
+                while !stopped.load(Ordering::Relaxed) {
+                    let _ = rb.poll(Duration::from_millis(50));
                     if let Some(u) = unwinder.as_mut() {
                         for (pid, maps) in to_load_rx.try_iter() {
                             let _ = u.load_process(pid, &maps);
                         }
-                    }
-                };
-                while !stopped.load(Ordering::Relaxed) {
-                    let _ = rb.poll(Duration::from_millis(50));
-                    load(&mut unwinder);
-                    if forgot.elapsed() >= FORGET_EVERY {
-                        if let Some(u) = unwinder.as_mut() {
+                        if forgot.elapsed() >= FORGET_EVERY {
                             u.forget_exited();
+                            forgot = Instant::now();
                         }
-                        forgot = Instant::now();
                     }
                 }
                 // Announced before the programs were detached: taken too, for the symbolizer. Their
