@@ -181,9 +181,78 @@ impl Drop for Workload {
     }
 }
 
+/// How long a bpfprof run may take before a test calls it hung: 120 s, times BPFPROF_TEST_TIME_SCALE.
+fn hang_limit() -> std::time::Duration {
+    std::time::Duration::from_secs(scaled_secs(120))
+}
+
+/// What the kernel says each thread of `pid` waits in (its wchan and kernel stack): for a hung run.
+fn threads_of(pid: u32) -> String {
+    let mut out = String::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return format!("process {pid} is gone\n");
+    };
+    for t in tasks.flatten() {
+        let p = t.path();
+        let read = |f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_default();
+        out.push_str(&format!(
+            "thread {:?} {} in {}:\n{}",
+            t.file_name(),
+            read("comm").trim(),
+            read("wchan"),
+            read("stack")
+        ));
+    }
+    out
+}
+
+/// Waits for `child` to exit, reading its stdout and stderr meanwhile; a run that outlasts hang_limit()
+/// is killed and the test fails with where its threads were waiting, instead of hanging the suite.
+fn wait_bounded(mut child: Child, args: &[&str]) -> Output {
+    fn drain<R: Read + Send + 'static>(r: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let deadline = std::time::Instant::now() + hang_limit();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for bpfprof") {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let threads = threads_of(child.id());
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = err.join().unwrap_or_default();
+            panic!(
+                "bpfprof {args:?} still ran after {:?}; its threads:\n{threads}\nstderr: {}",
+                hang_limit(),
+                String::from_utf8_lossy(&err)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
 /// Runs bpfprof to completion and returns its output, asserting success.
 pub fn run_ok(args: &[&str]) -> Output {
-    let out = bpfprof().args(args).output().expect("running bpfprof");
+    let child = bpfprof()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running bpfprof");
+    let out = wait_bounded(child, args);
     assert!(
         out.status.success(),
         "bpfprof {args:?} failed: {}\nstderr: {}",
@@ -208,6 +277,18 @@ pub fn parse_folded(stdout: &[u8]) -> Vec<(Vec<String>, u64)> {
             )
         })
         .collect()
+}
+
+/// Whether a blocked stack (folded frames, or a text block's; in offwake's only the blocked half, before
+/// `--`) is a preemption: an interrupt's return gave the thread's CPU to another, where it ran its own
+/// code, not a block it asked for. A busy 2-CPU machine preempts any workload now and then.
+pub fn preempted(frames: &[String]) -> bool {
+    frames.iter().take_while(|f| *f != "--").any(|f| {
+        f.starts_with("irqentry_exit")
+            || f.starts_with("preempt_schedule")
+            || f.starts_with("asm_sysvec")
+            || f.starts_with("asm_common_interrupt")
+    })
 }
 
 /// True when `needle` occurs in `frames` as a contiguous run.
@@ -386,9 +467,36 @@ impl Running {
             // SAFETY: sending a signal to our own child.
             unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         }
+        // A watchdog kills a run that does not end (the child is not reaped before it is done, so its pid
+        // is still this child's), saying first where its threads wait.
+        let pid = self.child.id();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watchdog = {
+            let done = std::sync::Arc::clone(&done);
+            std::thread::spawn(move || {
+                let deadline = std::time::Instant::now() + hang_limit();
+                while std::time::Instant::now() < deadline {
+                    if done.load(std::sync::atomic::Ordering::Relaxed) {
+                        return None;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                let threads = threads_of(pid);
+                // SAFETY: signalling our own child, not yet reaped.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                Some(threads)
+            })
+        };
         let (mut out, mut err) = (String::new(), String::new());
-        self.stdout.read_to_string(&mut out).expect("stdout");
-        self.stderr.read_to_string(&mut err).expect("stderr");
+        let _ = self.stdout.read_to_string(&mut out);
+        let _ = self.stderr.read_to_string(&mut err);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(threads) = watchdog.join().expect("the watchdog") {
+            panic!(
+                "bpfprof still ran after {:?}; its threads:\n{threads}\nstderr: {err}",
+                hang_limit()
+            );
+        }
         let status = self.child.wait().expect("waiting for bpfprof");
         assert!(status.success(), "bpfprof failed: {status}\nstderr: {err}");
         (out, err)

@@ -77,23 +77,12 @@ fn trace_sleeps(extra: &[&str]) -> (Vec<Block>, String, Measured) {
     (parse_blocks(&rest), stderr, measured)
 }
 
-/// Whether a block is the task's preemption (an interrupt's return took its CPU), not a sleep it asked for:
-/// a busy 2-CPU machine preempts the sleeper now and then in its own code between two naps.
-fn preempted(b: &Block) -> bool {
-    b.frames.iter().any(|f| {
-        f.starts_with("irqentry_exit")
-            || f.starts_with("preempt_schedule")
-            || f.starts_with("asm_sysvec")
-            || f.starts_with("asm_common_interrupt")
-    })
-}
-
 /// The blocks of the sleeper's nap function `nap`, with the frames of a nanosleep below it in order
 /// (preemptions in the nap function's own code are not naps, and are left out).
 fn nap_blocks<'a>(blocks: &'a [Block], nap: &str) -> Vec<&'a Block> {
     blocks
         .iter()
-        .filter(|b| has_run(&b.frames, &[nap, "sleep_phase", "main"]) && !preempted(b))
+        .filter(|b| has_run(&b.frames, &[nap, "sleep_phase", "main"]) && !preempted(&b.frames))
         .inspect(|b| {
             let kernel_first = ["schedule", "do_nanosleep"];
             assert!(
