@@ -85,6 +85,7 @@ struct walk_state {
 	__u32 depth; /* the most to take */
 	__u32 end;   /* enum unwind_end */
 	__u32 pid;
+	__u32 last;  /* the mapping (index in unwind_mappings) of the frame before, or ~0: tried first */
 };
 
 struct {
@@ -94,11 +95,16 @@ struct {
 	__type(value, struct walk_state);
 } unwind_walk SEC(".maps");
 
-/* The mapping of the process being walked that holds `pc`, or NULL. */
+/* The mapping of the process being walked that holds `pc`, or NULL. Consecutive frames are mostly in one
+ * binary: the previous frame's mapping is tried before a search. */
 static __always_inline struct unwind_mapping *find_mapping(struct walk_state *st, __u64 pc)
 {
-	__u32 lo = 0, hi = st->count, mid, idx, i;
+	__u32 lo = 0, hi = st->count, mid, idx = st->last, i;
 	struct unwind_mapping *m;
+
+	m = bpf_map_lookup_elem(&unwind_mappings, &idx);
+	if (m && pc - m->start < m->len)
+		return m;
 
 	/* lo becomes the number of mappings that start at or below pc. */
 	for (i = 0; i <= UNWIND_PROC_MAPPINGS_LOG2; i++) {
@@ -120,6 +126,7 @@ static __always_inline struct unwind_mapping *find_mapping(struct walk_state *st
 	m = bpf_map_lookup_elem(&unwind_mappings, &idx);
 	if (!m || pc - m->start >= m->len)
 		return NULL;
+	st->last = idx;
 	return m;
 }
 
@@ -133,14 +140,25 @@ static __always_inline struct unwind_row *row_at(__u32 idx)
 	return bpf_map_lookup_elem(rows, &slot);
 }
 
-/* The row of table [table, table + rows) that covers binary address `addr`, or NULL (none covers it). */
-static __always_inline struct unwind_row *find_row(__u32 table, __u32 rows, __u64 addr)
+/* The row of mapping m's table that covers `addr` (relative to the table's first page), or NULL: the
+ * page's slot names a few rows, searched. */
+static __always_inline struct unwind_row *find_row(struct unwind_mapping *m, __u64 addr)
 {
-	__u32 lo = 0, hi = rows, mid, i;
+	__u32 table = m->table, pages = m->pages, first, lo, hi, mid, i;
+	__u64 page = addr >> UNWIND_PAGE_SHIFT;
+	struct unwind_page *slot;
 	struct unwind_row *row;
 
-	/* A table has fewer than 2^24 rows (src/unwind/table.rs refuses larger ones). */
-	for (i = 0; i < 25; i++) {
+	if (page >= pages)
+		return NULL;
+	slot = (struct unwind_page *)row_at(table + (__u32)page);
+	if (!slot)
+		return NULL;
+	first = slot->first;
+	lo = first;
+	hi = first + slot->count;
+	table += pages; /* the rows */
+	for (i = 0; i < UNWIND_PAGE_STEPS; i++) {
 		if (lo >= hi)
 			break;
 		mid = lo + (hi - lo) / 2;
@@ -152,7 +170,7 @@ static __always_inline struct unwind_row *find_row(__u32 table, __u32 rows, __u6
 		else
 			hi = mid;
 	}
-	if (lo == 0)
+	if (lo == first)
 		return NULL;
 	return row_at(table + lo - 1);
 }
@@ -237,7 +255,7 @@ __noinline int bpfprof_unwind_step(void)
 		reason = UNWIND_NO_ROOM;
 		goto fallback;
 	}
-	row = find_row(m->table, m->rows, pc - m->bias);
+	row = find_row(m, pc - m->bias);
 	if (!row) {
 		reason = UNWIND_NO_CFI;
 		goto fallback;
@@ -386,6 +404,7 @@ static __always_inline long user_stack_walk(void *ctx, __u32 pid, __u32 depth, b
 	st->depth = depth;
 	st->end = UNWIND_TRUNCATED;
 	st->pid = pid;
+	st->last = ~0U; /* out of the array: no lookup succeeds */
 	if (!proc) {
 		ev->st.ips[0] = st->pc;
 		st->nr = 1;

@@ -39,7 +39,23 @@ enum cfa_type {
 
 #define RBP_LOST (-128)
 
-/* Rows are kept in chunks (inner arrays of `unwind_chunks`) created as tables are loaded. */
+/*
+ * A table as the kernel holds it: first one slot per page (1 << UNWIND_PAGE_SHIFT bytes) of the binary's
+ * addresses, from the page of its first row on, naming the rows to search for an address in that page (the
+ * row that covers the page's start and those that start in it: at most a page's bytes + 1); then the rows,
+ * their pcs relative to that first page. A walk searches a page's few rows, not the whole table's
+ * (libc's 28k rows: 15 steps; a page of it: 3 on average). Slots are 8 bytes, as rows.
+ */
+#define UNWIND_PAGE_SHIFT 12
+/* Binary search steps within a page: log2(4097) rounded up. */
+#define UNWIND_PAGE_STEPS (UNWIND_PAGE_SHIFT + 1)
+
+struct unwind_page {
+	__u32 first; /* the first row to search, counted from the table's first row */
+	__u32 count;
+};
+
+/* Slots are kept in chunks (inner arrays of `unwind_chunks`) created as tables are loaded. */
 #define UNWIND_CHUNK_SHIFT 16
 #define UNWIND_CHUNK_ROWS (1 << UNWIND_CHUNK_SHIFT)
 /* 512 KiB a chunk: 2048 chunks are 1 GiB of rows, the most --unwind-memory allows. */
@@ -53,14 +69,15 @@ enum mapping_kind {
 	MAPPING_NO_ROOM = 3, /* a file whose table did not fit in --unwind-memory */
 };
 
-/* One executable mapping of a process: [start, start + len), where the binary's address = pc - bias. */
+/* One executable mapping of a process: [start, start + len); pc - bias is the address relative to its
+ * table's first page (the binary's own address less that page's). */
 struct unwind_mapping {
 	__u64 start;
 	__u64 bias;
 	__u32 len;
-	__u32 table; /* its binary's first row (global index over the chunks) */
-	__u32 rows;
-	__u32 kind; /* enum mapping_kind */
+	__u32 table; /* its table's first slot (global index over the chunks): the page index */
+	__u32 pages; /* page slots; the rows follow them */
+	__u32 kind;  /* enum mapping_kind */
 };
 
 /* A process's executable mappings, sorted by start: `count` entries of `unwind_mappings` from `first`. */

@@ -94,7 +94,12 @@ const VDSO: FileId = (0, 0);
 /// Where a binary's table went.
 #[derive(Clone, Debug)]
 enum State {
-    Table { first: u32, rows: u32 },
+    /// Its first slot (page index, then rows) in the chunks, its pages, and the address its pages start at.
+    Table {
+        first: u32,
+        pages: u32,
+        base: u64,
+    },
     NoCfi,
     NoRoom,
 }
@@ -136,7 +141,7 @@ pub struct Unwinder {
     outer: MapHandle,
     chunks: Vec<MappedArray>,
     max_chunks: usize,
-    rows_used: usize,
+    slots_used: usize,
     files: HashMap<FileId, Loaded>,
     /// Each loaded process: its range of mapping slots and the mappings it was built from.
     loaded: HashMap<u32, (u32, u32, Vec<ExecMapping>)>,
@@ -172,7 +177,7 @@ impl Unwinder {
             outer,
             chunks: Vec::new(),
             max_chunks: max_chunks.clamp(1, MAX_CHUNKS),
-            rows_used: 0,
+            slots_used: 0,
             files: HashMap::new(),
             loaded: HashMap::new(),
             free: vec![(0, MAX_MAPPINGS as u32)],
@@ -299,14 +304,16 @@ impl Unwinder {
             self.stats.without_cfi += 1;
             State::NoCfi
         } else {
-            match self.write_rows(&bin.rows) {
+            let paged = table::paged(&bin.rows);
+            match self.write_slots(&paged.bytes) {
                 Ok(first) => {
                     self.stats.binaries += 1;
                     self.stats.rows += bin.rows.len() as u64;
                     self.stats.unsupported_rows += bin.unsupported as u64;
                     State::Table {
                         first,
-                        rows: bin.rows.len() as u32,
+                        pages: paged.pages,
+                        base: paged.base,
                     }
                 }
                 Err(_) => {
@@ -324,10 +331,11 @@ impl Unwinder {
         );
     }
 
-    /// Appends rows, returning the global index of the first; refuses what would pass the budget.
-    fn write_rows(&mut self, rows: &[table::Row]) -> Result<u32> {
-        let first = self.rows_used;
-        let end = first + rows.len();
+    /// Appends a table's slots (8 bytes each), returning the global index of the first; refuses what
+    /// would pass the budget.
+    fn write_slots(&mut self, bytes: &[u8]) -> Result<u32> {
+        let first = self.slots_used;
+        let end = first + bytes.len() / ROW_BYTES;
         let chunks_needed = end.div_ceil(CHUNK_ROWS);
         if chunks_needed > self.max_chunks {
             bail!("unwind tables need more than --unwind-memory");
@@ -335,9 +343,8 @@ impl Unwinder {
         while self.chunks.len() < chunks_needed {
             self.add_chunk()?;
         }
-        let bytes: Vec<u8> = rows.iter().flat_map(|r| r.to_bytes()).collect();
         let mut at = first;
-        let mut src = &bytes[..];
+        let mut src = bytes;
         while !src.is_empty() {
             let slot = at % CHUNK_ROWS;
             let n = (CHUNK_ROWS - slot).min(src.len() / ROW_BYTES);
@@ -346,7 +353,7 @@ impl Unwinder {
             src = rest;
             at += n;
         }
-        self.rows_used = end;
+        self.slots_used = end;
         Ok(first as u32)
     }
 
@@ -385,15 +392,16 @@ impl Unwinder {
         }
         let mut bytes = Vec::with_capacity(exec.len() * MAPPING_BYTES);
         for m in &exec {
-            let (k, bias, first, rows) = match &m.backing {
+            let (k, bias, first, pages) = match &m.backing {
                 Backing::Anonymous => (kind::JIT, 0, 0, 0),
                 _ => match file_id(m).and_then(|id| self.files.get(&id)) {
                     None => (kind::NO_CFI, 0, 0, 0),
                     Some(l) => {
                         let bias = bias_of(&l.segments, m);
                         match (&l.state, bias) {
-                            (State::Table { first, rows }, Some(b)) => {
-                                (kind::TABLE, b, *first, *rows)
+                            // The walk looks pages up from the binary's address less the first page's.
+                            (State::Table { first, pages, base }, Some(b)) => {
+                                (kind::TABLE, b.wrapping_add(*base), *first, *pages)
                             }
                             (State::NoRoom, _) => (kind::NO_ROOM, 0, 0, 0),
                             _ => (kind::NO_CFI, 0, 0, 0),
@@ -405,7 +413,7 @@ impl Unwinder {
             bytes.extend(bias.to_ne_bytes());
             bytes.extend(((m.end - m.start).min(u64::from(u32::MAX)) as u32).to_ne_bytes());
             bytes.extend(first.to_ne_bytes());
-            bytes.extend(rows.to_ne_bytes());
+            bytes.extend(pages.to_ne_bytes());
             bytes.extend(k.to_ne_bytes());
         }
         let count = exec.len() as u32;

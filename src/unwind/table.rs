@@ -394,12 +394,22 @@ pub fn show(path: &std::path::Path, addrs: &[String]) -> Result<()> {
         .map(|(k, n)| format!("{n} {k}"))
         .collect();
     let mut out = format!(
-        "{}: {} rows ({} bytes in the kernel): {}\n",
+        "{}: {} rows: {}\n",
         path.display(),
         bin.rows.len(),
-        bin.rows.len() * 8,
         summary.join(", ")
     );
+    if !bin.rows.is_empty() {
+        let p = paged(&bin.rows);
+        out.push_str(&format!(
+            "in the kernel: {} bytes, {} pages of {} bytes from {:#x}, at most {} rows searched in one\n",
+            p.slots() * 8,
+            p.pages,
+            1u32 << PAGE_SHIFT,
+            p.base,
+            p.widest
+        ));
+    }
     for a in addrs {
         let addr = u64::from_str_radix(a.trim_start_matches("0x"), 16)
             .with_context(|| format!("{a}: not a hexadecimal address"))?;
@@ -435,6 +445,64 @@ fn describe(r: &Row) -> String {
         n => format!(" rbp=*(cfa{})", i32::from(n) * 8),
     };
     format!("{:#x} {cfa}{rbp}", r.pc)
+}
+
+/// UNWIND_PAGE_SHIFT in bpf/unwind.h: the walk finds a row through an index of the table's pages.
+pub const PAGE_SHIFT: u32 = 12;
+
+/// A table as the kernel holds it (bpf/unwind.h): one 8-byte slot per page of the binary's addresses
+/// from `base` (the first row's page), saying which rows to search for an address in that page (the row
+/// that covers the page's start and those that start in it), then the rows, their pcs relative to `base`.
+/// A walk then searches a page's few rows instead of the whole table's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Paged {
+    pub base: u64,
+    pub pages: u32,
+    /// The most rows one page asks to search (for `bpfprof unwind-table`).
+    pub widest: u32,
+    /// The page slots, then the rows: what is written into the kernel's chunks.
+    pub bytes: Vec<u8>,
+}
+
+impl Paged {
+    /// Slots (pages and rows) the table takes.
+    pub fn slots(&self) -> usize {
+        self.bytes.len() / 8
+    }
+}
+
+/// Indexes `rows` (sorted by pc, not empty) by page, as the BPF walk reads them.
+pub fn paged(rows: &[Row]) -> Paged {
+    let base = u64::from(rows[0].pc) & !((1u64 << PAGE_SHIFT) - 1);
+    let last = u64::from(rows[rows.len() - 1].pc);
+    let pages = ((last - base) >> PAGE_SHIFT) as u32 + 1;
+    let mut bytes = Vec::with_capacity((pages as usize + rows.len()) * 8);
+    let mut widest = 0;
+    for k in 0..u64::from(pages) {
+        let start = base + (k << PAGE_SHIFT);
+        let end = start + (1 << PAGE_SHIFT);
+        let first = rows
+            .partition_point(|r| u64::from(r.pc) <= start)
+            .saturating_sub(1);
+        let past = rows.partition_point(|r| u64::from(r.pc) < end);
+        let count = (past - first) as u32;
+        widest = widest.max(count);
+        bytes.extend((first as u32).to_ne_bytes());
+        bytes.extend(count.to_ne_bytes());
+    }
+    for r in rows {
+        let rel = Row {
+            pc: (u64::from(r.pc) - base) as u32,
+            ..*r
+        };
+        bytes.extend(rel.to_bytes());
+    }
+    Paged {
+        base,
+        pages,
+        widest,
+        bytes,
+    }
 }
 
 /// The row that covers `addr` (as the BPF walk finds it).
@@ -588,6 +656,71 @@ mod tests {
             "{known} of {} rows",
             ruled.len()
         );
+    }
+
+    /// What bpf/unwind.bpf.h's find_row does with a paged table: the page's slot, then a binary search of
+    /// the rows it names. Returns the row with its pc made absolute again.
+    fn paged_lookup(p: &Paged, addr: u64) -> Option<Row> {
+        let slot = |i: usize| -> (u32, u32) {
+            let b = &p.bytes[i * 8..i * 8 + 8];
+            (
+                u32::from_ne_bytes(b[..4].try_into().unwrap()),
+                u32::from_ne_bytes(b[4..].try_into().unwrap()),
+            )
+        };
+        let rel = addr.checked_sub(p.base)?;
+        let page = rel >> PAGE_SHIFT;
+        if page >= u64::from(p.pages) {
+            return None;
+        }
+        let (first, count) = slot(page as usize);
+        let (mut lo, mut hi) = (first, first + count);
+        // As the BPF loop: at most PAGE_SHIFT + 2 steps.
+        for _ in 0..PAGE_SHIFT + 2 {
+            if lo >= hi {
+                break;
+            }
+            let mid = lo + (hi - lo) / 2;
+            if u64::from(slot(p.pages as usize + mid as usize).0) <= rel {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        assert!(lo >= hi, "the search did not end in its steps");
+        if lo == first {
+            return None;
+        }
+        let (pc, rule) = slot(p.pages as usize + lo as usize - 1);
+        Some(Row {
+            pc: (u64::from(pc) + p.base) as u32,
+            cfa_type: (rule & 7) as u8,
+            rbp_off: ((rule >> 3) & 0xff) as u8 as i8,
+            cfa_off: rule >> 11,
+        })
+    }
+
+    /// The paged table finds the row a search of the whole table finds, at every address of this test
+    /// binary's code and around it (pages of one row, of hundreds, and the gaps).
+    #[test]
+    fn paged_tables_find_the_rows_a_full_search_finds() {
+        let exe = std::fs::read("/proc/self/exe").unwrap();
+        let b = build(&exe, &AtomicBool::new(false)).unwrap();
+        let p = paged(&b.rows);
+        assert_eq!(p.slots(), p.pages as usize + b.rows.len());
+        assert!(p.widest <= (1 << PAGE_SHIFT) + 1);
+        let lo = u64::from(b.rows[0].pc).saturating_sub(0x2000);
+        let hi = u64::from(b.rows[b.rows.len() - 1].pc) + 0x2000;
+        let mut checked = 0;
+        for addr in (lo..hi).step_by(3) {
+            // Past the last row, the paged table has no page; the full search finds the last row,
+            // which has no rule: both mean "no unwind information".
+            let ruled = |r: Option<Row>| r.filter(|r| r.cfa_type != cfa::NONE);
+            let want = lookup(&b.rows, addr).copied();
+            assert_eq!(ruled(paged_lookup(&p, addr)), ruled(want), "at {addr:#x}");
+            checked += 1;
+        }
+        assert!(checked > 10_000);
     }
 
     #[test]
