@@ -301,17 +301,25 @@ bench_table_print "Report time: 999 Hz x $BENCH_NCPU CPUs x $REPORT_SECS s of so
 # 4. Start-up and table memory on a host with ~100 processes
 # ------------------------------------------------------------------------------------------------------
 
-# Sleeping processes of several Debian binaries (their libraries are the tables to build).
+# Sleeping processes of several Debian binaries (their libraries are the tables to build). They wait on
+# an input that never comes: busy ones (xz compressing /dev/zero until its pipe fills took minutes) would
+# measure start-up on a loaded machine.
 for ((i = 0; i < EXTRA_PROCS; i++)); do
   case $((i % 5)) in
     0) bench_spawn _p sleep 3600 ;;
-    1) bench_spawn _p bash -c 'read -r _' ;;
+    1) bench_spawn _p sh -c 'sleep 3600 | bash -c "read -r _"' ;;
     2) bench_spawn _p python3 -c 'import time, json, ssl, sqlite3; time.sleep(3600)' ;;
     3) bench_spawn _p perl -MPOSIX -e 'sleep 3600' ;;
-    4) bench_spawn _p sh -c 'exec xz -T1 -c < /dev/zero | sleep 3600' ;;
+    4) bench_spawn _p sh -c 'sleep 3600 | xz -d -T1' ;;
   esac
 done
 sleep 2
+# Start-up is measured on an idle machine: wait (up to 60 s) for the spawned processes to settle.
+for ((i = 0; i < 60; i++)); do
+  awk '{ exit !($1 < 1.0) }' /proc/loadavg && break
+  sleep 1
+done
+bench_log "start-up: load average $(cut -d' ' -f1-3 /proc/loadavg)"
 # (/proc/PID/maps reads as size 0: read a line of it.)
 nprocs=$(find /proc -maxdepth 1 -regex '/proc/[0-9]+' | while read -r p; do
   if head -c1 "$p/maps" 2>/dev/null | grep -q .; then echo; fi
