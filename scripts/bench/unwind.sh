@@ -74,7 +74,7 @@ folded_root_pct() {
 
 # The same of a perf.data: perf script unwinds the copied stacks (its own cost, not counted in the run).
 perf_root_pct() {
-  timeout 900 perf script -i "$1" -F comm,ip,sym 2>/dev/null | awk '
+  timeout 900 perf script -i "$1" -F comm,ip,sym 2>"$1.script-err" | awk '
     /^[^ \t]/ { if (cur != "") done(); cur = $1; last = ""; next }
     /^[ \t]+[0-9a-f]+ / { last = $2; next }
     /^$/ { if (cur != "") done(); cur = "" }
