@@ -18,6 +18,7 @@
 #include "stacks.bpf.h"
 #include "procs.bpf.h"
 #include "unwind.bpf.h"
+#include "memo.bpf.h"
 #include "core_fixes.bpf.h"
 #include "filters.bpf.h"
 
@@ -33,6 +34,9 @@ const volatile bool kernel_threads_only = false;
 const volatile __s64 state_filter = -1;
 const volatile __u64 min_block_ns = 0;
 const volatile __u64 max_block_ns = ~0ULL;
+/* --sample N: one block in N is traced (chosen at random when it begins), the others cost nothing more. */
+const volatile __u32 sample_every = 1;
+
 /* The end of the traced window in bpf_ktime_get_ns() time (0: closed), set by user space when it opens
  * the window (once it has loaded the kernel's symbols, after the programs, whose names must be in that
  * snapshot: seconds on a slow machine) to the duration's end, and to 0 at Ctrl-C. Checked here, so that
@@ -101,7 +105,68 @@ static __always_inline bool traced(struct task_struct *t, __u32 tgid, __u32 tid,
 	return true;
 }
 
-/* Fills `side` with the current thread and, as chosen, its stacks. */
+/* The memo slot for the block beginning now: the one whose user stack began at the same registers, else
+ * the one not used last. The registers are left in this CPU's walk_state; *regs_ok says whether they
+ * could be read. */
+static __always_inline __u32 memo_slot(struct block_start *b, bool *regs_ok)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u32 zero = 0, i;
+	struct walk_state *st = bpf_map_lookup_elem(&unwind_walk, &zero);
+
+	*regs_ok = false;
+	if (!st || !BPF_CORE_READ(task, mm) || !user_regs(task, st))
+		return (b->slot + 1) % MEMO_SLOTS;
+	*regs_ok = true;
+	for (i = 0; i < MEMO_SLOTS; i++) {
+		if (b->memo[i].u.ip == st->pc && b->memo[i].u.sp == st->sp && b->memo[i].u.bp == st->bp)
+			return i;
+	}
+	return (b->slot + 1) % MEMO_SLOTS;
+}
+
+/* Fills `side` with the current thread, going off-CPU, and its stacks as chosen, each through the thread's
+ * memo (bpf/memo.bpf.h). `anchor`: a slot of the program's own frame. */
+static __always_inline void capture_blocked(void *ctx, struct block_start *b, bool kthread, __u64 anchor)
+{
+	struct kstack_memo *km;
+	struct new_stack_event *ev;
+	__u32 zero = 0;
+	struct wait_side *side = &b->side;
+	__u64 id = bpf_get_current_pid_tgid();
+
+	side->pid = id >> 32;
+	side->tid = (__u32)id;
+	bpf_get_current_comm(&side->comm, sizeof(side->comm));
+	side->user_stack = 0;
+	side->kern_stack = 0;
+	side->user_err = 0;
+	side->kern_err = 0;
+	if (!kernel_stacks_only && !kthread) {
+		bool reused = false, regs_ok;
+		__u32 slot = memo_slot(b, &regs_ok);
+
+		b->slot = slot;
+		side->user_err = user_stack_capture_memo(ctx, side->pid, &b->memo[slot].u, &side->user_stack,
+							 STAT_USTACK_ERR, regs_ok, &reused);
+		/* A stack reused from the memo was announced when it was walked. */
+		if (side->user_stack && !reused)
+			announce_proc(side->pid);
+	}
+	if (user_stacks_only)
+		return;
+	km = &b->memo[b->slot % MEMO_SLOTS].k;
+	if (kmemo_check(anchor, km, &side->kern_stack))
+		return;
+	side->kern_err = stack_capture(ctx, 0, side->pid, &side->kern_stack, STAT_KSTACK_ERR);
+	ev = bpf_map_lookup_elem(&stack_scratch, &zero);
+	if (side->kern_stack && ev)
+		kmemo_fill(anchor, km, ev->st.nr, side->kern_stack);
+	else
+		km->id = 0;
+}
+
+/* Fills `side` with the current thread (a waker) and, as chosen, its stacks. */
 static __always_inline void capture_current(void *ctx, struct wait_side *side, bool kthread)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -150,29 +215,35 @@ static __always_inline bool in_bounds(__u64 delta)
 	return delta >= min_block_ns && delta <= max_block_ns;
 }
 
+/* --sample: whether a block that begins now is traced. */
+static __always_inline bool sampled_in(void)
+{
+	if (sample_every <= 1)
+		return true;
+	if (bpf_get_prandom_u32() % sample_every == 0)
+		return true;
+	stat_inc(STAT_SAMPLED_OUT);
+	return false;
+}
+
 /*
  * prev is the current task; the ids come from the tracepoint's arguments.
  *
  * A thread's `start` entry lives from its first traced switch to its exit and is reused in place: ts == 0
  * means "on a CPU". A hash update and delete per switch (element allocation, bucket lock) would cost more
- * than the rest of the bookkeeping together.
+ * than the rest of the bookkeeping together. What is cheap comes first: the filters and --sample decide
+ * before any stack is taken; a thread that blocks where it blocked before reuses its stacks (bpf/memo.bpf.h).
  */
 static __always_inline int on_switch(void *ctx, struct task_struct *prev, __u32 prev_tid, __u32 next_tid)
 {
+	/* Its address is the kernel stack memo's anchor: the same place in this program's frame every time. */
+	__u64 anchor_slot = 0;
 	__u32 zero = 0, tid = prev_tid, state;
-	struct scratch *s;
+	struct scratch *s = NULL;
 	struct block_start *b;
 	struct wait_side *w;
-	__u64 now, delta;
+	__u64 now = 0, delta;
 	bool fresh = false;
-
-	now = bpf_ktime_get_ns();
-	if (now >= window_end)
-		return 0;
-
-	s = bpf_map_lookup_elem(&scratch_buf, &zero);
-	if (!s)
-		return 0;
 
 	/* The thread going off-CPU: stamp it. It is still current here. */
 	state = task_state(prev);
@@ -184,10 +255,18 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, __u32 
 	}
 	if (mode == MODE_WAKEUP && state == 0)
 		goto next; /* preempted, still runnable: no wakeup will come */
-	if (traced(prev, bpf_get_current_pid_tgid() >> 32, tid, state)) {
+	if (traced(prev, bpf_get_current_pid_tgid() >> 32, tid, state) && sampled_in()) {
+		now = bpf_ktime_get_ns();
+		if (now >= window_end)
+			return 0;
+		s = bpf_map_lookup_elem(&scratch_buf, &zero);
+		if (!s)
+			return 0;
 		b = bpf_map_lookup_elem(&start, &tid);
 		if (!b) {
 			b = &s->start;
+			b->slot = 0;
+			__builtin_memset(b->memo, 0, sizeof(b->memo));
 			fresh = true;
 		}
 		if (mode == MODE_WAKEUP) {
@@ -195,7 +274,7 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, __u32 
 			__builtin_memset(&b->side, 0, sizeof(b->side));
 			bpf_get_current_comm(&b->side.comm, sizeof(b->side.comm));
 		} else {
-			capture_current(ctx, &b->side, BPF_CORE_READ(prev, flags) & PF_KTHREAD);
+			capture_blocked(ctx, b, BPF_CORE_READ(prev, flags) & PF_KTHREAD, (__u64)&anchor_slot);
 		}
 		b->ts = now;
 		if (fresh && bpf_map_update_elem(&start, &tid, b, BPF_NOEXIST))
@@ -210,11 +289,21 @@ next:
 	b = bpf_map_lookup_elem(&start, &tid);
 	if (!b || !b->ts)
 		return 0; /* not traced, or blocked since before tracing began */
+	if (!now) {
+		now = bpf_ktime_get_ns();
+		if (now >= window_end)
+			return 0;
+	}
+	if (!s) {
+		s = bpf_map_lookup_elem(&scratch_buf, &zero);
+		if (!s)
+			return 0;
+	}
 	delta = now - b->ts;
 	b->ts = 0;
-	__builtin_memcpy(&s->key.target, &b->side, sizeof(s->key.target));
 	__builtin_memset(&s->key.waker, 0, sizeof(s->key.waker));
 	if (mode == MODE_OFFWAKE) {
+		/* Taken whether the block counts or not: a later block must not find this waker. */
 		w = bpf_map_lookup_elem(&wokeby, &tid);
 		if (w) {
 			__builtin_memcpy(&s->key.waker, w, sizeof(s->key.waker));
@@ -223,6 +312,7 @@ next:
 	}
 	if ((__s64)delta < 0 || !in_bounds(delta))
 		return 0;
+	__builtin_memcpy(&s->key.target, &b->side, sizeof(s->key.target));
 	account(&s->key, delta);
 	return 0;
 }

@@ -3,6 +3,7 @@
 #define BPFPROF_OFFCPU_H
 
 #include "stacks.h"
+#include "memo.h"
 
 /* What the program aggregates (rodata `mode`). */
 enum wait_mode {
@@ -34,10 +35,24 @@ struct wait_val {
 	__u64 blocks;
 };
 
-/* A thread that switched out: when, and (offcpu, offwake) with what stacks. */
+/* The stacks a thread blocked with at one place (bpf/memo.h). */
+struct memo_pair {
+	struct ustack_memo u;
+	struct kstack_memo k;
+};
+
+/* The places a thread's memos remember: two, as a thread that alternates between two (a read that blocks,
+ * and a write that is preempted when it wakes the reader) would miss every time with one. */
+#define MEMO_SLOTS 2
+
+/* A thread that switched out: when, and (offcpu, offwake) with what stacks; and the memos of the stacks it
+ * blocked with last, at two places, `slot` the one of this block. `ts` is 0 while the thread is on a CPU. */
 struct block_start {
 	__u64 ts;
 	struct wait_side side;
+	__u32 slot;
+	__u32 _pad;
+	struct memo_pair memo[MEMO_SLOTS];
 };
 
 #endif

@@ -123,8 +123,11 @@ static __always_inline long stack_store(struct new_stack_event *ev, __u32 nr, __
 	ev->pid = pid;
 	ev->user = user ? 1 : 0;
 	size = sizeof(*ev) - sizeof(st->ips) + nr * sizeof(__u64);
+	/* Seen as a fresh bound by the verifier (clang may test a copy of size, not the register passed). */
+	barrier_var(size);
 	if (size > sizeof(*ev))
 		size = sizeof(*ev);
+	barrier_var(size);
 	/* User space polls this ring every 100 ms: woken for each new stack, it would cost more than the
 	 * stack (an irq_work, a self-IPI: ~5 us of each new stack in a VM, measured with sortburn at 999 Hz).
 	 * It is woken early only once the ring holds a quarter of its size. */
@@ -137,6 +140,36 @@ static __always_inline long stack_store(struct new_stack_event *ev, __u32 nr, __
 collision:
 	stat_inc(STAT_STACK_COLLISION);
 	return -EEXIST;
+}
+
+/*
+ * stack_store of the stack captured in this CPU's stack_scratch, as a global function: the verifier checks
+ * it once, on its own, instead of at each caller (inlined, its two loops are walked once per possible
+ * frame count: a program with three stores passed the verifier's million-instruction limit). Returns the
+ * stack's id (ids are 63 bits: never negative) or a negative errno.
+ */
+__noinline long bpfprof_stack_store(__u32 nr, __u32 pid, __u32 user)
+{
+	__u32 zero = 0;
+	struct new_stack_event *ev = bpf_map_lookup_elem(&stack_scratch, &zero);
+	__u64 id = 0;
+	long err;
+
+	if (!ev)
+		return -EFAULT;
+	err = stack_store(ev, nr, pid, user, &id);
+	return err ? err : (long)id;
+}
+
+/* Stores the stack in this CPU's stack_scratch (`nr` frames): 0 with *id its key, or a negative errno. */
+static __always_inline long stack_store_scratch(__u32 nr, __u32 pid, bool user, __u64 *id)
+{
+	long r = bpfprof_stack_store(nr, pid, user);
+
+	if (r < 0)
+		return r;
+	*id = r;
+	return 0;
 }
 
 /* The frames to capture: --perf-max-stack-depth, within what a stored stack holds. */
@@ -173,7 +206,7 @@ static __always_inline long stack_capture(void *ctx, __u64 flags, __u32 pid, __u
 		stat_inc(lost_stat);
 		return n;
 	}
-	return stack_store(ev, n / sizeof(__u64), pid, flags & BPF_F_USER_STACK, id);
+	return stack_store_scratch(n / sizeof(__u64), pid, flags & BPF_F_USER_STACK, id);
 }
 
 #endif

@@ -50,7 +50,10 @@ enum stat_idx {
 	STAT_FP_WHOLE,          /* auto: user stacks walked with frame pointers (their tables not loaded yet) */
 	STAT_FP_FRAMES,         /* auto: frames followed by frame pointer where their code has no CFI */
 	STAT_UNWIND_END,        /* + enum unwind_end: how table-walked stacks ended (UNWIND_COMPLETE: whole) */
-	STAT_MAX = STAT_UNWIND_END + 10, /* UNWIND_REASONS (bpf/unwind.h) */
+	STAT_UMEMO_HITS = STAT_UNWIND_END + 10, /* (after UNWIND_REASONS) user stacks reused from a memo */
+	STAT_KMEMO_HITS,        /* kernel stacks reused from a memo (bpf/memo.h) */
+	STAT_SAMPLED_OUT,       /* off-CPU tools: blocks left out by --sample */
+	STAT_MAX,
 };
 
 #endif

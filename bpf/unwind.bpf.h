@@ -16,6 +16,7 @@
 
 #include <bpf/bpf_core_read.h>
 #include "unwind.h"
+#include "memo.h"
 #include "stacks.bpf.h"
 #include "procs.bpf.h"
 
@@ -86,7 +87,49 @@ struct walk_state {
 	__u32 end;   /* enum unwind_end */
 	__u32 pid;
 	__u32 last;  /* the mapping (index in unwind_mappings) of the frame before, or ~0: tried first */
+	/* What the walk read, for a struct ustack_memo: where (bytes above sp0) and a hash of what. */
+	__u64 ip0, sp0, bp0;
+	__u64 mhash;
+	__u32 mn;
+	__u32 mok; /* 0: a word outside what a memo holds was read (or none walked) */
+	__u16 mspan;
+	__u16 moff[UMEMO_WORDS];
 };
+
+#define MEMO_SEED 0x9e3779b97f4a7c15ULL
+
+/* One word of a memo's hash: the word and where it lies. */
+static __always_inline __u64 memo_mix(__u64 h, __u64 word, __u64 off)
+{
+	return mix64(h ^ word ^ (off << 48) ^ off);
+}
+
+/* Notes a word of the user stack the walk read at `addr` (struct ustack_memo). */
+static __always_inline void memo_note(struct walk_state *st, __u64 addr, __u64 word)
+{
+	__u64 off = addr - st->sp0;
+	__u32 n = st->mn;
+
+	if (off > UMEMO_SPAN - 8 || (off & 7) || n >= UMEMO_WORDS) {
+		st->mok = 0;
+		return;
+	}
+	st->moff[n] = off;
+	st->mn = n + 1;
+	st->mhash = memo_mix(st->mhash, word, off);
+	if (off + 8 > st->mspan)
+		st->mspan = off + 8;
+}
+
+/* Reads a word of the user stack for the walk, noting it. */
+static __always_inline long read_user_word(struct walk_state *st, __u64 *dst, __u64 addr)
+{
+	long err = bpf_probe_read_user(dst, sizeof(*dst), (void *)addr);
+
+	if (!err)
+		memo_note(st, addr, *dst);
+	return err;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -205,6 +248,8 @@ static __always_inline bool fp_step(struct walk_state *st)
 		return false;
 	if (bpf_probe_read_user(frame, sizeof(frame), (void *)st->bp))
 		return false;
+	memo_note(st, st->bp, frame[0]);
+	memo_note(st, st->bp + 8, frame[1]);
 	if (!frame[1])
 		return false;
 	st->sp = st->bp + 16;
@@ -280,7 +325,7 @@ __noinline int bpfprof_unwind_step(void)
 		cfa = st->sp + cfa_off + ((st->pc & 15) >= 10 ? 8 : 0);
 		break;
 	case CFA_DEREF_RBP:
-		if (!st->bp || bpf_probe_read_user(&cfa, sizeof(cfa), (void *)(st->bp - cfa_off))) {
+		if (!st->bp || read_user_word(st, &cfa, st->bp - cfa_off)) {
 			st->end = UNWIND_READ_FAILED;
 			return 1;
 		}
@@ -301,14 +346,14 @@ __noinline int bpfprof_unwind_step(void)
 		st->end = UNWIND_BAD_FRAME;
 		return 1;
 	}
-	if (bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa - 8))) {
+	if (read_user_word(st, &ra, cfa - 8)) {
 		st->end = UNWIND_READ_FAILED;
 		return 1;
 	}
 	if (rbp_off == RBP_LOST) {
 		st->bp = 0;
 	} else if (rbp_off) {
-		if (bpf_probe_read_user(&bp, sizeof(bp), (void *)(cfa + 8 * (__s64)rbp_off))) {
+		if (read_user_word(st, &bp, cfa + 8 * (__s64)rbp_off)) {
 			st->end = UNWIND_READ_FAILED;
 			return 1;
 		}
@@ -388,7 +433,7 @@ static __always_inline long user_stack_walk(void *ctx, __u32 pid, __u32 depth, b
 			stat_inc(lost_stat);
 			return n;
 		}
-		return stack_store(ev, n / sizeof(__u64), pid, true, id);
+		return stack_store_scratch(n / sizeof(__u64), pid, true, id);
 	}
 	if (!BPF_CORE_READ(task, mm) || (BPF_CORE_READ(task, flags) & PF_KTHREAD))
 		return 0;
@@ -405,6 +450,13 @@ static __always_inline long user_stack_walk(void *ctx, __u32 pid, __u32 depth, b
 	st->end = UNWIND_TRUNCATED;
 	st->pid = pid;
 	st->last = ~0U; /* out of the array: no lookup succeeds */
+	st->ip0 = st->pc;
+	st->sp0 = st->sp;
+	st->bp0 = st->bp;
+	st->mhash = MEMO_SEED;
+	st->mn = 0;
+	st->mspan = 0;
+	st->mok = proc != NULL;
 	if (!proc) {
 		ev->st.ips[0] = st->pc;
 		st->nr = 1;
@@ -431,9 +483,10 @@ static __always_inline long user_stack_walk(void *ctx, __u32 pid, __u32 depth, b
 			st->nr = i + 1;
 		}
 	}
+	st->end = end;
 	stat_inc(STAT_UNWOUND);
 	stat_inc(STAT_UNWIND_END + end);
-	return stack_store(ev, st->nr, pid, true, id);
+	return stack_store_scratch(st->nr, pid, true, id);
 }
 
 /* user_stack_walk for the stack tools: --perf-max-stack-depth frames, a cut stack marked. */

@@ -110,4 +110,5 @@ enum unwind_end {
 
 #define UNWIND_MARKER 0xfffffffffffff000ULL
 
+
 #endif

@@ -262,6 +262,11 @@ pub struct WaitArgs {
     /// 2 TASK_UNINTERRUPTIBLE, ...), or 0 for TASK_RUNNING (preempted)
     #[arg(long = "state", value_name = "STATE")]
     pub state: Option<u32>,
+    /// Trace one block in N, chosen at random, and scale the totals by N (the others cost almost
+    /// nothing): for switch storms on busy hosts
+    #[arg(long = "sample", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub sample: u32,
     /// Seconds to trace (default: until Ctrl-C)
     #[arg(value_name = "DURATION")]
     pub duration: Option<u64>,
@@ -304,6 +309,7 @@ impl WaitArgs {
             min_block_us: self.min_block_time,
             max_block_us,
             state: self.state,
+            sample_every: self.sample,
             duration: self.duration.map(Duration::from_secs),
         })
     }

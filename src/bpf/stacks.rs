@@ -29,7 +29,12 @@ pub mod stat {
     pub const FP_FRAMES: usize = 12;
     /// + the reason (crate::unwind::end): how table walks ended.
     pub const UNWIND_END: usize = 13;
-    pub const MAX: usize = UNWIND_END + crate::unwind::end::REASONS;
+    /// Off-CPU tools: user and kernel stacks reused from a thread's memo (bpf/memo.h), not walked.
+    pub const UMEMO_HITS: usize = UNWIND_END + crate::unwind::end::REASONS;
+    pub const KMEMO_HITS: usize = UMEMO_HITS + 1;
+    /// Off-CPU tools: blocks left out by --sample.
+    pub const SAMPLED_OUT: usize = UMEMO_HITS + 2;
+    pub const MAX: usize = UMEMO_HITS + 3;
 }
 
 /// `enum proc_event_kind` (bpf/stacks.h): a process first seen, or one to read the mappings of again.

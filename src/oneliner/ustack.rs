@@ -1,9 +1,9 @@
 //! `ustack` with unwind tables (--unwind dwarf/auto): the walk of bpf/unwind.bpf.h, compiled by clang in
 //! bpf/ustack.bpf.c, linked into trace's own programs. libbpf prepares that object (CO-RE relocations,
-//! its maps created) without loading it; its subprograms (`bpfprof_ustack` and the walk's step) are
-//! appended to each program that takes `ustack` and called there (a bpf-to-bpf call), and the program is
-//! loaded with the object's BTF for their types, so that the step stays a global function the verifier
-//! checks once.
+//! its maps created) without loading it; its subprograms (`bpfprof_ustack`, and the global functions it
+//! calls: the walk's step, the stack store) are appended to each program that takes `ustack` and called
+//! there (a bpf-to-bpf call), and the program is loaded with the object's BTF for their types, so that the
+//! global functions stay functions the verifier checks once.
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -19,12 +19,13 @@ use crate::unwind::UnwindMode;
 
 /// The prepared object's subprograms and maps, for a whole trace run.
 pub struct UstackLink {
-    /// `bpfprof_ustack` then the step, as libbpf relocated them (map fds in place).
+    /// `bpfprof_ustack` then the functions it calls, as libbpf laid them out and relocated them (map fds
+    /// in place).
     block: Vec<Insn>,
-    /// Where the step starts in `block`.
-    step_at: usize,
-    /// BTF type ids (in the object's BTF) of the main program's, bpfprof_ustack's and the step's FUNCs.
-    types: [u32; 3],
+    /// The main program's BTF type id (in the object's BTF), and each function of `block`: where it
+    /// starts there and its BTF type id (libbpf's func_info of the prepared program).
+    main_type: u32,
+    funcs: Vec<(u32, u32)>,
     btf_fd: i32,
     /// Stored stacks (id -> struct stored_stack), the loss and unwind counters, announced processes, and
     /// the unwind tables' maps.
@@ -38,10 +39,11 @@ pub struct UstackLink {
     _skel: OpenUstackSkel<'static>,
 }
 
-/// The three functions, as named in bpf/ustack.bpf.c.
+/// The functions, as named in bpf/ustack.bpf.c and the headers it includes.
 const MAIN: &str = "bpfprof_trace";
 const USTACK: &str = "bpfprof_ustack";
 const STEP: &str = "bpfprof_unwind_step";
+const STORE: &str = "bpfprof_stack_store";
 
 impl UstackLink {
     /// Opens and prepares bpf/ustack.bpf.c for `mode` (dwarf or auto).
@@ -77,17 +79,30 @@ impl UstackLink {
             std::slice::from_raw_parts(p, n).to_vec()
         };
         let sizes = function_sizes(object_bytes())?;
-        let (main_len, ustack_len, step_len) = (sizes[MAIN], sizes[USTACK], sizes[STEP]);
-        // libbpf appends the subprograms a program calls after it, in the order it meets the calls.
-        if all.len() != main_len + ustack_len + step_len
-            || call_targets(&all[..main_len], 0) != [main_len]
-            || call_targets(&all[main_len..main_len + ustack_len], main_len)
+        let main_len = sizes[MAIN];
+        // SAFETY: the program of a prepared object: its func_info follows its final layout.
+        let info: Vec<(u32, u32)> = unsafe {
+            let n = libbpf_sys::bpf_program__func_info_cnt(prog) as usize;
+            let p = libbpf_sys::bpf_program__func_info(prog);
+            if p.is_null() {
+                bail!("the ustack program has no func_info");
+            }
+            std::slice::from_raw_parts(p, n)
                 .iter()
-                .any(|&t| t != main_len + ustack_len)
+                .map(|f| (f.insn_off, f.type_id))
+                .collect()
+        };
+        // libbpf appends the subprograms a program calls after it: main calls bpfprof_ustack only, which
+        // comes first after main.
+        if info.first().map(|f| f.0) != Some(0)
+            || info.get(1).map(|f| f.0 as usize) != Some(main_len)
+            || call_targets(&all[..main_len], 0) != [main_len]
+            || info.len() < 3
         {
             bail!(
-                "internal error: the ustack object is not laid out as expected ({} instructions)",
-                all.len()
+                "internal error: the ustack object is not laid out as expected ({} instructions, {} functions)",
+                all.len(),
+                info.len()
             );
         }
         // SAFETY: a prepared object: its BTF is loaded in the kernel.
@@ -109,7 +124,14 @@ impl UstackLink {
             };
             u32::try_from(id).with_context(|| format!("no BTF for {name}"))
         };
-        let types = [type_of(MAIN)?, type_of(USTACK)?, type_of(STEP)?];
+        if info[0].1 != type_of(MAIN)? || info[1].1 != type_of(USTACK)? {
+            bail!("internal error: the ustack object's functions are not in the expected order");
+        }
+        let main_type = info[0].1;
+        let funcs = info[1..]
+            .iter()
+            .map(|&(at, ty)| (at - main_len as u32, ty))
+            .collect();
         let m = &open.maps;
         let stacks = handle(m.stacks.as_libbpf_object().as_ptr())?;
         let stats = handle(m.stats.as_libbpf_object().as_ptr())?;
@@ -119,8 +141,8 @@ impl UstackLink {
         let chunks = handle(m.unwind_chunks.as_libbpf_object().as_ptr())?;
         Ok(Self {
             block: all[main_len..].to_vec(),
-            step_at: ustack_len,
-            types,
+            main_type,
+            funcs,
             btf_fd,
             stacks,
             stats,
@@ -143,11 +165,9 @@ impl UstackLink {
             }
         }
         prog.extend_from_slice(&self.block);
-        vec![
-            [0, self.types[0]],
-            [at as u32, self.types[1]],
-            [(at + self.step_at) as u32, self.types[2]],
-        ]
+        std::iter::once([0, self.main_type])
+            .chain(self.funcs.iter().map(|&(off, ty)| [at as u32 + off, ty]))
+            .collect()
     }
 
     /// The object's BTF, which the func_info records refer to.
@@ -183,7 +203,7 @@ fn function_sizes(elf: &[u8]) -> Result<HashMap<String, usize>> {
             }
         }
     }
-    for name in [MAIN, USTACK, STEP] {
+    for name in [MAIN, USTACK, STEP, STORE] {
         if !sizes.contains_key(name) {
             bail!("internal error: the ustack object has no function {name}");
         }

@@ -331,6 +331,11 @@ impl Timing {
         }
     }
 
+    /// Whether BPFPROF_TIMING asked for the details.
+    pub fn enabled(&self) -> bool {
+        self.on
+    }
+
     pub fn mark(&mut self, phase: &'static str) {
         let now = Instant::now();
         self.phases.push((phase, now - self.last));

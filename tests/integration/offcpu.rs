@@ -251,8 +251,8 @@ fn offwake_puts_reader_and_writer_on_one_line_with_either_hook() {
     };
     let w = pipe_workload();
     let pid = w.pid().to_string();
-    // Classic tracepoints here by default; the BTF and raw tracepoint fallbacks, forced, must give the same.
-    for (hooks, name) in [("", "tp"), ("tp_btf", "tp_btf"), ("raw_tp", "raw_tp")] {
+    // BTF tracepoints here by default; the classic and raw tracepoint fallbacks, forced, must give the same.
+    for (hooks, name) in [("", "tp_btf"), ("tp", "tp"), ("raw_tp", "raw_tp")] {
         let env = Some(hooks);
         let out = run_env(hooks, &["offwake", "-p", &pid, "-f", "2"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -501,4 +501,102 @@ fn offcpu_bt_agrees_with_the_canned_tool_on_known_sleeps() {
             "{nap}: offcpu.bt {bt_total} us, offcpu {canned_total} us"
         );
     }
+}
+
+/// The share of `total` that `part` is, for messages.
+fn share(part: u64, total: u64) -> f64 {
+    part as f64 / total.max(1) as f64
+}
+
+/// A thread reuses the stacks it blocked with when it blocks again where it did (bpf/memo.bpf.h); blocks
+/// that look alike but are not must still get their own stacks. The twins workload naps with the same
+/// registers from via_a and via_b (only a return address on its stack differs), and reads with one user
+/// stack from a pipe and from a socket (only the kernel stacks differ), in turn: each half gets its half.
+/// A memo that reused on registers alone, or on anything less than every word the walks read, would give
+/// one of each pair all of it (checked by breaking the memos' checks: 100 % and 0 %).
+#[test]
+fn stack_memos_tell_apart_blocks_that_differ_only_in_their_stacks() {
+    let Some(_lock) = bpf_test("stack_memos_tell_apart_blocks_that_differ_only_in_their_stacks")
+    else {
+        return;
+    };
+    let w = Workload::start(&workload("blocker"), &["twins"]);
+    let pid = w.pid().to_string();
+    // Both hooks whose programs differ in where the kernel stack's memo is anchored.
+    for hooks in ["tp_btf", "tp"] {
+        let out = run_env(hooks, &["offcpu", "-p", &pid, "-f", "2"]);
+        let stacks = parse_folded(&out.stdout);
+        let sum = |needle: &[&str]| count_with(&stacks, needle);
+        let (a, b) = (sum(&["via_a", "twin_nap"]), sum(&["via_b", "twin_nap"]));
+        let (pipe, sock) = (
+            sum(&[
+                "wait_on",
+                "entry_SYSCALL_64_after_hwframe",
+                "do_syscall_64",
+                "ksys_read",
+                "vfs_read",
+                "anon_pipe_read",
+            ]),
+            sum(&[
+                "wait_on",
+                "entry_SYSCALL_64_after_hwframe",
+                "do_syscall_64",
+                "ksys_read",
+                "vfs_read",
+                "sock_read_iter",
+            ]),
+        );
+        // Each 1 ms nap and each ~2 ms read comes once per 6 ms round: halves, within the jitter of a busy
+        // machine (a third is far outside it, and far from the 0 % a wrong reuse gives).
+        for (what, x, y) in [
+            ("via_a / via_b naps", a, b),
+            ("pipe / socket reads", pipe, sock),
+        ] {
+            assert!(
+                x + y > 0 && share(x, x + y) > 0.33 && share(y, x + y) > 0.33,
+                "{hooks}: {what}: {x} us and {y} us:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("stacks reused from threads' memos"),
+            "{hooks}: {stderr}"
+        );
+    }
+}
+
+/// --sample N traces one block in N, chosen at random, and scales the times by N: a thread napping 10,000
+/// times is counted within sampling error of what it measured, and the output says it was sampled.
+#[test]
+fn sample_traces_one_block_in_n_and_scales_the_totals() {
+    let Some(_lock) = bpf_test("sample_traces_one_block_in_n_and_scales_the_totals") else {
+        return;
+    };
+    let mut w = Workload::start_gated(&workload("blocker"), &["naps", "10000"]);
+    let pid = w.pid().to_string();
+    let tracer = Running::start(
+        &["offcpu", "-p", &pid, "--sample", "10", "-f"],
+        &[],
+        true,
+        "Tracing off-CPU time (us) of PID",
+    );
+    assert!(tracer.header.contains("--sample 10"), "{}", tracer.header);
+    w.go();
+    let words = w.line();
+    assert_eq!(words.first().map(String::as_str), Some("done"), "{words:?}");
+    let measured: u64 = words[1].parse().expect("the naps' total");
+    let (out, stderr) = tracer.finish(true);
+    let stacks = parse_folded(out.as_bytes());
+    let napped = count_with(&stacks, &["nap_many"]);
+    // ~1,000 of 10,000 naps traced (binomial: 3 % standard deviation), each worth 10; nap lengths vary too.
+    // 15 % is five standard deviations.
+    assert!(
+        (napped as f64 - measured as f64).abs() <= measured as f64 * 0.15,
+        "nap_many: {napped} us scaled, the workload measured {measured} us:\n{out}"
+    );
+    assert!(
+        stderr.contains("--sample 10: one block in 10 traced"),
+        "{stderr}"
+    );
 }

@@ -10,7 +10,16 @@
  *   blocker pipe MS prints "ready READER_TID"; thread "reader" blocks in wait_for_data reading a
  *                   pipe (main -> reader_loop -> wait_for_data), thread "writer" sleeps MS ms in writer_nap
  *                   then writes one byte in wake_reader (writer_loop -> wake_reader), until killed.
+ *   blocker twins   prints "ready TID", then thread "twins" repeats, until killed: twin_nap (1 ms) called by
+ *                   via_a, wait_on reading a pipe, twin_nap called by via_b, wait_on reading a socket; thread
+ *                   "feeder" writes a byte to the pipe and the socket in turn, 3 ms apart. The two naps
+ *                   block with the same registers (via_a and via_b have the same frame) and differ only in
+ *                   a return address on the stack; the two reads have one user stack and different kernel
+ *                   stacks: what the off-CPU tools' stack memos must tell apart.
+ *   blocker naps N  prints "ready TID", waits for a line on stdin, then naps N x 100 us in nap_many and
+ *                   prints "done US", the microseconds those naps took as it measured them; then lingers.
  */
+#include <sys/socket.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,6 +137,75 @@ static void *writer(void *arg)
 	return NULL;
 }
 
+static int twin_pipe[2], twin_sock[2];
+static volatile int twin_sink;
+
+NOINLINE void twin_nap(void)
+{
+	NANOSLEEP_MS(1);
+}
+
+/* The same frame, and different code (so that no compiler folds them into one). */
+NOINLINE void via_a(void)
+{
+	twin_nap();
+	twin_sink = 1;
+}
+
+NOINLINE void via_b(void)
+{
+	twin_nap();
+	twin_sink = 2;
+}
+
+NOINLINE long wait_on(int fd)
+{
+	char c;
+
+	return raw3(SYS_read, fd, (long)&c, 1);
+}
+
+NOINLINE void twins_loop(void)
+{
+	for (;;) {
+		via_a();
+		wait_on(twin_pipe[0]);
+		via_b();
+		wait_on(twin_sock[0]);
+	}
+}
+
+static void *feeder(void *arg)
+{
+	(void)arg;
+	prctl(PR_SET_NAME, "feeder");
+	for (;;) {
+		NANOSLEEP_MS(3);
+		raw3(SYS_write, twin_pipe[1], (long)"x", 1);
+		NANOSLEEP_MS(3);
+		raw3(SYS_write, twin_sock[1], (long)"x", 1);
+	}
+	return NULL;
+}
+
+static long long naps_us;
+
+NOINLINE void nap_many(long n)
+{
+	struct timespec ts = { 0, 100 * 1000 };
+
+	for (long i = 0; i < n; i++) {
+		long long t = now_us();
+		long r;
+
+		__asm__ volatile("syscall"
+				 : "=a"(r)
+				 : "0"((long)SYS_nanosleep), "D"(&ts), "S"(0L)
+				 : "rcx", "r11", "memory");
+		naps_us += now_us() - t;
+	}
+}
+
 int main(int argc, char **argv)
 {
 	char line[16];
@@ -156,6 +234,29 @@ int main(int argc, char **argv)
 		reader_loop();
 		return 0;
 	}
-	fprintf(stderr, "usage: blocker sleep | blocker pipe MS\n");
+	if (argc >= 2 && strcmp(argv[1], "twins") == 0) {
+		pthread_t f;
+
+		if (pipe(twin_pipe) || socketpair(AF_UNIX, SOCK_STREAM, 0, twin_sock) ||
+		    pthread_create(&f, NULL, feeder, NULL))
+			return 1;
+		prctl(PR_SET_NAME, "twins");
+		printf("ready %ld\n", (long)syscall(SYS_gettid));
+		fflush(stdout);
+		twins_loop();
+		return 0;
+	}
+	if (argc >= 3 && strcmp(argv[1], "naps") == 0) {
+		printf("ready %ld\n", (long)syscall(SYS_gettid));
+		fflush(stdout);
+		if (!fgets(line, sizeof(line), stdin))
+			return 1;
+		nap_many(atol(argv[2]));
+		printf("done %lld\n", naps_us);
+		fflush(stdout);
+		for (;;)
+			linger();
+	}
+	fprintf(stderr, "usage: blocker sleep | blocker pipe MS | blocker twins | blocker naps N\n");
 	return 2;
 }
