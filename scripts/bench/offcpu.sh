@@ -4,16 +4,18 @@
 # comes back), side by side in one run:
 #
 #   workload  pingpong.c: two threads bouncing a byte over two pipes, pinned to CPU 0, so that every round
-#             is two direct context switches (over a million a second here untraced)
-#   measures  the workload's wall time untraced, under `bpfprof offcpu` (whole system) and under
-#             `bpftrace offcpu.bt`; runs interleaved, the median of BENCH_REPS; the slowdown of each tracer
-#             (wall / untraced wall), the ratio of their added times (bpftrace's over bpfprof's: above 1,
-#             bpfprof costs less), the switches a second each traced, and each tracer's own BPF time per
-#             program run (kernel.bpf_stats_enabled: run_time_ns / run_cnt)
+#             is two direct context switches (over a million a second on a fast machine untraced)
+#   measures  the workload's wall time untraced, under `bpfprof offcpu` with default flags, with -m 1000
+#             (every block shorter: nothing counted), with -p of an idle process, with --sample 100, and
+#             under `bpftrace offcpu.bt`; runs interleaved, the median of BENCH_REPS; each one's slowdown
+#             (wall / untraced wall), its added time over bpftrace's, and the BPF time per sched_switch run
+#             (kernel.bpf_stats_enabled: run_time_ns / run_cnt)
+#   then      --sample 100's totals against every block's, on the blocker workload's BENCH_NAPS naps of
+#             100 us (tests/workloads/blocker.c naps: it measures them itself)
 #   checks    each tracer saw the workload's switches (bpfprof's block count, bpftrace's output)
 #
 # Usage: scripts/bench/offcpu.sh [--quick]      (as root)
-# Settings (environment): BENCH_REPS (5), BENCH_ROUNDS (300000), and those of lib.sh.
+# Settings (environment): BENCH_REPS (5), BENCH_ROUNDS (300000), BENCH_NAPS (300000), and those of lib.sh.
 set -euo pipefail
 
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -21,7 +23,7 @@ source "$(dirname "$0")/lib.sh"
 
 bench_args "$@"
 if [ "$BENCH_QUICK" = 1 ]; then
-  : "${BENCH_REPS:=1}" "${BENCH_ROUNDS:=100000}"
+  : "${BENCH_REPS:=1}" "${BENCH_ROUNDS:=100000}" "${BENCH_NAPS:=20000}"
 fi
 REPS=${BENCH_REPS:-5}
 ROUNDS=${BENCH_ROUNDS:-300000}
@@ -64,14 +66,29 @@ bpf_ns_per_run() {
   bench_div "$t" "$c"
 }
 
+# The idle process whose -p filter must cost nothing during the storm.
+bench_spawn IDLE_PID sleep 3600
+# Tracers: a name and its command (bpfprof's arguments after `offcpu`). Each issue-16 target has one.
+declare -A ARGS=(
+  [bpfprof]=""
+  [bpfprof-m1000]="-m 1000"
+  [bpfprof-p-idle]="-p $IDLE_PID"
+  [bpfprof-sample100]="--sample 100"
+)
+TOOLS=(none bpfprof bpfprof-m1000 bpfprof-p-idle bpfprof-sample100 bpftrace)
+
 # once TOOL: one timed run; sets R_WALL, R_SWITCHES, R_NS (BPF ns per run), R_SEEN (what the tracer saw).
 once() {
-  local tool=$1 dir=$BENCH_TMP/$1 tracer="" i out
+  local tool=$1 dir=$BENCH_TMP/$1 tracer="" i out words
   mkdir -p "$dir"
   R_NS=nan R_SEEN=-
   case "$tool" in
-    bpfprof) bench_spawn tracer "$BPFPROF" offcpu >"$dir/out" 2>"$dir/err" ;;
+    none) ;;
     bpftrace) bench_spawn tracer bpftrace "$BENCH_TMP/offcpu.bt" >"$dir/out" 2>"$dir/err" ;;
+    *)
+      read -r -a words <<<"${ARGS[$tool]}"
+      BPFPROF_TIMING=1 bench_spawn tracer "$BPFPROF" offcpu "${words[@]}" >"$dir/out" 2>"$dir/err"
+      ;;
   esac
   if [ -n "$tracer" ]; then
     bench_wait_attached "$tool" "$tracer" "$dir/out"
@@ -82,30 +99,33 @@ once() {
   R_SWITCHES=$(sed -n 's/.*switches=\([0-9]*\).*/\1/p' <<<"$out")
   if [ -n "$tracer" ]; then
     case "$tool" in
-      bpfprof) R_NS=$(bpf_ns_per_run 'switch_tp|switch_btf|switch_raw') ;;
       bpftrace) R_NS=$(bpf_ns_per_run 'sched_switch') ;;
+      *) R_NS=$(bpf_ns_per_run 'switch_tp|switch_btf|switch_raw') ;;
     esac
     bench_stop "$tracer" INT 60 || bench_die "$tool failed: $(tail -n 3 "$dir/err")"
     case "$tool" in
-      bpfprof) R_SEEN=$(sed -n 's/^bpfprof: \([0-9]*\) blocks.*/\1 blocks/p' "$dir/err") ;;
       bpftrace) R_SEEN="$(grep -c '^@us\[' "$dir/out" || true) stacks" ;;
+      *)
+        R_SEEN=$(sed -n 's/^bpfprof: \([0-9]*\) blocks.*/\1 blocks/p' "$dir/err")
+        ;;
     esac
   fi
 }
 
 declare -A WALL NS SEEN SW
-TOOLS=(none bpfprof bpftrace)
 taskset -c 0 "$PINGPONG" -n $((ROUNDS / 10)) >/dev/null # warm-up
 for ((rep = 1; rep <= REPS; rep++)); do
   order=("${TOOLS[@]}")
-  ((rep % 2 == 0)) && order=(bpftrace bpfprof none) # alternate: drift hits all alike
+  if ((rep % 2 == 0)); then # alternate: drift hits all alike
+    for ((i = 0; i < ${#TOOLS[@]}; i++)); do order[i]=${TOOLS[${#TOOLS[@]} - 1 - i]}; done
+  fi
   for tool in "${order[@]}"; do
     once "$tool"
     WALL[$tool]+="$R_WALL "
     NS[$tool]+="$R_NS "
     SW[$tool]+="$R_SWITCHES "
     SEEN[$tool]=$R_SEEN
-    bench_log "$(printf 'rep %d %-9s wall %.3f s  switches %s  BPF %s ns/run  saw %s' \
+    bench_log "$(printf 'rep %d %-17s wall %.3f s  switches %s  BPF %s ns/run  saw %s' \
       "$rep" "$tool" "$R_WALL" "$R_SWITCHES" "$R_NS" "$R_SEEN")"
   done
 done
@@ -116,23 +136,59 @@ med() {
   bench_median "${words[@]}"
 }
 base=$(med "${WALL[none]}")
-bench_table_add "tracer|wall s|slowdown|switches/s|BPF ns/run|saw"
+added_bpftrace=$(bench_sub "$(med "${WALL[bpftrace]}")" "$base")
+declare -A TARGET=(
+  [bpfprof]="added <= 1/2 of bpftrace's"
+  [bpfprof-m1000]="slowdown <= 1.10x"
+  [bpfprof-p-idle]="slowdown <= 1.05x"
+  [bpfprof-sample100]="slowdown <= 1.05x"
+)
+bench_table_add "tracer|flags|wall s|slowdown|added / bpftrace's|BPF ns/switch|saw|target"
 for tool in "${TOOLS[@]}"; do
   wall=$(med "${WALL[$tool]}")
   slow=$(bench_div "$wall" "$base")
-  rate=$(bench_div "$(med "${SW[$tool]}")" "$wall")
+  added=$(bench_div "$(bench_sub "$wall" "$base")" "$added_bpftrace")
   ns=nan
   [ "$tool" = none ] || ns=$(med "${NS[$tool]}")
-  bench_table_add "$tool|$(bench_fmt "$wall" 3)|$(bench_fmt "$slow" 2)x|$(bench_fmt "$rate" 0)|$(bench_fmt "$ns" 0)|${SEEN[$tool]}"
+  flags=-
+  case "$tool" in none | bpftrace) ;; *) flags=${ARGS[$tool]:-(default)} ;; esac
+  [ "$tool" != bpfprof-p-idle ] || flags="-p IDLE"
+  bench_table_add "${tool%%-*}|$flags|$(bench_fmt "$wall" 3)|$(bench_fmt "$slow" 2)x|$(bench_fmt "$added" 2)|$(bench_fmt "$ns" 0)|${SEEN[$tool]}|${TARGET[$tool]:-}"
   bench_result "$tool.wall_s" "$(bench_fmt "$wall" 4)"
   bench_result "$tool.slowdown" "$(bench_fmt "$slow" 3)"
-  bench_result "$tool.switches_per_s" "$(bench_fmt "$rate" 0)"
-  bench_result "$tool.bpf_ns_per_run" "$(bench_fmt "$ns" 0)"
+  bench_result "$tool.added_over_bpftrace" "$(bench_fmt "$added" 3)"
+  bench_result "$tool.bpf_ns_per_switch" "$(bench_fmt "$ns" 0)"
 done
-added_bpfprof=$(bench_sub "$(med "${WALL[bpfprof]}")" "$base")
-added_bpftrace=$(bench_sub "$(med "${WALL[bpftrace]}")" "$base")
-ratio=$(bench_div "$added_bpftrace" "$added_bpfprof")
-bench_result ratio.added_time_bpftrace_over_bpfprof "$(bench_fmt "$ratio" 3)"
-bench_table_print "pipe ping-pong, $ROUNDS rounds on CPU 0, median of $REPS"
-echo "bpftrace's added time / bpfprof's: $(bench_fmt "$ratio" 2) (above 1: bpfprof costs less)"
+bench_table_print "pipe ping-pong, $ROUNDS rounds on CPU 0, median of $REPS (BPF ns per run of the sched_switch program)"
+
+# --sample's totals: the blocker workload's naps (nap_many, 100 us each, as it measures them), traced
+# whole and with --sample 100. Sampling error: one nap in 100 of BENCH_NAPS.
+BLOCKER=$(bench_cc blocker "$BENCH_REPO/tests/workloads/blocker.c")
+NAPS=${BENCH_NAPS:-300000}
+naps_once() {
+  local dir=$BENCH_TMP/naps-$1 tracer w words
+  mkdir -p "$dir"
+  read -r -a words <<<"$2"
+  coproc NAPS_W { "$BLOCKER" naps "$NAPS"; }
+  read -r _ _ <&"${NAPS_W[0]}"
+  bench_spawn tracer "$BPFPROF" offcpu -p "$NAPS_W_PID" -f "${words[@]}" >"$dir/out" 2>"$dir/err"
+  for ((w = 0; w < 600; w++)); do grep -q '^Tracing' "$dir/err" && break; sleep 0.05; done
+  echo go >&"${NAPS_W[1]}"
+  read -r _ R_MEASURED <&"${NAPS_W[0]}"
+  bench_stop "$tracer" INT 60 || bench_die "offcpu $2 failed: $(tail -n 3 "$dir/err")"
+  kill "$NAPS_W_PID" 2>/dev/null || true
+  wait "$NAPS_W_PID" 2>/dev/null || true
+  R_NAPPED=$(awk '/nap_many/ { s += $NF } END { print s + 0 }' "$dir/out")
+}
+naps_once whole ""
+whole=$R_NAPPED whole_measured=$R_MEASURED
+naps_once sampled "--sample 100"
+sampled=$R_NAPPED sampled_measured=$R_MEASURED
+bench_table_add "run|naps measured (us)|offcpu counted (us)|counted / measured"
+bench_table_add "every block|$whole_measured|$whole|$(bench_fmt "$(bench_div "$whole" "$whole_measured")" 3)"
+bench_table_add "--sample 100|$sampled_measured|$sampled|$(bench_fmt "$(bench_div "$sampled" "$sampled_measured")" 3)"
+bench_result naps.whole.ratio "$(bench_fmt "$(bench_div "$whole" "$whole_measured")" 4)"
+bench_result naps.sample100.ratio "$(bench_fmt "$(bench_div "$sampled" "$sampled_measured")" 4)"
+bench_table_print "--sample 100 against every block: $NAPS naps of 100 us (target: within 5 %)"
+echo "bpftrace's added time / bpfprof's (default flags): $(bench_fmt "$(bench_div "$added_bpftrace" "$(bench_sub "$(med "${WALL[bpfprof]}")" "$base")")" 2) (target: at least 2)"
 bench_finish

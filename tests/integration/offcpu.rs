@@ -528,26 +528,26 @@ fn stack_memos_tell_apart_blocks_that_differ_only_in_their_stacks() {
         let stacks = parse_folded(&out.stdout);
         let sum = |needle: &[&str]| count_with(&stacks, needle);
         let (a, b) = (sum(&["via_a", "twin_nap"]), sum(&["via_b", "twin_nap"]));
-        let (pipe, sock) = (
-            sum(&[
-                "wait_on",
-                "entry_SYSCALL_64_after_hwframe",
-                "do_syscall_64",
-                "ksys_read",
-                "vfs_read",
-                "anon_pipe_read",
-            ]),
-            sum(&[
-                "wait_on",
-                "entry_SYSCALL_64_after_hwframe",
-                "do_syscall_64",
-                "ksys_read",
-                "vfs_read",
-                "sock_read_iter",
-            ]),
-        );
-        // Each 1 ms nap and each ~2 ms read comes once per 6 ms round: halves, within the jitter of a busy
-        // machine (a third is far outside it, and far from the 0 % a wrong reuse gives).
+        // Below vfs_read: pipe_read (anon_pipe_read on 6.18; new_sync_read before it on 5.10), or
+        // sock_read_iter.
+        let read_by = |f: &str| -> u64 {
+            stacks
+                .iter()
+                .filter(|(frames, _)| {
+                    frames
+                        .windows(2)
+                        .any(|w| w[0] == "wait_on" && w[1].starts_with("entry_SYSCALL_64"))
+                        && frames
+                            .iter()
+                            .skip_while(|x| *x != "vfs_read")
+                            .any(|x| x.contains(f))
+                })
+                .map(|(_, n)| n)
+                .sum()
+        };
+        let (pipe, sock) = (read_by("pipe_read"), read_by("sock_read"));
+        // Each 1 ms nap and each 2 ms read comes once a round: halves, within the jitter of a busy machine
+        // (a third is far outside it, and far from the 0 % a wrong reuse gives).
         for (what, x, y) in [
             ("via_a / via_b naps", a, b),
             ("pipe / socket reads", pipe, sock),

@@ -12,7 +12,8 @@
  *                   then writes one byte in wake_reader (writer_loop -> wake_reader), until killed.
  *   blocker twins   prints "ready TID", then thread "twins" repeats, until killed: twin_nap (1 ms) called by
  *                   via_a, wait_on reading a pipe, twin_nap called by via_b, wait_on reading a socket; thread
- *                   "feeder" writes a byte to the pipe and the socket in turn, 3 ms apart. The two naps
+ *                   "feeder", asked before each read, writes the byte it waits for 2 ms later (so each
+ *                   read blocks, however slow the machine). The two naps
  *                   block with the same registers (via_a and via_b have the same frame) and differ only in
  *                   a return address on the stack; the two reads have one user stack and different kernel
  *                   stacks: what the off-CPU tools' stack memos must tell apart.
@@ -137,7 +138,7 @@ static void *writer(void *arg)
 	return NULL;
 }
 
-static int twin_pipe[2], twin_sock[2];
+static int twin_pipe[2], twin_sock[2], twin_ask[2];
 static volatile int twin_sink;
 
 NOINLINE void twin_nap(void)
@@ -165,24 +166,35 @@ NOINLINE long wait_on(int fd)
 	return raw3(SYS_read, fd, (long)&c, 1);
 }
 
+/* Asks the feeder for a byte on fd (it writes it 2 ms later), then waits for it. */
+static void ask_and_wait(int fd)
+{
+	raw3(SYS_write, twin_ask[1], (long)"x", 1);
+	wait_on(fd);
+}
+
 NOINLINE void twins_loop(void)
 {
 	for (;;) {
 		via_a();
-		wait_on(twin_pipe[0]);
+		ask_and_wait(twin_pipe[0]);
 		via_b();
-		wait_on(twin_sock[0]);
+		ask_and_wait(twin_sock[0]);
 	}
 }
 
 static void *feeder(void *arg)
 {
+	char c;
+
 	(void)arg;
 	prctl(PR_SET_NAME, "feeder");
 	for (;;) {
-		NANOSLEEP_MS(3);
+		raw3(SYS_read, twin_ask[0], (long)&c, 1);
+		NANOSLEEP_MS(2);
 		raw3(SYS_write, twin_pipe[1], (long)"x", 1);
-		NANOSLEEP_MS(3);
+		raw3(SYS_read, twin_ask[0], (long)&c, 1);
+		NANOSLEEP_MS(2);
 		raw3(SYS_write, twin_sock[1], (long)"x", 1);
 	}
 	return NULL;
@@ -237,7 +249,7 @@ int main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "twins") == 0) {
 		pthread_t f;
 
-		if (pipe(twin_pipe) || socketpair(AF_UNIX, SOCK_STREAM, 0, twin_sock) ||
+		if (pipe(twin_pipe) || pipe(twin_ask) || socketpair(AF_UNIX, SOCK_STREAM, 0, twin_sock) ||
 		    pthread_create(&f, NULL, feeder, NULL))
 			return 1;
 		prctl(PR_SET_NAME, "twins");
