@@ -5,6 +5,10 @@
 
 const volatile bool filter_pid = false;
 const volatile bool filter_tid = false;
+/* The one process or thread when the filter names one (0: look in the map): a compare, not a hash lookup,
+ * on paths that run for every task (a scheduler hook on a switch storm). */
+const volatile __u32 only_pid = 0;
+const volatile __u32 only_tid = 0;
 
 /* At most MAX_FILTER_ENTRIES in src/tools/common.rs. */
 struct {
@@ -24,10 +28,14 @@ struct {
 /* True when neither filter is set, or the task passes the one that is. */
 static __always_inline bool target_allowed(__u32 tgid, __u32 tid)
 {
-	if (filter_pid && !bpf_map_lookup_elem(&pids, &tgid))
-		return false;
-	if (filter_tid && !bpf_map_lookup_elem(&tids, &tid))
-		return false;
+	if (filter_pid) {
+		if (only_pid ? tgid != only_pid : !bpf_map_lookup_elem(&pids, &tgid))
+			return false;
+	}
+	if (filter_tid) {
+		if (only_tid ? tid != only_tid : !bpf_map_lookup_elem(&tids, &tid))
+			return false;
+	}
 	return true;
 }
 

@@ -90,7 +90,7 @@ static __always_inline bool traced(struct task_struct *t, __u32 tgid, __u32 tid,
 	if (tid == 0)
 		return false; /* the idle task: its "blocked" time is the CPU's busy time */
 	if (!target_allowed(tgid, tid))
-		return false;
+		return false; /* (on_switch asked first; on_waking's tasks have entries only if they passed) */
 	if (user_threads_only || kernel_threads_only) {
 		flags = BPF_CORE_READ(t, flags);
 		if (user_threads_only && (flags & PF_KTHREAD))
@@ -215,26 +215,32 @@ static __always_inline bool in_bounds(__u64 delta)
 	return delta >= min_block_ns && delta <= max_block_ns;
 }
 
+/* --sample: blocks stamped and not yet ended (offcpu, offwake). While there are none, a switch looks up
+ * nothing for the thread coming in: with one block in 100 traced, that is most switches. */
+volatile __s64 sampled_pending = 0;
+
 /* --sample: whether a block that begins now is traced. */
 static __always_inline bool sampled_in(void)
 {
-	if (sample_every <= 1)
-		return true;
-	if (bpf_get_prandom_u32() % sample_every == 0)
-		return true;
-	stat_inc(STAT_SAMPLED_OUT);
-	return false;
+	return sample_every <= 1 || bpf_get_prandom_u32() % sample_every == 0;
+}
+
+static __always_inline bool counting_pending(void)
+{
+	return sample_every > 1 && mode != MODE_WAKEUP;
 }
 
 /*
- * prev is the current task; the ids come from the tracepoint's arguments.
+ * prev is the current task; the ids come from the tracepoint's arguments; `next` is the task coming in
+ * where the hook hands it over (tp_btf, raw_tp), else NULL.
  *
  * A thread's `start` entry lives from its first traced switch to its exit and is reused in place: ts == 0
  * means "on a CPU". A hash update and delete per switch (element allocation, bucket lock) would cost more
  * than the rest of the bookkeeping together. What is cheap comes first: the filters and --sample decide
  * before any stack is taken; a thread that blocks where it blocked before reuses its stacks (bpf/memo.bpf.h).
  */
-static __always_inline int on_switch(void *ctx, struct task_struct *prev, __u32 prev_tid, __u32 next_tid)
+static __always_inline int on_switch(void *ctx, struct task_struct *prev, __u32 prev_tid, __u32 next_tid,
+				     struct task_struct *next)
 {
 	/* Its address is the kernel stack memo's anchor: the same place in this program's frame every time. */
 	__u64 anchor_slot = 0;
@@ -245,12 +251,21 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, __u32 
 	__u64 now = 0, delta;
 	bool fresh = false;
 
-	/* The thread going off-CPU: stamp it. It is still current here. */
+	/* The thread going off-CPU: stamp it. It is still current here. One the -p/-t filter leaves out has
+	 * no entry either: nothing else is read for it. */
+	if ((filter_pid || filter_tid) && !target_allowed(bpf_get_current_pid_tgid() >> 32, tid))
+		goto next;
 	state = task_state(prev);
 	if (state & TASK_DEAD) {
 		/* Its last switch: it never comes back to be timed. */
-		if (tid)
+		if (tid) {
+			if (counting_pending()) {
+				b = bpf_map_lookup_elem(&start, &tid);
+				if (b && b->ts)
+					__sync_fetch_and_add(&sampled_pending, -1);
+			}
 			bpf_map_delete_elem(&start, &tid);
+		}
 		goto next;
 	}
 	if (mode == MODE_WAKEUP && state == 0)
@@ -265,6 +280,7 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, __u32 
 		b = bpf_map_lookup_elem(&start, &tid);
 		if (!b) {
 			b = &s->start;
+			b->ts = 0;
 			b->slot = 0;
 			__builtin_memset(b->memo, 0, sizeof(b->memo));
 			fresh = true;
@@ -276,14 +292,25 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, __u32 
 		} else {
 			capture_blocked(ctx, b, BPF_CORE_READ(prev, flags) & PF_KTHREAD, (__u64)&anchor_slot);
 		}
+		if (counting_pending() && !b->ts)
+			__sync_fetch_and_add(&sampled_pending, 1);
 		b->ts = now;
-		if (fresh && bpf_map_update_elem(&start, &tid, b, BPF_NOEXIST))
+		if (fresh && bpf_map_update_elem(&start, &tid, b, BPF_NOEXIST)) {
 			stat_inc(STAT_START_FULL);
+			if (counting_pending())
+				__sync_fetch_and_add(&sampled_pending, -1);
+		}
 	}
 
 next:
 	/* The thread coming on-CPU: account its blocked time (wakeup accounts at the wakeup instead). */
 	if (mode == MODE_WAKEUP)
+		return 0;
+	if (counting_pending() && sampled_pending <= 0)
+		return 0; /* no traced block is pending: the thread coming in has none */
+	/* A thread the filters leave out has no block to end: told without a lookup where the hook hands
+	 * the program the task coming in. */
+	if (next && (filter_pid || filter_tid) && !target_allowed(BPF_CORE_READ(next, tgid), next_tid))
 		return 0;
 	tid = next_tid;
 	b = bpf_map_lookup_elem(&start, &tid);
@@ -301,6 +328,8 @@ next:
 	}
 	delta = now - b->ts;
 	b->ts = 0;
+	if (counting_pending())
+		__sync_fetch_and_add(&sampled_pending, -1);
 	__builtin_memset(&s->key.waker, 0, sizeof(s->key.waker));
 	if (mode == MODE_OFFWAKE) {
 		/* Taken whether the block counts or not: a later block must not find this waker. */
@@ -359,13 +388,13 @@ static __always_inline int on_waking(void *ctx, __u32 tid)
 SEC("tp_btf/sched_switch")
 int BPF_PROG(switch_btf, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
-	return on_switch(ctx, prev, prev->pid, next->pid);
+	return on_switch(ctx, prev, prev->pid, next->pid, next);
 }
 
 SEC("raw_tp/sched_switch")
 int BPF_PROG(switch_raw, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
-	return on_switch(ctx, prev, BPF_CORE_READ(prev, pid), BPF_CORE_READ(next, pid));
+	return on_switch(ctx, prev, BPF_CORE_READ(prev, pid), BPF_CORE_READ(next, pid), next);
 }
 
 /* Classic tracepoints: stacks captured here are walked from the tracepoint's site, not through the BPF
@@ -373,7 +402,7 @@ int BPF_PROG(switch_raw, bool preempt, struct task_struct *prev, struct task_str
 SEC("tp/sched/sched_switch")
 int switch_tp(struct trace_event_raw_sched_switch *ctx)
 {
-	return on_switch(ctx, (struct task_struct *)bpf_get_current_task(), ctx->prev_pid, ctx->next_pid);
+	return on_switch(ctx, (struct task_struct *)bpf_get_current_task(), ctx->prev_pid, ctx->next_pid, NULL);
 }
 
 SEC("tp_btf/sched_waking")

@@ -32,9 +32,7 @@ pub mod stat {
     /// Off-CPU tools: user and kernel stacks reused from a thread's memo (bpf/memo.h), not walked.
     pub const UMEMO_HITS: usize = UNWIND_END + crate::unwind::end::REASONS;
     pub const KMEMO_HITS: usize = UMEMO_HITS + 1;
-    /// Off-CPU tools: blocks left out by --sample.
-    pub const SAMPLED_OUT: usize = UMEMO_HITS + 2;
-    pub const MAX: usize = UMEMO_HITS + 3;
+    pub const MAX: usize = UMEMO_HITS + 2;
 }
 
 /// `enum proc_event_kind` (bpf/stacks.h): a process first seen, or one to read the mappings of again.

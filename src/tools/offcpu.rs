@@ -318,10 +318,9 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
     }
     if timing.enabled() {
         eprintln!(
-            "bpfprof: stacks reused from threads' memos, not walked: {} user, {} kernel; blocks left out by --sample: {}",
+            "bpfprof: stacks reused from threads' memos, not walked: {} user, {} kernel",
             stats[stat::UMEMO_HITS],
-            stats[stat::KMEMO_HITS],
-            stats[stat::SAMPLED_OUT]
+            stats[stat::KMEMO_HITS]
         );
     }
     // Last on stderr (stdout stays clean for pipes): what was counted.
@@ -378,6 +377,14 @@ fn load_and_attach<'o>(
     rodata.kernel_stacks_only = cfg.kernel_stacks_only;
     rodata.filter_pid = !cfg.pids.is_empty();
     rodata.filter_tid = !cfg.tids.is_empty();
+    rodata.only_pid = match cfg.pids[..] {
+        [pid] => pid,
+        _ => 0,
+    };
+    rodata.only_tid = match cfg.tids[..] {
+        [tid] => tid,
+        _ => 0,
+    };
     rodata.user_threads_only = cfg.user_threads_only;
     rodata.kernel_threads_only = cfg.kernel_threads_only;
     rodata.state_filter = cfg.state.map_or(-1, i64::from);

@@ -112,6 +112,14 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     rodata.include_idle = cfg.include_idle;
     rodata.filter_pid = !cfg.pids.is_empty();
     rodata.filter_tid = !cfg.tids.is_empty();
+    rodata.only_pid = match cfg.pids[..] {
+        [pid] => pid,
+        _ => 0,
+    };
+    rodata.only_tid = match cfg.tids[..] {
+        [tid] => tid,
+        _ => 0,
+    };
     rodata.max_stack_depth = cfg.max_stack_depth;
     rodata.unwind_mode = cfg.unwind.bpf_value();
     open.maps.stacks.set_max_entries(cfg.stack_storage_size)?;
