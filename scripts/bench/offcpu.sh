@@ -169,9 +169,10 @@ naps_once() {
   local dir=$BENCH_TMP/naps-$1 tracer w words
   mkdir -p "$dir"
   read -r -a words <<<"$2"
-  coproc NAPS_W { "$BLOCKER" naps "$NAPS"; }
-  read -r _ _ <&"${NAPS_W[0]}"
-  bench_spawn tracer "$BPFPROF" offcpu -p "$NAPS_W_PID" -f "${words[@]}" >"$dir/out" 2>"$dir/err"
+  coproc NAPS_W { exec "$BLOCKER" naps "$NAPS"; }
+  local pid
+  read -r _ pid <&"${NAPS_W[0]}"
+  bench_spawn tracer "$BPFPROF" offcpu -p "$pid" -f "${words[@]}" >"$dir/out" 2>"$dir/err"
   for ((w = 0; w < 600; w++)); do grep -q '^Tracing' "$dir/err" && break; sleep 0.05; done
   echo go >&"${NAPS_W[1]}"
   read -r _ R_MEASURED <&"${NAPS_W[0]}"
