@@ -6,9 +6,10 @@ set -euo pipefail
 # its bundled libbpf (make, pkg-config, libelf, zlib).
 # Tests: clang builds the workloads with frame pointers (and USDT probes: sys/sdt.h from systemtap-sdt-dev);
 # bpftool checks nothing stays loaded; setpriv drops root; losetup makes loop devices; xz and python3:
-# Debian binaries without frame pointers, whose stacks the unwind tests walk.
+# Debian binaries without frame pointers, whose stacks the unwind tests walk; golang-go: `go tool pprof`
+# reads back the --pprof profiles.
 build_pkgs=(clang llvm make pkg-config gcc libelf-dev zlib1g-dev linux-libc-dev bpftool util-linux systemtap-sdt-dev
-  xz-utils python3-minimal)
+  xz-utils python3-minimal golang-go)
 # Benchmarks against the peers (also: bpftool regenerates bpf/x86/vmlinux.h).
 extra_pkgs=(linux-perf bpftrace)
 # The second-kernel test guest (scripts/vm/): qemu, a static busybox for its initramfs, cpio, xz.

@@ -10,6 +10,7 @@ use crate::tools::biolatency::{BiolatencyConfig, Linear};
 use crate::tools::funccount::FunccountConfig;
 use crate::tools::offcpu::{WaitConfig, WaitMode};
 use crate::tools::profile::{ProfileConfig, Sampling};
+use crate::tools::report::{ReportConfig, ReportOutput};
 use crate::unwind::UnwindMode;
 
 /// eBPF performance analysis in one binary: sampled stacks and flame graphs, with bcc's flags and layouts.
@@ -43,10 +44,60 @@ pub enum Command {
     /// Run a bpftrace-language program, compiled to BPF in-process (a subset so far: see the README).
     #[command(after_help = TRACE_EXAMPLES)]
     Trace(TraceArgs),
+    /// Render a saved profile (pprof from --pprof, or folded lines) again: an SVG flame graph, folded
+    /// stacks or text
+    #[command(after_help = REPORT_EXAMPLES)]
+    Report(ReportArgs),
     /// Show the unwind table bpfprof builds for a binary, and the rows that cover addresses (why a stack
     /// ends where it does)
     #[command(name = "unwind-table")]
     UnwindTable(UnwindTableArgs),
+}
+
+const REPORT_EXAMPLES: &str = "Examples:
+  bpfprof report cpu.pprof --svg cpu.svg     # the flame graph of a profile taken elsewhere
+  bpfprof report cpu.pprof -f > cpu.folded   # folded stacks: comm;outer;...;inner count
+  bpfprof report off.pprof --value blocks -f # off-CPU: the number of blocks instead of the time
+  bpfprof report old.folded --svg old.svg    # folded stacks (bcc's -f, perf | stackcollapse) too";
+
+/// report's arguments.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A pprof profile (gzipped or not) or folded stacks (`a;b;c count` lines)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Write an SVG flame graph to OUT
+    #[arg(long = "svg", value_name = "OUT", conflicts_with_all = ["folded", "text"])]
+    pub svg: Option<PathBuf>,
+    /// Print folded stacks (the default)
+    #[arg(short = 'f', long = "folded", conflicts_with = "text")]
+    pub folded: bool,
+    /// Print text blocks, innermost frame first (bcc's layout)
+    #[arg(long = "text")]
+    pub text: bool,
+    /// The pprof sample type to show: samples (the default) or cpu for profile, offcpu (the default, in
+    /// microseconds) or blocks for the off-CPU tools
+    #[arg(long = "value", value_name = "TYPE")]
+    pub value: Option<String>,
+    /// The flame graph's title
+    #[arg(long = "title", value_name = "TEXT")]
+    pub title: Option<String>,
+}
+
+impl ReportArgs {
+    pub fn into_config(self) -> ReportConfig {
+        let output = match (self.svg, self.text) {
+            (Some(path), _) => ReportOutput::Svg(path),
+            (None, true) => ReportOutput::Text,
+            (None, false) => ReportOutput::Folded,
+        };
+        ReportConfig {
+            input: self.file,
+            output,
+            value: self.value,
+            title: self.title,
+        }
+    }
 }
 
 /// unwind-table's arguments.
@@ -170,6 +221,10 @@ pub struct StackArgs {
     /// Write an SVG flame graph to FILE
     #[arg(long = "svg", value_name = "FILE")]
     pub svg: Option<PathBuf>,
+    /// Write a gzipped pprof profile to FILE (for go tool pprof, Pyroscope, Parca; `bpfprof report`
+    /// renders it later)
+    #[arg(long = "pprof", value_name = "FILE")]
+    pub pprof: Option<PathBuf>,
     /// Number of distinct stacks that can be stored
     #[arg(long = "stack-storage-size", value_name = "N", default_value_t = 16384)]
     pub stack_storage_size: u32,
@@ -302,6 +357,7 @@ impl WaitArgs {
             annotations: s.annotations,
             folded: s.folded,
             svg: s.svg.clone(),
+            pprof: s.pprof.clone(),
             stack_storage_size: s.stack_storage_size,
             max_stack_depth: s.perf_max_stack_depth,
             unwind: s.unwind,
@@ -599,6 +655,7 @@ impl ProfileArgs {
             annotations: s.annotations,
             folded: s.folded,
             svg: s.svg.clone(),
+            pprof: s.pprof.clone(),
             stack_storage_size: s.stack_storage_size,
             max_stack_depth: s.perf_max_stack_depth,
             unwind: s.unwind,

@@ -110,6 +110,7 @@ mod tests {
 
     fn rec() -> StackRecord {
         StackRecord {
+            tid: 0,
             comm: "burn".into(),
             pid: 4242,
             user: StackPart::Frames(["spin".into(), "hot_two_thirds".into(), "main".into()].into()),

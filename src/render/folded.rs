@@ -128,6 +128,7 @@ mod tests {
 
     fn rec(user: StackPart, kernel: StackPart) -> StackRecord {
         StackRecord {
+            tid: 0,
             comm: "burn".into(),
             pid: 42,
             user,

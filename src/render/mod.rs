@@ -4,6 +4,7 @@ pub mod bcc;
 pub mod flamegraph;
 pub mod folded;
 pub mod hist;
+pub mod pprof;
 pub mod wait;
 
 /// A frame's name; shared by every stack it appears in.
@@ -31,6 +32,8 @@ impl StackPart {
 pub struct StackRecord {
     pub comm: Arc<str>,
     pub pid: u32,
+    /// The thread, where a tool keeps it apart (pprof's `tid` label), else 0.
+    pub tid: u32,
     pub user: StackPart,
     pub kernel: StackPart,
     pub value: u64,

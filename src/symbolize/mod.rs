@@ -14,6 +14,7 @@ use blazesym::symbolize::source::{Elf, Kernel, Process, Source};
 use blazesym::symbolize::{cache, Input, Symbolized, Symbolizer as Blaze};
 use blazesym::Pid;
 
+use crate::render::pprof::{self, FileMapping, Origin};
 use crate::render::Frame;
 use crate::unwind::{marker_name, marker_reason};
 
@@ -36,6 +37,10 @@ pub struct Symbolizer {
     cached: HashSet<u32>,
     /// One shared Frame per distinct name, so that stacks can be compared by pointer.
     interned: HashMap<String, Frame>,
+    /// Where each user function was first seen (its file's mapping, an address), for pprof's locations.
+    origins: HashMap<Frame, Origin>,
+    /// Mapped files by path, with their build-ids (read once each).
+    files: HashMap<String, Arc<FileMapping>>,
 }
 
 /// The name of a frame no symbol covers.
@@ -55,6 +60,8 @@ impl Symbolizer {
             modules: HashMap::new(),
             cached: HashSet::new(),
             interned: HashMap::new(),
+            origins: HashMap::new(),
+            files: HashMap::new(),
         }
     }
 
@@ -230,9 +237,25 @@ impl Symbolizer {
                 .entry(name)
                 .or_insert_with_key(|n| Frame::from(n.as_str()));
             let frame = Arc::clone(frame);
+            if let Some(m) = modules.and_then(|ms| module_at(ms, addr)) {
+                if !self.origins.contains_key(&frame) {
+                    if let Some(mapping) = file_mapping(&mut self.files, m) {
+                        let origin = Origin {
+                            mapping,
+                            address: addr,
+                        };
+                        self.origins.insert(Arc::clone(&frame), origin);
+                    }
+                }
+            }
             names.insert(addr, frame);
         }
         names
+    }
+
+    /// Where a user function was first seen: its file's mapping and an address in it.
+    pub fn origin(&self, name: &str) -> Option<Origin> {
+        self.origins.get(name).cloned()
     }
 
     /// Names `addrs` from the ELF files mapped there (`modules`), by file offset: address -> symbol.
@@ -261,6 +284,40 @@ impl Symbolizer {
         }
         names
     }
+}
+
+/// The mapping of a module's file (the first seen of it), with its build-id.
+fn file_mapping(
+    files: &mut HashMap<String, Arc<FileMapping>>,
+    m: &Module,
+) -> Option<Arc<FileMapping>> {
+    let path = m.path.as_ref()?;
+    let mapping = files.entry(path.clone()).or_insert_with(|| {
+        Arc::new(FileMapping {
+            path: path.clone(),
+            start: m.start,
+            limit: m.end,
+            offset: m.offset,
+            build_id: file_build_id(path),
+        })
+    });
+    Some(Arc::clone(mapping))
+}
+
+/// The GNU build-id of an ELF file, in hex.
+fn file_build_id(path: &str) -> Option<String> {
+    use object::Object;
+    let file = std::fs::File::open(path).ok()?;
+    // SAFETY: read-only map of a file; a binary changed under us gives a wrong id at worst, never UB we
+    // rely on (object reads it as plain bytes).
+    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+    let elf = object::File::parse(&*map).ok()?;
+    elf.build_id().ok().flatten().map(pprof::hex)
+}
+
+/// The running kernel's build-id, from /sys/kernel/notes.
+pub fn kernel_build_id() -> Option<String> {
+    pprof::build_id_of_notes(&std::fs::read("/sys/kernel/notes").ok()?)
 }
 
 /// Kernel symbols from /proc/kallsyms (a vmlinux with DWARF is slow to parse and rarely installed).

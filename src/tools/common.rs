@@ -15,6 +15,7 @@ use rayon::prelude::*;
 
 use crate::bpf::stacks::{stat, unwind_report, unwind_table_report};
 use crate::render::flamegraph::{write_svg, FlameGraphSpec};
+use crate::render::pprof::{LabelValue, PprofBuilder, PprofSpec};
 use crate::render::{Frame, StackPart};
 use crate::symbolize::stackbook::StackBook;
 use crate::symbolize::Symbolizer;
@@ -313,6 +314,36 @@ pub fn write_svg_file(path: &Path, spec: &FlameGraphSpec, lines: &[String]) -> R
     }
     let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     write_svg(spec, lines, BufWriter::new(file))
+}
+
+/// One pprof sample: a folded line (`comm;root;...;leaf`, kernel frames `_[k]`), its values, its labels.
+pub type PprofSample = (String, Vec<i64>, Vec<(&'static str, LabelValue)>);
+
+/// Writes a gzipped pprof profile of `samples` to `path` (through a temporary file, renamed: a reader never
+/// sees half a profile). User frames get the mapping of the file they were seen in.
+pub fn write_pprof_file(
+    path: &Path,
+    spec: &PprofSpec,
+    samples: &[PprofSample],
+    syms: &Symbolizer,
+) -> Result<()> {
+    let mut b = PprofBuilder::new(spec);
+    let origin = |name: &str| syms.origin(name);
+    for (line, values, labels) in samples {
+        b.add_folded(line, values, labels, &origin);
+    }
+    let data = b.finish()?;
+    let tmp = path.with_extension("pprof.tmp");
+    std::fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Wall-clock nanoseconds since the epoch at `ago` before now (a profile's start).
+pub fn wall_ns_before(ago: Duration) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    now.saturating_sub(ago).as_nanos() as i64
 }
 
 /// Phase times on stderr with BPFPROF_TIMING=1, to see where a run's time goes (benchmarks use it).

@@ -4,3 +4,4 @@ pub mod common;
 pub mod funccount;
 pub mod offcpu;
 pub mod profile;
+pub mod report;

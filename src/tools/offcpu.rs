@@ -13,14 +13,16 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::common::{
     check_targets, check_writable, comm_str, fill_filters, merge_folded, print_header,
-    report_unwinding, stack_part, start_unwinder, sum_ascending, unwind_desc, window_end_ns,
-    with_bss, write_svg_file, Collector, Timing, UnwindMaps,
+    report_unwinding, stack_part, start_unwinder, sum_ascending, unwind_desc, wall_ns_before,
+    window_end_ns, with_bss, write_pprof_file, write_svg_file, Collector, PprofSample, Timing,
+    UnwindMaps,
 };
 use crate::bpf::skel::offcpu::types::{wait_key, wait_side, wait_val};
 use crate::bpf::skel::offcpu::{OffcpuSkel, OffcpuSkelBuilder};
 use crate::bpf::stacks::{for_each_entry, from_bytes, loss_report, read_stats, stat};
 use crate::bpf::{self, Hooks};
 use crate::render::flamegraph::{FlameGraphSpec, GraphPalette};
+use crate::render::pprof::{LabelValue, PprofSpec};
 use crate::render::wait::{self as layout, Side, WaitRecord, WAKER_SUFFIX};
 use crate::render::{bcc, folded, sort_ascending, StackRecord, StackStyle};
 use crate::symbolize::stackbook::StackBook;
@@ -70,6 +72,8 @@ pub struct WaitConfig {
     pub annotations: bool,
     pub folded: bool,
     pub svg: Option<PathBuf>,
+    /// --pprof: a gzipped pprof profile to this file as well.
+    pub pprof: Option<PathBuf>,
     pub stack_storage_size: u32,
     pub max_stack_depth: u32,
     /// How user stacks are walked, and the most memory unwind tables may take (MiB).
@@ -97,6 +101,16 @@ impl WaitConfig {
             delimited: self.delimited,
             annotations: self.annotations,
         }
+    }
+
+    /// The text report is printed when no other output was asked for.
+    fn text_report(&self) -> bool {
+        !self.folded && self.svg.is_none() && self.pprof.is_none()
+    }
+
+    /// Folded lines are made for -f and --svg.
+    fn fold_lines(&self) -> bool {
+        self.folded || self.svg.is_some()
     }
 
     fn who_desc(&self) -> String {
@@ -163,7 +177,7 @@ impl WaitConfig {
 pub fn run(cfg: &WaitConfig) -> Result<()> {
     let mut timing = Timing::from_env();
     check_targets(&cfg.pids, &cfg.tids, "-t")?;
-    if let Some(path) = &cfg.svg {
+    for path in cfg.svg.iter().chain(&cfg.pprof) {
         check_writable(path)?;
     }
     bpf::prepare()?;
@@ -204,7 +218,7 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
     let end = window_end_ns(cfg.duration);
     with_bss(skel.maps.bss_data.as_deref_mut(), |b| b.window_end = end)?;
     let started = Instant::now();
-    print_header(&cfg.header(), !cfg.folded && cfg.svg.is_none())?;
+    print_header(&cfg.header(), cfg.text_report())?;
     // A duration too large for the clock means "until Ctrl-C".
     collector.run(&stop, cfg.duration.and_then(|d| started.checked_add(d)));
     timing.mark("tracing");
@@ -261,29 +275,42 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
     } else {
         "blocks"
     };
-    let shown = if let Some(path) = &cfg.svg {
-        let (title, palette, what) = match cfg.mode {
-            WaitMode::OffCpu => ("Off-CPU Time Flame Graph", GraphPalette::Io, "off-CPU"),
-            WaitMode::Wakeup => ("Wakeup Time Flame Graph", GraphPalette::Wakeup, "waker"),
-            WaitMode::OffWake => (
-                "Off-Wake Time Flame Graph",
-                GraphPalette::Chain,
-                "off-CPU and waker",
-            ),
+    let (title, palette, what) = graph_kind(cfg.mode);
+    let subtitle = format!(
+        "bpfprof {}: {} by {} {what} stack{}, {:.1} s, {} {noun}, {:.3} s blocked{}",
+        cfg.mode.name(),
+        cfg.who_desc(),
+        cfg.stacks_desc(),
+        unwind_desc(cfg.unwind, cfg.kernel_stacks_only),
+        elapsed.as_secs_f64(),
+        stats[stat::SAMPLES],
+        blocked_ns as f64 / 1e9,
+        cfg.sample_note(),
+    );
+    if let Some(path) = &cfg.pprof {
+        let spec = PprofSpec {
+            tool: cfg.mode.name().into(),
+            // Counts first and time last, as Go's own profiles: pprof's readers show the last by default.
+            sample_types: vec![
+                ("blocks".into(), "count".into()),
+                ("offcpu".into(), "nanoseconds".into()),
+            ],
+            period_type: ("offcpu".into(), "nanoseconds".into()),
+            period: 1,
+            time_nanos: wall_ns_before(elapsed),
+            duration_nanos: elapsed.as_nanos() as i64,
+            title: title.into(),
+            subtitle: Some(subtitle.clone()),
+            kernel_build_id: crate::symbolize::kernel_build_id(),
         };
+        let samples = pprof_samples(cfg, &style, &counts, &book);
+        write_pprof_file(path, &spec, &samples, &syms)?;
+        eprintln!("bpfprof: wrote {}", path.display());
+    }
+    let shown = if let Some(path) = &cfg.svg {
         let spec = FlameGraphSpec {
             title: title.into(),
-            subtitle: Some(format!(
-                "bpfprof {}: {} by {} {what} stack{}, {:.1} s, {} {noun}, {:.3} s blocked{}",
-                cfg.mode.name(),
-                cfg.who_desc(),
-                cfg.stacks_desc(),
-                unwind_desc(cfg.unwind, cfg.kernel_stacks_only),
-                elapsed.as_secs_f64(),
-                stats[stat::SAMPLES],
-                blocked_ns as f64 / 1e9,
-                cfg.sample_note(),
-            )),
+            subtitle: Some(subtitle),
             count_name: "us".into(),
             palette,
         };
@@ -297,6 +324,8 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
         }
         write_stdout(&text)?;
         lines.len()
+    } else if !cfg.text_report() {
+        counts.len()
     } else {
         // bcc prints an empty line when tracing ends, before the stacks.
         write_stdout(&format!("\n{}", blocks.concat()))?;
@@ -455,6 +484,78 @@ fn recursion_misses(skel: &OffcpuSkel<'_>, hooks: Hooks) -> u64 {
     }
 }
 
+/// A flame graph's title, palette, and what its stacks are, per tool.
+fn graph_kind(mode: WaitMode) -> (&'static str, GraphPalette, &'static str) {
+    match mode {
+        WaitMode::OffCpu => ("Off-CPU Time Flame Graph", GraphPalette::Io, "off-CPU"),
+        WaitMode::Wakeup => ("Wakeup Time Flame Graph", GraphPalette::Wakeup, "waker"),
+        WaitMode::OffWake => (
+            "Off-Wake Time Flame Graph",
+            GraphPalette::Chain,
+            "off-CPU and waker",
+        ),
+    }
+}
+
+/// The pprof samples of any of the three tools: each count folded as -f folds it (kernel frames marked,
+/// no -d delimiter), with `blocks/count` and `offcpu/nanoseconds`, and the threads as labels.
+fn pprof_samples(
+    cfg: &WaitConfig,
+    style: &StackStyle,
+    counts: &[(wait_key, wait_val)],
+    book: &StackBook,
+) -> Vec<PprofSample> {
+    let style = StackStyle {
+        annotations: true,
+        delimited: false,
+        ..*style
+    };
+    let values = |v: &wait_val| vec![v.blocks as i64, v.ns as i64];
+    let thread = |side: &wait_side, prefix: bool| {
+        let (pid, tid) = if prefix {
+            ("waker_pid", "waker_tid")
+        } else {
+            ("pid", "tid")
+        };
+        // wakeup keeps only the blocked thread's comm (as bcc): no ids to label it with.
+        [(pid, side.pid), (tid, side.tid)]
+            .into_iter()
+            .filter(|&(_, id)| id != 0)
+            .map(|(key, id)| (key, LabelValue::Num(id.into())))
+            .collect::<Vec<_>>()
+    };
+    if cfg.mode == WaitMode::OffCpu {
+        let records = offcpu_records(counts, book);
+        return records
+            .par_iter()
+            .zip(counts)
+            .map(|(r, (k, v))| {
+                let labels = thread(&k.target, false);
+                (folded::fold(r, &style), values(v), labels)
+            })
+            .collect();
+    }
+    let records = wait_records(cfg, counts, book);
+    records
+        .par_iter()
+        .zip(counts)
+        .map(|(r, (k, v))| {
+            let line = if cfg.mode == WaitMode::OffWake {
+                layout::offwake_fold(r, &style, "")
+            } else {
+                layout::wakeup_fold(r, &style)
+            };
+            let mut labels = thread(&k.target, false);
+            labels.push(("target_comm", LabelValue::Str(r.target.comm.to_string())));
+            if let Some(w) = &r.waker {
+                labels.extend(thread(&k.waker, true));
+                labels.push(("waker_comm", LabelValue::Str(w.comm.to_string())));
+            }
+            (line, values(v), labels)
+        })
+        .collect()
+}
+
 /// Microseconds, rounded to the nearest.
 fn micros(ns: u64) -> u64 {
     ns.saturating_add(500) / 1000
@@ -474,19 +575,15 @@ fn side_parts(
     )
 }
 
-/// offcpu: folded lines (merged, ascending) and bcc text blocks (ascending), one per thread and stack.
-fn offcpu_output(
-    cfg: &WaitConfig,
-    style: &StackStyle,
-    counts: &[(wait_key, wait_val)],
-    book: &StackBook,
-) -> (Vec<String>, Vec<String>) {
+/// offcpu's records: one per thread and stack.
+fn offcpu_records(counts: &[(wait_key, wait_val)], book: &StackBook) -> Vec<StackRecord> {
     let mut comms = CommCache::default();
-    let mut records: Vec<StackRecord> = counts
+    counts
         .iter()
         .map(|(k, v)| {
             let (user, kernel) = side_parts(&k.target, book);
             StackRecord {
+                tid: k.target.tid,
                 comm: comms.get(&k.target.comm),
                 pid: k.target.tid, // bcc's offcputime shows the thread
                 user,
@@ -494,8 +591,18 @@ fn offcpu_output(
                 value: micros(v.ns),
             }
         })
-        .collect();
-    if cfg.folded || cfg.svg.is_some() {
+        .collect()
+}
+
+/// offcpu: folded lines (merged, ascending) and bcc text blocks (ascending), one per thread and stack.
+fn offcpu_output(
+    cfg: &WaitConfig,
+    style: &StackStyle,
+    counts: &[(wait_key, wait_val)],
+    book: &StackBook,
+) -> (Vec<String>, Vec<String>) {
+    let mut records = offcpu_records(counts, book);
+    if cfg.fold_lines() {
         let lines = merge_folded(
             records
                 .par_iter()
@@ -513,16 +620,15 @@ fn offcpu_output(
     }
 }
 
-/// wakeup and offwake: folded lines (merged, ascending) and bcc text blocks (ascending).
-fn wait_output(
+/// wakeup's and offwake's records: one per blocked thread, stack and waker.
+fn wait_records(
     cfg: &WaitConfig,
-    style: &StackStyle,
     counts: &[(wait_key, wait_val)],
     book: &StackBook,
-) -> (Vec<String>, Vec<String>) {
+) -> Vec<WaitRecord> {
     let mut comms = CommCache::default();
     let offwake = cfg.mode == WaitMode::OffWake;
-    let mut records: Vec<WaitRecord> = counts
+    counts
         .iter()
         .map(|(k, v)| {
             let t = &k.target;
@@ -551,8 +657,19 @@ fn wait_output(
                 value: micros(v.ns),
             }
         })
-        .collect();
-    if cfg.folded || cfg.svg.is_some() {
+        .collect()
+}
+
+/// wakeup and offwake: folded lines (merged, ascending) and bcc text blocks (ascending).
+fn wait_output(
+    cfg: &WaitConfig,
+    style: &StackStyle,
+    counts: &[(wait_key, wait_val)],
+    book: &StackBook,
+) -> (Vec<String>, Vec<String>) {
+    let offwake = cfg.mode == WaitMode::OffWake;
+    let mut records = wait_records(cfg, counts, book);
+    if cfg.fold_lines() {
         let suffix = if cfg.svg.is_some() { WAKER_SUFFIX } else { "" };
         let lines = merge_folded(
             records
@@ -622,6 +739,7 @@ mod tests {
             annotations: false,
             folded: false,
             svg: None,
+            pprof: None,
             stack_storage_size: 16384,
             max_stack_depth: 127,
             unwind: UnwindMode::Auto,

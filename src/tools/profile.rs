@@ -11,14 +11,15 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::common::{
     check_targets, check_writable, comm_str, fill_filters, merge_folded, print_header,
-    report_unwinding, stack_part, start_unwinder, unwind_desc, window_end_ns, with_bss,
-    write_svg_file, Collector, Timing, UnwindMaps,
+    report_unwinding, stack_part, start_unwinder, unwind_desc, wall_ns_before, window_end_ns,
+    with_bss, write_pprof_file, write_svg_file, Collector, PprofSample, Timing, UnwindMaps,
 };
 use crate::bpf::skel::profile::types::sample_key;
 use crate::bpf::skel::profile::ProfileSkelBuilder;
 use crate::bpf::stacks::{for_each_entry, from_bytes, loss_report, read_stats, stat};
 use crate::bpf::{self, perf};
 use crate::render::flamegraph::{FlameGraphSpec, GraphPalette};
+use crate::render::pprof::{LabelValue, PprofSpec};
 use crate::render::{bcc, folded, sort_ascending, StackRecord, StackStyle};
 use crate::symbolize::stackbook::StackBook;
 use crate::unwind::UnwindMode;
@@ -37,6 +38,8 @@ pub struct ProfileConfig {
     pub annotations: bool,
     pub folded: bool,
     pub svg: Option<PathBuf>,
+    /// --pprof: a gzipped pprof profile to this file as well.
+    pub pprof: Option<PathBuf>,
     pub stack_storage_size: u32,
     pub max_stack_depth: u32,
     /// How user stacks are walked, and the most memory unwind tables may take (MiB).
@@ -56,6 +59,19 @@ impl ProfileConfig {
             delimited: self.delimited,
             // Flame graphs colour kernel frames by their _[k] suffix.
             annotations: self.annotations || self.svg.is_some(),
+        }
+    }
+
+    /// The text report is printed when no other output was asked for.
+    fn text_report(&self) -> bool {
+        !self.folded && self.svg.is_none() && self.pprof.is_none()
+    }
+
+    /// Nanoseconds of CPU time a sample stands for.
+    fn period_ns(&self) -> i64 {
+        match self.sampling {
+            Sampling::Frequency(hz) => (1_000_000_000 / hz.max(1)) as i64,
+            Sampling::Period(n) => n as i64,
         }
     }
 
@@ -91,7 +107,7 @@ impl ProfileConfig {
 pub fn run(cfg: &ProfileConfig) -> Result<()> {
     let mut timing = Timing::from_env();
     check_targets(&cfg.pids, &cfg.tids, "-L")?;
-    if let Some(path) = &cfg.svg {
+    for path in cfg.svg.iter().chain(&cfg.pprof) {
         check_writable(path)?;
     }
     let cpus = chosen_cpus(cfg.cpu)?;
@@ -173,7 +189,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         cfg.cpu,
         cfg.duration.map(|d| d.as_secs()),
     );
-    print_header(&header, !cfg.folded && cfg.svg.is_none())?;
+    print_header(&header, cfg.text_report())?;
     // A duration too large for the clock means "until Ctrl-C".
     collector.run(&stop, cfg.duration.and_then(|d| started.checked_add(d)));
     with_bss(skel.maps.bss_data.as_deref_mut(), |b| b.window_end = 0)?;
@@ -196,7 +212,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     .context("reading the sample counts")?;
     timing.mark("read counts");
 
-    let merged = merge_threads(counts);
+    let merged = merge_threads(counts, cfg.pprof.is_some());
     let kernel_ids: FxHashSet<u64> = merged
         .keys()
         .map(|k| k.kern_stack)
@@ -214,8 +230,24 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     timing.mark("records");
     let style = cfg.style();
 
-    let shown; // stacks in the output, after merging those that read the same
-               // Folded lines serve both the folded output and the flame graph.
+    let subtitle = format!(
+        "bpfprof profile: {} at {}, {} by {}{}, {:.1} s, {} samples",
+        cfg.who_desc(),
+        cfg.rate_desc(),
+        cfg.cpu
+            .map_or_else(|| format!("{} CPUs", cpus.len()), |c| format!("CPU {c}")),
+        cfg.stacks_desc(),
+        unwind_desc(cfg.unwind, cfg.kernel_stacks_only),
+        elapsed.as_secs_f64(),
+        stats[stat::SAMPLES]
+    );
+    if let Some(path) = &cfg.pprof {
+        write_profile_pprof(cfg, path, &records, &syms, elapsed, &subtitle)?;
+        timing.mark("pprof");
+        eprintln!("bpfprof: wrote {}", path.display());
+    }
+    let mut shown = records.len(); // stacks in the output, after merging those that read the same
+                                   // Folded lines serve both the folded output and the flame graph.
     let lines = if cfg.folded || cfg.svg.is_some() {
         let lines = merge_folded(folded::fold_merged(&records, &style));
         timing.mark("fold");
@@ -226,18 +258,8 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     if let Some(path) = &cfg.svg {
         shown = lines.len();
         let spec = FlameGraphSpec {
-            title: "CPU Flame Graph".into(),
-            subtitle: Some(format!(
-                "bpfprof profile: {} at {}, {} by {}{}, {:.1} s, {} samples",
-                cfg.who_desc(),
-                cfg.rate_desc(),
-                cfg.cpu
-                    .map_or_else(|| format!("{} CPUs", cpus.len()), |c| format!("CPU {c}")),
-                cfg.stacks_desc(),
-                unwind_desc(cfg.unwind, cfg.kernel_stacks_only),
-                elapsed.as_secs_f64(),
-                stats[stat::SAMPLES]
-            )),
+            title: TITLE.into(),
+            subtitle: Some(subtitle),
             count_name: "samples".into(),
             palette: GraphPalette::Cpu,
         };
@@ -250,7 +272,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
             text.push('\n');
         }
         write_stdout(&text)?;
-    } else {
+    } else if cfg.text_report() {
         sort_ascending(&mut records); // folded lines are sorted once merged
         let blocks: Vec<String> = records
             .par_iter()
@@ -297,10 +319,58 @@ fn chosen_cpus(cpu: Option<u32>) -> Result<Vec<u32>> {
     }
 }
 
-/// What a count is kept by once threads are merged: the process, its comm, and its two stacks.
+/// The CPU flame graph's title (SVG, and pprof's comment for `bpfprof report`).
+pub const TITLE: &str = "CPU Flame Graph";
+
+/// Writes the profile as pprof: `samples/count` and `cpu/nanoseconds`, comm/pid/tid labels.
+fn write_profile_pprof(
+    cfg: &ProfileConfig,
+    path: &std::path::Path,
+    records: &[StackRecord],
+    syms: &crate::symbolize::Symbolizer,
+    elapsed: Duration,
+    subtitle: &str,
+) -> Result<()> {
+    let period = cfg.period_ns();
+    let spec = PprofSpec {
+        tool: "profile".into(),
+        sample_types: vec![
+            ("samples".into(), "count".into()),
+            ("cpu".into(), "nanoseconds".into()),
+        ],
+        period_type: ("cpu".into(), "nanoseconds".into()),
+        period,
+        time_nanos: wall_ns_before(elapsed),
+        duration_nanos: elapsed.as_nanos() as i64,
+        title: TITLE.into(),
+        subtitle: Some(subtitle.to_string()),
+        kernel_build_id: crate::symbolize::kernel_build_id(),
+    };
+    let style = StackStyle {
+        annotations: true,
+        delimited: false,
+        ..cfg.style()
+    };
+    let samples: Vec<PprofSample> = records
+        .par_iter()
+        .map(|r| {
+            let n = r.value as i64;
+            let mut labels = vec![("pid", LabelValue::Num(r.pid.into()))];
+            if r.tid != 0 {
+                labels.push(("tid", LabelValue::Num(r.tid.into())));
+            }
+            (folded::fold(r, &style), vec![n, n * period], labels)
+        })
+        .collect();
+    write_pprof_file(path, &spec, &samples, syms)
+}
+
+/// What a count is kept by once threads are merged: the process, its comm, and its two stacks (and the
+/// thread, when pprof's labels want it).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct ProcStack {
     pid: u32,
+    tid: u32,
     comm: [i8; 16],
     user_stack: u64,
     kern_stack: u64,
@@ -309,12 +379,13 @@ struct ProcStack {
 }
 
 /// Sums the counts of one process's threads that share comm and stacks (bcc prints per process).
-fn merge_threads(counts: Vec<(sample_key, u64)>) -> FxHashMap<ProcStack, u64> {
+fn merge_threads(counts: Vec<(sample_key, u64)>, keep_tid: bool) -> FxHashMap<ProcStack, u64> {
     let mut merged: FxHashMap<ProcStack, u64> = FxHashMap::default();
     merged.reserve(counts.len());
     for (k, n) in counts {
         let key = ProcStack {
             pid: k.pid,
+            tid: if keep_tid { k.tid } else { 0 },
             comm: k.comm,
             user_stack: k.user_stack,
             kern_stack: k.kern_stack,
@@ -340,6 +411,7 @@ fn build_records(merged: FxHashMap<ProcStack, u64>, book: &StackBook) -> Vec<Sta
         .map(|(k, value)| StackRecord {
             comm: Arc::clone(&comms[&k.comm]),
             pid: k.pid,
+            tid: k.tid,
             user: stack_part(k.user_stack, k.user_err, book.user(k.pid, k.user_stack)),
             kernel: stack_part(k.kern_stack, k.kern_err, book.kernel(k.kern_stack)),
             value,

@@ -7,6 +7,7 @@ mod common;
 mod funccount;
 mod kernel_functions;
 mod offcpu;
+mod pprof;
 mod profile;
 mod trace;
 mod unwind;
