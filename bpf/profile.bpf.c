@@ -16,6 +16,10 @@ const volatile bool include_idle = false;
  * the window, once it can name what is sampled (the kernel's symbols loaded, new processes' mappings read
  * as they appear), to the duration's end, and to 0 at Ctrl-C: a slow user space does not stretch it. */
 volatile __u64 window_end = 0;
+/* --continuous: windows of window_ns nanoseconds from window_base (set with window_end): each sample is
+ * counted in the window of its own time, so windows abut exactly however late user space drains them. */
+const volatile __u64 window_ns = 0;
+volatile __u64 window_base = 0;
 
 /* max_entries is set by user space. */
 struct {
@@ -34,7 +38,9 @@ int do_sample(struct bpf_perf_event_data *ctx)
 	__u64 one = 1, *count;
 	long err;
 
-	if (bpf_ktime_get_ns() >= window_end)
+	__u64 now = bpf_ktime_get_ns();
+
+	if (now >= window_end)
 		return 0;
 	if (!include_idle && tid == 0)
 		return 0;
@@ -45,6 +51,8 @@ int do_sample(struct bpf_perf_event_data *ctx)
 	stat_inc(STAT_SAMPLES);
 	key.pid = pid;
 	key.tid = tid;
+	if (window_ns && now >= window_base)
+		key.window = (now - window_base) / window_ns;
 	bpf_get_current_comm(&key.comm, sizeof(key.comm));
 	if (!kernel_stacks_only)
 		key.user_err = user_stack_capture(ctx, pid, &key.user_stack, STAT_USTACK_ERR);

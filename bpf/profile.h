@@ -13,6 +13,9 @@ struct sample_key {
 	__s32 user_err; /* negative errno when the user stack was lost, else 0 */
 	__s32 kern_err;
 	char comm[TASK_COMM_LEN];
+	/* --continuous: the window the sample fell in ((time - window_base) / window_ns), else 0. */
+	__u32 window;
+	__u32 _pad;
 };
 
 #endif

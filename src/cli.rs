@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::oneliner::runtime::TraceConfig;
 use crate::tools::biolatency::{BiolatencyConfig, Linear};
+use crate::tools::continuous::{host_name, parse_every, parse_label, ContinuousConfig};
 use crate::tools::funccount::FunccountConfig;
 use crate::tools::offcpu::{WaitConfig, WaitMode};
 use crate::tools::profile::{ProfileConfig, Sampling};
@@ -263,9 +264,81 @@ pub struct ProfileArgs {
     /// Include the idle task (CPU idle time)
     #[arg(short = 'I', long = "include-idle")]
     pub include_idle: bool,
+    #[command(flatten)]
+    pub continuous: ContinuousArgs,
     /// Seconds to sample (default: until Ctrl-C)
     #[arg(value_name = "DURATION")]
     pub duration: Option<u64>,
+}
+
+/// Continuous profiling: a profile per window, written to a directory and/or pushed to Pyroscope.
+#[derive(Debug, Args, Default)]
+pub struct ContinuousArgs {
+    /// Profile continuously: one pprof profile per window (--every), to --pprof-dir and/or --push
+    #[arg(long = "continuous")]
+    pub continuous: bool,
+    /// The length of a window (10s, 500ms, 1m)
+    #[arg(
+        long = "every",
+        value_name = "LEN",
+        default_value = "10s",
+        requires = "continuous"
+    )]
+    pub every: String,
+    /// Write each window's profile to DIR (TOOL-SEQ-UTCTIME.pb.gz), keeping the last --keep
+    #[arg(long = "pprof-dir", value_name = "DIR", requires = "continuous")]
+    pub pprof_dir: Option<PathBuf>,
+    /// Profiles kept in --pprof-dir (the oldest are removed)
+    #[arg(long = "keep", value_name = "N", default_value_t = 60, requires = "continuous",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep: u32,
+    /// Push each window to a Grafana Pyroscope server's ingest API (http://HOST:4040)
+    #[arg(long = "push", value_name = "URL", requires = "continuous")]
+    pub push: Option<String>,
+    /// The application name pushed (Pyroscope's service name)
+    #[arg(
+        long = "service",
+        value_name = "NAME",
+        default_value = "bpfprof",
+        requires = "continuous"
+    )]
+    pub service: String,
+    /// A label of the pushed profiles (repeat): KEY=VALUE, after host=HOSTNAME
+    #[arg(long = "label", value_name = "KEY=VALUE", requires = "continuous")]
+    pub labels: Vec<String>,
+}
+
+impl ContinuousArgs {
+    /// The continuous configuration, or None without --continuous.
+    fn into_config(self, one_shot_output: bool) -> Result<Option<ContinuousConfig>> {
+        if !self.continuous {
+            return Ok(None);
+        }
+        if one_shot_output {
+            bail!("--continuous writes a profile per window: use --pprof-dir DIR (not -f, --svg or --pprof)");
+        }
+        if self.pprof_dir.is_none() && self.push.is_none() {
+            bail!("--continuous needs somewhere to put the windows: --pprof-dir DIR and/or --push URL");
+        }
+        if self.service.is_empty() || self.service.contains(['{', '}', ',', '=', ' ']) {
+            bail!(
+                "--service {:?}: a name without spaces, braces, commas or =",
+                self.service
+            );
+        }
+        let mut labels = vec![("host".to_string(), host_name())];
+        for l in &self.labels {
+            labels.push(parse_label(l)?);
+        }
+        Ok(Some(ContinuousConfig {
+            every: parse_every(&self.every)?,
+            dir: self.pprof_dir,
+            keep: self.keep as usize,
+            push: self.push,
+            service: self.service,
+            labels,
+        }))
+    }
 }
 
 /// The off-CPU tools' arguments (offcpu, wakeup, offwake): bcc's offcputime flags. Thread filters apply to
@@ -646,7 +719,10 @@ impl ProfileArgs {
         if self.duration == Some(0) {
             bail!("duration must be at least 1 second");
         }
+        let one_shot = s.folded || s.svg.is_some() || s.pprof.is_some();
+        let continuous = self.continuous.into_config(one_shot)?;
         Ok(ProfileConfig {
+            continuous,
             pids: self.target.pids,
             tids: self.target.tids,
             user_stacks_only: s.user_stacks_only,

@@ -124,6 +124,23 @@ impl StackBook {
         Ok(())
     }
 
+    /// How many stacks are known.
+    pub fn stack_count(&self) -> usize {
+        self.stacks.len()
+    }
+
+    /// Keeps only the stacks in `keep` (and their names).
+    pub fn retain(&mut self, keep: &FxHashSet<u64>) {
+        self.stacks.retain(|id, _| keep.contains(id));
+        self.kernel_names.retain(|id, _| keep.contains(id));
+        self.user_names.retain(|(_, id), _| keep.contains(id));
+        self.pending_kernel.retain(|id| keep.contains(id));
+        self.pending_user.retain(|(_, id)| keep.contains(id));
+        self.sequences.clear();
+        self.sequences.shrink_to_fit();
+        self.stacks.shrink_to_fit();
+    }
+
     /// The names of a kernel stack's frames, innermost first.
     pub fn kernel(&self, id: u64) -> Option<&Arc<[Frame]>> {
         self.kernel_names.get(&id)

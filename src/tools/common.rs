@@ -147,6 +147,51 @@ impl Collector {
         }
     }
 
+    /// Names every stack the counts refer to (reading from `stack_map` those not announced), keeping
+    /// everything for more windows (--continuous).
+    pub fn complete(
+        &mut self,
+        kernel_ids: &rustc_hash::FxHashSet<u64>,
+        user_pairs: &rustc_hash::FxHashSet<(u32, u64)>,
+        stack_map: &dyn MapCore,
+    ) -> Result<()> {
+        self.take_announced();
+        self.book
+            .borrow_mut()
+            .complete(kernel_ids, user_pairs, stack_map, &mut self.syms)
+    }
+
+    /// The stacks known so far and their names.
+    pub fn book(&self) -> std::cell::Ref<'_, StackBook> {
+        self.book.borrow()
+    }
+
+    /// Forgets every stack but those in `keep`, here and in `stack_map` (where new ones are stored
+    /// again when sampled again), and starts a new symbolizer: what a long run holds stays bounded.
+    /// Returns how many stacks were forgotten.
+    pub fn forget_stacks(
+        &mut self,
+        keep: &rustc_hash::FxHashSet<u64>,
+        stack_map: &dyn MapCore,
+        pids: &[u32],
+    ) -> usize {
+        let stale: Vec<Vec<u8>> = stack_map
+            .keys()
+            .filter(|k| {
+                k.len() == 8 && !keep.contains(&u64::from_ne_bytes(k[..8].try_into().unwrap()))
+            })
+            .collect();
+        for k in &stale {
+            let _ = stack_map.delete(k);
+        }
+        self.book.borrow_mut().retain(keep);
+        self.syms = Symbolizer::new();
+        for &pid in pids {
+            self.syms.remember(pid);
+        }
+        stale.len()
+    }
+
     /// Names every stack the counts refer to (reading from `stack_map` those not announced), and gives
     /// the book and the symbolizer (whose names the book's stacks share) to the caller.
     pub fn finish(
@@ -319,21 +364,25 @@ pub fn write_svg_file(path: &Path, spec: &FlameGraphSpec, lines: &[String]) -> R
 /// One pprof sample: a folded line (`comm;root;...;leaf`, kernel frames `_[k]`), its values, its labels.
 pub type PprofSample = (String, Vec<i64>, Vec<(&'static str, LabelValue)>);
 
-/// Writes a gzipped pprof profile of `samples` to `path` (through a temporary file, renamed: a reader never
-/// sees half a profile). User frames get the mapping of the file they were seen in.
-pub fn write_pprof_file(
-    path: &Path,
+/// A gzipped pprof profile of `samples`. User frames get the mapping of the file they were seen in.
+pub fn pprof_bytes(
     spec: &PprofSpec,
     samples: &[PprofSample],
     syms: &Symbolizer,
-) -> Result<()> {
+) -> Result<Vec<u8>> {
     let mut b = PprofBuilder::new(spec);
     let origin = |name: &str| syms.origin(name);
     for (line, values, labels) in samples {
         b.add_folded(line, values, labels, &origin);
     }
-    let data = b.finish()?;
-    let tmp = path.with_extension("pprof.tmp");
+    b.finish()
+}
+
+/// Writes `data` to `path` through a temporary file, renamed: a reader never sees half a file.
+pub fn write_file_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
     std::fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }

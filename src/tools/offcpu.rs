@@ -12,9 +12,9 @@ use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::common::{
-    check_targets, check_writable, comm_str, fill_filters, merge_folded, print_header,
+    check_targets, check_writable, comm_str, fill_filters, merge_folded, pprof_bytes, print_header,
     report_unwinding, stack_part, start_unwinder, sum_ascending, unwind_desc, wall_ns_before,
-    window_end_ns, with_bss, write_pprof_file, write_svg_file, Collector, PprofSample, Timing,
+    window_end_ns, with_bss, write_file_atomically, write_svg_file, Collector, PprofSample, Timing,
     UnwindMaps,
 };
 use crate::bpf::skel::offcpu::types::{wait_key, wait_side, wait_val};
@@ -304,7 +304,7 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
             kernel_build_id: crate::symbolize::kernel_build_id(),
         };
         let samples = pprof_samples(cfg, &style, &counts, &book);
-        write_pprof_file(path, &spec, &samples, &syms)?;
+        write_file_atomically(path, &pprof_bytes(&spec, &samples, &syms)?)?;
         eprintln!("bpfprof: wrote {}", path.display());
     }
     let shown = if let Some(path) = &cfg.svg {

@@ -397,3 +397,407 @@ fn report_draws_flame_graphs_and_refuses_what_is_not_a_profile() {
         assert!(err.starts_with("bpfprof: "), "{err}");
     }
 }
+
+/// The windows a continuous run left in `dir`, oldest first.
+fn window_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("the --pprof-dir")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".pb.gz"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The samples a profile holds (`go tool pprof -raw`).
+fn samples_in(path: &Path) -> i64 {
+    let raw = go_pprof_raw(path);
+    raw.samples.iter().map(|s| raw.value(s, "samples")).sum()
+}
+
+/// The `bpfprof: N samples, M in K windows` summary: (N, M, K).
+fn continuous_summary(stderr: &str) -> (u64, u64, u64) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(" windows") && l.starts_with("bpfprof: ") && l.contains(" samples, "))
+        .unwrap_or_else(|| panic!("no summary: {stderr}"));
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (nums[0], nums[1], nums[2])
+}
+
+#[test]
+fn continuous_windows_abut_rotate_and_add_up() {
+    let Some(_lock) = bpf_test("continuous_windows_abut_rotate_and_add_up") else {
+        return;
+    };
+    let w = Workload::start(&workload("burn"), &["cpu", "600"]);
+    let pid = w.pid().to_string();
+    let dir = temp("windows");
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    let secs = scaled_secs(5);
+    let out = run_ok(&[
+        "profile",
+        "-p",
+        &pid,
+        "-F",
+        "199",
+        "--continuous",
+        "--every",
+        "500ms",
+        "--pprof-dir",
+        d,
+        "--keep",
+        "4",
+        &secs.to_string(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (counted, in_windows, windows) = continuous_summary(&stderr);
+    // Every sample the programs counted is in exactly one window, and the run made one window per
+    // 500 ms of its duration.
+    assert_eq!(counted, in_windows, "{stderr}");
+    assert_eq!(windows, secs * 2, "{stderr}");
+    // Rotation: the last four remain, and they are windows 6..9 (of 0..9).
+    let files = window_files(&dir);
+    assert_eq!(files.len(), 4, "{files:?}");
+    let last = (secs * 2 - 1) as usize;
+    for (i, f) in files.iter().enumerate() {
+        let want = format!("profile-{:06}-", last - 3 + i);
+        assert!(
+            f.file_name().unwrap().to_string_lossy().starts_with(&want),
+            "{f:?}"
+        );
+    }
+    // Each window's file holds what the run said it held (its stderr line), and a burning thread is
+    // sampled 199 times a second: ~99.5 per window (6 sd of a Poisson count, 10 % at least, below:
+    // a busy 2-CPU machine takes CPU time from the workload; never more than the clock allows).
+    let per_window: HashMap<String, u64> = stderr
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("bpfprof: window ")?;
+            let (_, rest) = rest.split_once(": ")?;
+            let n: u64 = rest.split_whitespace().next()?.parse().ok()?;
+            let file = rest.rsplit_once(": ")?.1.to_string();
+            Some((file, n))
+        })
+        .collect();
+    assert_eq!(per_window.len() as u64, windows, "{stderr}");
+    for f in &files {
+        let n = samples_in(f);
+        assert_eq!(
+            Some(&(n as u64)),
+            per_window.get(&f.display().to_string()),
+            "{f:?}"
+        );
+        assert!(
+            (80..=101).contains(&n),
+            "{f:?}: {n} samples in 500 ms at 199 Hz"
+        );
+    }
+    // All the windows together: one long run's count of a burning thread, 199 per second.
+    let expected = 199.0 * secs as f64;
+    assert!(
+        (in_windows as f64) <= expected * 1.01 && (in_windows as f64) >= expected * 0.85,
+        "{in_windows} samples in {secs} s at 199 Hz"
+    );
+}
+
+#[test]
+fn continuous_memory_stays_flat_over_hundreds_of_windows() {
+    let Some(_lock) = bpf_test("continuous_memory_stays_flat_over_hundreds_of_windows") else {
+        return;
+    };
+    // 4096 distinct stacks, a storage for 1024: the stacks are forgotten and stored again many times.
+    let w = Workload::start(&workload("manystacks"), &["600"]);
+    let pid = w.pid().to_string();
+    let dir = temp("rss-windows");
+    let _ = std::fs::remove_dir_all(&dir);
+    let args = [
+        "profile",
+        "-p",
+        &pid,
+        "-F",
+        "999",
+        "--stack-storage-size",
+        "1024",
+        "--continuous",
+        "--every",
+        "100ms",
+        "--pprof-dir",
+        dir.to_str().unwrap(),
+        "--keep",
+        "5",
+        "40",
+    ];
+    let child = bpfprof()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running bpfprof");
+    let rss = |pid: u32| -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let id = child.id();
+    // RSS once a second. Warming up (unwind tables, symbol caches, allocator arenas) takes ~20 s of
+    // this debug build here; after that it moves within a few MiB (buffers taken and given back) and
+    // must not trend up: the most of windows 250..400 is held to the most of windows 100..250.
+    let mut samples = Vec::new();
+    for _ in 0..39 {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        samples.push(rss(id));
+    }
+    let early = samples[9..24].iter().copied().max().unwrap_or(0);
+    let late = samples[24..].iter().copied().max().unwrap_or(0);
+    let out = child.wait_with_output().expect("bpfprof");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let (counted, in_windows, windows) = continuous_summary(&stderr);
+    assert_eq!(counted, in_windows, "{stderr}");
+    assert_eq!(windows, 400, "{stderr}");
+    assert_eq!(window_files(&dir).len(), 5);
+    // Measured here: 61,144 kB and 61,152 kB (a 80 s run stayed at 61,152 kB to its end).
+    assert!(early > 0 && late > 0, "no RSS read: {samples:?}");
+    assert!(
+        late <= early + 2048,
+        "RSS grew from at most {early} kB (windows 100..250) to {late} kB (250..400): {samples:?}"
+    );
+}
+
+/// A stand-in for a Pyroscope server's `POST /ingest` (its documented HTTP API): answers 503 to the
+/// first `fail_first` requests, then 200, and keeps each accepted request's query and `profile` part.
+struct FakePyroscope {
+    port: u16,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Ingested>>>,
+}
+
+/// An accepted push: its query parameters and its profile.
+type Ingested = (HashMap<String, String>, Vec<u8>);
+
+impl FakePyroscope {
+    fn start(fail_first: usize) -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&got);
+        std::thread::spawn(move || {
+            let mut seen = 0;
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut writer = conn;
+                // Requests on this connection, one after another (keep-alive).
+                loop {
+                    let mut request = String::new();
+                    if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let mut headers = HashMap::new();
+                    loop {
+                        let mut h = String::new();
+                        reader.read_line(&mut h).unwrap();
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        let (k, v) = h.split_once(':').unwrap();
+                        headers.insert(k.to_ascii_lowercase(), v.trim().to_string());
+                    }
+                    let len: usize = headers["content-length"].parse().unwrap();
+                    let mut body = vec![0u8; len];
+                    reader.read_exact(&mut body).unwrap();
+                    seen += 1;
+                    let status = match parse_ingest(&request, &headers, &body) {
+                        Ok(_) if seen <= fail_first => "503 Service Unavailable",
+                        Ok(entry) => {
+                            sink.lock().unwrap().push(entry);
+                            "200 OK"
+                        }
+                        Err(e) => {
+                            eprintln!("fake pyroscope: bad request: {e}");
+                            "400 Bad Request"
+                        }
+                    };
+                    let _ = write!(writer, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+                }
+            }
+        });
+        Self { port, got }
+    }
+}
+
+/// Checks a request as Pyroscope's ingest API documents it: POST /ingest, name/from/until required,
+/// format=pprof with the profile in a multipart form's `profile` part.
+fn parse_ingest(
+    request: &str,
+    headers: &HashMap<String, String>,
+    body: &[u8],
+) -> Result<Ingested, String> {
+    let target = request
+        .strip_prefix("POST ")
+        .and_then(|r| r.split_whitespace().next())
+        .ok_or("not a POST")?;
+    let (path, query) = target.split_once('?').ok_or("no query")?;
+    if path != "/ingest" {
+        return Err(format!("path {path}"));
+    }
+    let decode = |s: &str| -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'%' if i + 2 < bytes.len() => {
+                    out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                    i += 3;
+                }
+                b'+' => {
+                    out.push(b' ');
+                    i += 1;
+                }
+                b => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8(out).unwrap()
+    };
+    let q: HashMap<String, String> = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect();
+    for required in ["name", "from", "until"] {
+        if !q.contains_key(required) {
+            return Err(format!("no {required}"));
+        }
+    }
+    if q.get("format").map(String::as_str) != Some("pprof") {
+        return Err("format is not pprof".into());
+    }
+    let ctype = headers.get("content-type").ok_or("no content type")?;
+    let boundary = ctype
+        .strip_prefix("multipart/form-data; boundary=")
+        .ok_or("not multipart")?;
+    let delim = format!("--{boundary}");
+    let text = body;
+    let find = |hay: &[u8], needle: &[u8], from: usize| {
+        hay[from..]
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|p| p + from)
+    };
+    let start = find(text, delim.as_bytes(), 0).ok_or("no first boundary")?;
+    let head_end = find(text, b"\r\n\r\n", start).ok_or("no part headers")?;
+    let head = String::from_utf8_lossy(&text[start..head_end]);
+    if !head.contains("name=\"profile\"") {
+        return Err("no profile part".into());
+    }
+    let data_start = head_end + 4;
+    let end = find(text, format!("\r\n{delim}").as_bytes(), data_start).ok_or("no end")?;
+    Ok((q, text[data_start..end].to_vec()))
+}
+
+#[test]
+fn continuous_pushes_reach_the_ingest_api_and_survive_its_failures() {
+    let Some(_lock) = bpf_test("continuous_pushes_reach_the_ingest_api_and_survive_its_failures")
+    else {
+        return;
+    };
+    let w = Workload::start(&workload("burn"), &["cpu", "600"]);
+    let pid = w.pid().to_string();
+    // The server refuses the first two requests: the first window is pushed at its third attempt.
+    let server = FakePyroscope::start(2);
+    let url = format!("http://127.0.0.1:{}", server.port);
+    let out = run_ok(&[
+        "profile",
+        "-p",
+        &pid,
+        "-F",
+        "99",
+        "--continuous",
+        "--every",
+        "1s",
+        "--push",
+        &url,
+        "--service",
+        "burnsvc",
+        "--label",
+        "env=test",
+        "4",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (counted, in_windows, windows) = continuous_summary(&stderr);
+    assert_eq!((counted, windows), (in_windows, 4), "{stderr}");
+    assert!(
+        stderr.contains("pushed 4 windows (0 failed, 0 dropped"),
+        "{stderr}"
+    );
+    let got = server.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 4);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let mut pushed = 0;
+    for (i, (q, profile)) in got.iter().enumerate() {
+        assert_eq!(
+            q["name"],
+            format!("burnsvc.cpu{{host={},env=test}}", host.trim())
+        );
+        assert_eq!(q["sampleRate"], "99");
+        assert_eq!(q["spyName"], "bpfprof");
+        let (from, until): (u64, u64) = (q["from"].parse().unwrap(), q["until"].parse().unwrap());
+        assert!(from <= until && until - from <= 2, "{q:?}");
+        let file = temp(&format!("pushed-{i}.pb.gz"));
+        std::fs::write(&file, profile).unwrap();
+        let raw = go_pprof_raw(&file);
+        pushed += raw
+            .samples
+            .iter()
+            .map(|s| raw.value(s, "samples"))
+            .sum::<i64>();
+        assert!(
+            raw.samples
+                .iter()
+                .any(|s| s.frames.iter().any(|f| f == "hot_two_thirds")),
+            "{raw:#?}"
+        );
+    }
+    assert_eq!(pushed as u64, in_windows);
+
+    // No server at all: every window is tried, dropped with a WARNING and counted, and the run still
+    // ends on time (sampling never waits for the pusher).
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", dead.local_addr().unwrap().port());
+    drop(dead);
+    let started = std::time::Instant::now();
+    let out = run_ok(&[
+        "profile",
+        "-p",
+        &pid,
+        "--continuous",
+        "--every",
+        "1s",
+        "--push",
+        &url,
+        "3",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("WARNING: window 0 not pushed"), "{stderr}");
+    assert!(
+        stderr.contains("pushed 0 windows (3 failed, 0 dropped"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3 + 15),
+        "{stderr}"
+    );
+}

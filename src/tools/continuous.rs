@@ -1,0 +1,394 @@
+//! Continuous profiling: profiles in fixed windows, each written to a rotating directory and/or pushed to a
+//! Grafana Pyroscope server's ingest API, without ever holding up sampling.
+//!
+//! The BPF side counts each sample in the window of its own time (bpf/profile.bpf.c `window_ns`), so
+//! windows abut exactly; user space drains a window once it has ended, and forgets it.
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+
+/// What --continuous was asked to do, free of clap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContinuousConfig {
+    /// The length of a window.
+    pub every: Duration,
+    /// Where each window's profile is written (and how many are kept there).
+    pub dir: Option<PathBuf>,
+    pub keep: usize,
+    /// A Pyroscope server (its base URL, or the full `/ingest` URL).
+    pub push: Option<String>,
+    /// The application name pushed, and the labels (host first).
+    pub service: String,
+    pub labels: Vec<(String, String)>,
+}
+
+/// Windows waiting to be pushed: beyond this, the oldest waiting is dropped (and counted).
+const PUSH_QUEUE: usize = 8;
+/// Attempts per window, and the first wait between two (doubled each time).
+const PUSH_ATTEMPTS: u32 = 4;
+const PUSH_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Where windows go.
+pub struct Sink {
+    dir: Option<PathBuf>,
+    keep: usize,
+    written: VecDeque<PathBuf>,
+    pusher: Option<Pusher>,
+}
+
+/// What became of pushes (printed at the end, and as WARNINGs when they happen).
+#[derive(Default)]
+pub struct PushStats {
+    pub pushed: AtomicU64,
+    pub failed: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// One window's profile, its time span, and what the server is told of it.
+struct PushJob {
+    seq: u64,
+    from: SystemTime,
+    until: SystemTime,
+    data: Vec<u8>,
+}
+
+struct Pusher {
+    tx: Option<SyncSender<PushJob>>,
+    thread: Option<JoinHandle<()>>,
+    stats: Arc<PushStats>,
+    closing: Arc<AtomicBool>,
+}
+
+impl Sink {
+    /// Checks the directory (created if missing) and starts the pusher. `name` is the pushed
+    /// application name with its profile kind (`SERVICE.cpu`); `sample_rate` the sampling frequency.
+    pub fn new(cfg: &ContinuousConfig, kind: &str, sample_rate: u64) -> Result<Self> {
+        if let Some(dir) = &cfg.dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let probe = dir.join(".bpfprof-write-test");
+            std::fs::write(&probe, b"")
+                .with_context(|| format!("cannot write in {}", dir.display()))?;
+            let _ = std::fs::remove_file(probe);
+        }
+        let pusher = match &cfg.push {
+            Some(url) => Some(Pusher::start(
+                ingest_url(url)?,
+                app_name(&cfg.service, kind, &cfg.labels),
+                sample_rate,
+            )),
+            None => None,
+        };
+        Ok(Self {
+            dir: cfg.dir.clone(),
+            keep: cfg.keep.max(1),
+            written: VecDeque::new(),
+            pusher,
+        })
+    }
+
+    /// Hands over window `seq` (`data`: gzipped pprof) spanning [from, until): written, and queued for
+    /// the pusher (never waits for it). Returns the file written.
+    pub fn window(
+        &mut self,
+        tool: &str,
+        seq: u64,
+        from: SystemTime,
+        until: SystemTime,
+        data: Vec<u8>,
+    ) -> Result<Option<PathBuf>> {
+        let mut path = None;
+        if let Some(dir) = &self.dir {
+            let file = dir.join(format!("{tool}-{seq:06}-{}.pb.gz", utc_stamp(from)));
+            let tmp = file.with_extension("tmp");
+            std::fs::write(&tmp, &data).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &file).with_context(|| format!("writing {}", file.display()))?;
+            self.written.push_back(file.clone());
+            while self.written.len() > self.keep {
+                if let Some(old) = self.written.pop_front() {
+                    let _ = std::fs::remove_file(old);
+                }
+            }
+            path = Some(file);
+        }
+        if let Some(p) = &self.pusher {
+            p.queue(PushJob {
+                seq,
+                from,
+                until,
+                data,
+            });
+        }
+        Ok(path)
+    }
+
+    /// Lets queued pushes go (one attempt each, at most a few seconds in all), and says what became of
+    /// them.
+    pub fn finish(mut self) -> Option<Arc<PushStats>> {
+        let p = self.pusher.as_mut()?;
+        p.closing.store(true, Ordering::Relaxed);
+        drop(p.tx.take());
+        if let Some(t) = p.thread.take() {
+            let _ = t.join();
+        }
+        Some(Arc::clone(&p.stats))
+    }
+}
+
+impl Pusher {
+    fn start(url: String, name: String, sample_rate: u64) -> Self {
+        let (tx, rx) = sync_channel::<PushJob>(PUSH_QUEUE);
+        let stats = Arc::new(PushStats::default());
+        let closing = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (stats, closing) = (Arc::clone(&stats), Arc::clone(&closing));
+            std::thread::Builder::new()
+                .name("bpfprof-push".into())
+                .spawn(move || push_loop(rx, &url, &name, sample_rate, &stats, &closing))
+                .expect("spawning the push thread")
+        };
+        Self {
+            tx: Some(tx),
+            thread: Some(thread),
+            stats,
+            closing,
+        }
+    }
+
+    /// Queues a window; when the queue is full (the server is down or slow), the window is dropped.
+    fn queue(&self, job: PushJob) {
+        let Some(tx) = &self.tx else { return };
+        let seq = job.seq;
+        match tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                eprintln!(
+                    "WARNING: window {seq} not pushed: {PUSH_QUEUE} windows already wait for the server ({n} dropped so far)"
+                );
+            }
+        }
+    }
+}
+
+fn push_loop(
+    rx: Receiver<PushJob>,
+    url: &str,
+    name: &str,
+    sample_rate: u64,
+    stats: &PushStats,
+    closing: &AtomicBool,
+) {
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(5))
+        .timeout(Duration::from_secs(15))
+        .build();
+    for job in rx {
+        let mut wait = PUSH_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            match push_once(&agent, url, name, sample_rate, &job) {
+                Ok(()) => {
+                    stats.pushed.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Err(e) if attempt >= PUSH_ATTEMPTS || closing.load(Ordering::Relaxed) => {
+                    let n = stats.failed.fetch_add(1, Ordering::Relaxed) + 1;
+                    eprintln!(
+                        "WARNING: window {} not pushed to {url} after {attempt} attempts ({e}): dropped ({n} so far)",
+                        job.seq
+                    );
+                    break;
+                }
+                Err(_) => {
+                    std::thread::sleep(wait);
+                    wait *= 2;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+/// One POST of a window to Pyroscope's `/ingest` (format=pprof, the profile as the `profile` part of a
+/// multipart form, as Pyroscope's own clients send it).
+fn push_once(
+    agent: &ureq::Agent,
+    url: &str,
+    name: &str,
+    sample_rate: u64,
+    job: &PushJob,
+) -> Result<()> {
+    let secs = |t: SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs()
+            .to_string()
+    };
+    let boundary = format!("bpfprof-{:016x}", job.seq ^ 0x9e37_79b9_7f4a_7c15);
+    let mut body = Vec::with_capacity(job.data.len() + 256);
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"profile\"; filename=\"profile.pprof\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(&job.data);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    agent
+        .post(url)
+        .query("name", name)
+        .query("from", &secs(job.from))
+        .query("until", &secs(job.until))
+        .query("format", "pprof")
+        .query("sampleRate", &sample_rate.to_string())
+        .query("spyName", "bpfprof")
+        .set(
+            "Content-Type",
+            &format!("multipart/form-data; boundary={boundary}"),
+        )
+        .send_bytes(&body)
+        .map_err(|e| match e {
+            ureq::Error::Status(code, _) => anyhow::anyhow!("HTTP {code}"),
+            other => anyhow::anyhow!("{other}"),
+        })?;
+    Ok(())
+}
+
+/// The ingest endpoint of a server's base URL (or the endpoint itself).
+fn ingest_url(url: &str) -> Result<String> {
+    if url.starts_with("https://") {
+        bail!("--push {url}: this build speaks plain HTTP only (put a TLS-terminating proxy, or Grafana Alloy's pyroscope.receive_http, in front)");
+    }
+    if !url.starts_with("http://") {
+        bail!("--push {url}: not an http:// URL");
+    }
+    let base = url.trim_end_matches('/');
+    Ok(if base.ends_with("/ingest") {
+        base.to_string()
+    } else {
+        format!("{base}/ingest")
+    })
+}
+
+/// Pyroscope's application name with labels: `SERVICE.KIND{host=H,k=v}`.
+fn app_name(service: &str, kind: &str, labels: &[(String, String)]) -> String {
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{service}.{kind}{{{}}}", labels.join(","))
+}
+
+/// Checks a `--label k=v` (Pyroscope's label syntax: no separators in either part).
+pub fn parse_label(s: &str) -> Result<(String, String)> {
+    let Some((k, v)) = s.split_once('=') else {
+        bail!("--label {s}: expected KEY=VALUE");
+    };
+    let key_ok = !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    let value_ok = !v.is_empty() && !v.contains([',', '{', '}', '=', '"', '\n']);
+    if !key_ok || !value_ok {
+        bail!("--label {s}: keys are letters, digits, _ and .; values must not be empty nor hold , {{ }} = or quotes");
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// Parses a window length: `10s`, `500ms`, `2m`, or plain seconds.
+pub fn parse_every(s: &str) -> Result<Duration> {
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("--every {s}: expected e.g. 10s, 500ms or 1m"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        _ => bail!("--every {s}: the unit is ms, s or m"),
+    };
+    if d < Duration::from_millis(100) {
+        bail!("--every {s}: a window is at least 100ms");
+    }
+    Ok(d)
+}
+
+/// This host's name, for the `host` label.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// `20261204T230512.123Z`: a window's start, in UTC, for its file name.
+fn utc_stamp(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as libc::time_t;
+    // SAFETY: gmtime_r fills the zeroed tm it is given from a valid time_t.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::gmtime_r(&secs, &mut tm);
+        tm
+    };
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:03}Z",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_lengths_and_labels_parse() {
+        assert_eq!(parse_every("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_every("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_every("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_every("7").unwrap(), Duration::from_secs(7));
+        for bad in ["", "s", "10h", "50ms", "1.5s"] {
+            assert!(parse_every(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_label("env=prod").unwrap(),
+            ("env".into(), "prod".into())
+        );
+        for bad in ["env", "=x", "env=", "e v=x", "env=a,b", "env=a}"] {
+            assert!(parse_label(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pushed_names_and_urls() {
+        let labels = vec![("host".into(), "h1".into()), ("env".into(), "prod".into())];
+        assert_eq!(app_name("web", "cpu", &labels), "web.cpu{host=h1,env=prod}");
+        assert_eq!(
+            ingest_url("http://p:4040/").unwrap(),
+            "http://p:4040/ingest"
+        );
+        assert_eq!(
+            ingest_url("http://p:4040/ingest").unwrap(),
+            "http://p:4040/ingest"
+        );
+        assert!(ingest_url("https://p").is_err());
+        assert!(ingest_url("p:4040").is_err());
+    }
+
+    #[test]
+    fn stamps_are_utc() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_796_425_512_123);
+        assert_eq!(utc_stamp(t), "20261204T230512.123Z");
+    }
+}
