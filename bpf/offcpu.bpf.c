@@ -44,6 +44,10 @@ const volatile __u32 sample_every = 1;
  * stamped or counted: a block counts if it began and ended inside, as if the programs were attached only
  * then. */
 volatile __u64 window_end = 0;
+/* --continuous: windows of window_ns nanoseconds from window_base (set with window_end). A block is
+ * counted in the window it ends in. */
+const volatile __u64 window_ns = 0;
+volatile __u64 window_base = 0;
 
 /* When each traced thread last went off-CPU (ts 0: it is on a CPU), by tid, from its first traced switch
  * to its exit. max_entries is set by user space. */
@@ -192,6 +196,14 @@ static __always_inline void account(struct wait_key *key, __u64 delta)
 	long err;
 
 	stat_inc(STAT_SAMPLES);
+	key->window = 0;
+	key->_pad = 0;
+	if (window_ns) {
+		__u64 now = bpf_ktime_get_ns();
+
+		if (now >= window_base)
+			key->window = (now - window_base) / window_ns;
+	}
 	val = bpf_map_lookup_elem(&counts, key);
 	if (val) {
 		__sync_fetch_and_add(&val->ns, delta);

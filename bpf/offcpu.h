@@ -27,6 +27,9 @@ struct wait_side {
 struct wait_key {
 	struct wait_side target;
 	struct wait_side waker;
+	/* --continuous: the window the block ended in ((time - window_base) / window_ns), else 0. */
+	__u32 window;
+	__u32 _pad;
 };
 
 /* Summed per key: nanoseconds blocked, and how many blocks. */

@@ -395,6 +395,8 @@ pub struct WaitArgs {
     #[arg(long = "sample", value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub sample: u32,
+    #[command(flatten)]
+    pub continuous: ContinuousArgs,
     /// Seconds to trace (default: until Ctrl-C)
     #[arg(value_name = "DURATION")]
     pub duration: Option<u64>,
@@ -418,7 +420,10 @@ impl WaitArgs {
         if self.duration == Some(0) {
             bail!("duration must be at least 1 second");
         }
+        let one_shot = s.folded || s.svg.is_some() || s.pprof.is_some();
+        let continuous = self.continuous.into_config(one_shot)?;
         Ok(WaitConfig {
+            continuous,
             mode,
             pids: self.pids,
             tids: self.tids,

@@ -387,14 +387,6 @@ pub fn write_file_atomically(path: &Path, data: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Wall-clock nanoseconds since the epoch at `ago` before now (a profile's start).
-pub fn wall_ns_before(ago: Duration) -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    now.saturating_sub(ago).as_nanos() as i64
-}
-
 /// Phase times on stderr with BPFPROF_TIMING=1, to see where a run's time goes (benchmarks use it).
 pub struct Timing {
     on: bool,

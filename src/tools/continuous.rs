@@ -9,9 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+
+use super::common::Collector;
+use crate::util::StopFlag;
 
 /// What --continuous was asked to do, free of clap.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +29,121 @@ pub struct ContinuousConfig {
     /// The application name pushed, and the labels (host first).
     pub service: String,
     pub labels: Vec<(String, String)>,
+}
+
+/// One drained window: its index, what it counted (samples or blocks), its stacks, its profile.
+pub struct WindowProfile {
+    pub window: u32,
+    pub counted: u64,
+    pub stacks: usize,
+    pub data: Vec<u8>,
+}
+
+/// What the windows held in all.
+#[derive(Default)]
+pub struct Written {
+    pub windows: u64,
+    pub counted: u64,
+}
+
+/// How long after a window's end its counts are taken: a count is made by a program that began before
+/// the end and runs for microseconds.
+pub const WINDOW_GRACE: Duration = Duration::from_millis(50);
+
+/// When the windows are: window k spans [started + k * every, started + (k + 1) * every).
+#[derive(Clone, Copy)]
+pub struct WindowClock {
+    pub every: Duration,
+    pub started: Instant,
+    pub started_wall: SystemTime,
+}
+
+impl WindowClock {
+    /// Window `w`'s start on the wall clock, and its end (not after now: the last window is partial).
+    pub fn span(&self, w: u32) -> (SystemTime, SystemTime) {
+        let from = self.started_wall + self.every * w;
+        (from, (from + self.every).min(SystemTime::now()))
+    }
+
+    /// What a run will do with its windows, for the line after the header.
+    pub fn describe(&self, c: &ContinuousConfig) -> String {
+        let mut to = Vec::new();
+        if let Some(d) = &c.dir {
+            to.push(format!(
+                "writing {} (the last {} kept)",
+                d.display(),
+                c.keep
+            ));
+        }
+        if let Some(u) = &c.push {
+            to.push(format!("pushing to {u} as {}", c.service));
+        }
+        format!("bpfprof: windows of {:?}, {}", self.every, to.join(" and "))
+    }
+
+    /// Hands each window on once it has ended, until `end` or a signal; then closes the programs' window
+    /// (`close`) and hands on what is left. `drain(collector, last)` takes every count of windows up to
+    /// `last` (None: all) out of the kernel and makes their profiles. `noun`: what is counted.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        &self,
+        tool: &str,
+        noun: &str,
+        end: Option<Instant>,
+        collector: &mut Collector,
+        mut sink: Sink,
+        stop: &StopFlag,
+        mut drain: impl FnMut(&mut Collector, Option<u32>) -> Result<Vec<WindowProfile>>,
+        close: impl FnOnce() -> Result<()>,
+    ) -> Result<(Written, Option<Arc<PushStats>>)> {
+        let mut written = Written::default();
+        let mut hand_on = |sink: &mut Sink, profiles: Vec<WindowProfile>| -> Result<()> {
+            for p in profiles {
+                let (from, until) = self.span(p.window);
+                let file = sink.window(tool, u64::from(p.window), from, until, p.data)?;
+                written.windows += 1;
+                written.counted += p.counted;
+                let to = file.map_or(String::new(), |f| format!(": {}", f.display()));
+                eprintln!(
+                    "bpfprof: window {}: {} {noun}, {} stacks{to}",
+                    p.window, p.counted, p.stacks
+                );
+            }
+            Ok(())
+        };
+        let mut next: u32 = 0;
+        loop {
+            let due = self.started + self.every * (next + 1) + WINDOW_GRACE;
+            let deadline = end.map_or(due, |e| e.min(due));
+            collector.run(stop, Some(deadline));
+            if stop.raised() || end.is_some_and(|e| Instant::now() >= e) {
+                break;
+            }
+            hand_on(&mut sink, drain(collector, Some(next))?)?;
+            next += 1;
+        }
+        close()?;
+        // The programs count no more (their window is closed); what they counted is drained now.
+        std::thread::sleep(WINDOW_GRACE);
+        hand_on(&mut sink, drain(collector, None)?)?;
+        Ok((written, sink.finish()))
+    }
+}
+
+/// Prints what became of a continuous run: pushes, and what the windows held against what was counted.
+pub fn report_windows(noun: &str, counted: u64, written: &Written, push: Option<&PushStats>) {
+    if let Some(p) = push {
+        eprintln!(
+            "bpfprof: pushed {} windows ({} failed, {} dropped while the server lagged)",
+            p.pushed.load(Ordering::Relaxed),
+            p.failed.load(Ordering::Relaxed),
+            p.dropped.load(Ordering::Relaxed)
+        );
+    }
+    eprintln!(
+        "bpfprof: {counted} {noun}, {} in {} windows",
+        written.counted, written.windows
+    );
 }
 
 /// Windows waiting to be pushed: beyond this, the oldest waiting is dropped (and counted).

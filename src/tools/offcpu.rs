@@ -3,20 +3,20 @@
 use std::mem::MaybeUninit;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, OpenObject};
+use libbpf_rs::{Link, MapCore, OpenObject};
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::common::{
     check_targets, check_writable, comm_str, fill_filters, merge_folded, pprof_bytes, print_header,
-    report_unwinding, stack_part, start_unwinder, sum_ascending, unwind_desc, wall_ns_before,
-    window_end_ns, with_bss, write_file_atomically, write_svg_file, Collector, PprofSample, Timing,
-    UnwindMaps,
+    report_unwinding, stack_part, start_unwinder, sum_ascending, unwind_desc, window_end_ns,
+    with_bss, write_file_atomically, write_svg_file, Collector, PprofSample, Timing, UnwindMaps,
 };
+use super::continuous::{report_windows, ContinuousConfig, Sink, WindowClock, WindowProfile};
 use crate::bpf::skel::offcpu::types::{wait_key, wait_side, wait_val};
 use crate::bpf::skel::offcpu::{OffcpuSkel, OffcpuSkelBuilder};
 use crate::bpf::stacks::{for_each_entry, from_bytes, loss_report, read_stats, stat};
@@ -27,7 +27,7 @@ use crate::render::wait::{self as layout, Side, WaitRecord, WAKER_SUFFIX};
 use crate::render::{bcc, folded, sort_ascending, StackRecord, StackStyle};
 use crate::symbolize::stackbook::StackBook;
 use crate::unwind::UnwindMode;
-use crate::util::{write_stdout, StopFlag};
+use crate::util::{ktime_ns, write_stdout, StopFlag};
 
 /// Which of the three tools (enum wait_mode in bpf/offcpu.h).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +87,8 @@ pub struct WaitConfig {
     pub state: Option<u32>,
     /// --sample N: one block in N is traced, and totals are scaled by N (1: every block).
     pub sample_every: u32,
+    /// --continuous: profiles in windows, written and/or pushed (None: one report at the end).
+    pub continuous: Option<ContinuousConfig>,
     pub duration: Option<Duration>,
 }
 
@@ -105,12 +107,21 @@ impl WaitConfig {
 
     /// The text report is printed when no other output was asked for.
     fn text_report(&self) -> bool {
-        !self.folded && self.svg.is_none() && self.pprof.is_none()
+        !self.folded && self.svg.is_none() && self.pprof.is_none() && self.continuous.is_none()
     }
 
     /// Folded lines are made for -f and --svg.
     fn fold_lines(&self) -> bool {
         self.folded || self.svg.is_some()
+    }
+
+    /// What is counted: wakeups, or blocks.
+    fn noun(&self) -> &'static str {
+        if self.mode == WaitMode::Wakeup {
+            "wakeups"
+        } else {
+            "blocks"
+        }
     }
 
     fn who_desc(&self) -> String {
@@ -216,9 +227,51 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
     }
     // The programs close the window at the duration's end themselves: exact however slow this side is.
     let end = window_end_ns(cfg.duration);
-    with_bss(skel.maps.bss_data.as_deref_mut(), |b| b.window_end = end)?;
+    let base = ktime_ns();
+    with_bss(skel.maps.bss_data.as_deref_mut(), |b| {
+        b.window_base = base;
+        b.window_end = end;
+    })?;
     let started = Instant::now();
+    let started_wall = SystemTime::now();
     print_header(&cfg.header(), cfg.text_report())?;
+    if let Some(c) = &cfg.continuous {
+        let clock = WindowClock {
+            every: c.every,
+            started,
+            started_wall,
+        };
+        let sink = Sink::new(c, cfg.mode.name(), 100)?;
+        eprintln!("{}", clock.describe(c));
+        let end = cfg.duration.and_then(|d| started.checked_add(d));
+        let skel_cell = std::cell::RefCell::new(&mut skel);
+        let noun = cfg.noun();
+        let outcome = clock.run(
+            cfg.mode.name(),
+            noun,
+            end,
+            &mut collector,
+            sink,
+            &stop,
+            |collector, last| drain_windows(cfg, &clock, &skel_cell.borrow(), collector, last),
+            || {
+                with_bss(skel_cell.borrow_mut().maps.bss_data.as_deref_mut(), |b| {
+                    b.window_end = 0
+                })
+            },
+        );
+        while let Some(link) = links.pop() {
+            drop(link);
+        }
+        let stats = read_stats(&skel.maps.stats)?;
+        for line in loss_report(&stats, cfg.stack_storage_size) {
+            eprintln!("{line}");
+        }
+        let (written, push) = outcome?;
+        let counted = stats[stat::SAMPLES] * u64::from(cfg.sample_every.max(1));
+        report_windows(noun, counted, &written, push.as_deref());
+        return Ok(());
+    }
     // A duration too large for the clock means "until Ctrl-C".
     collector.run(&stop, cfg.duration.and_then(|d| started.checked_add(d)));
     timing.mark("tracing");
@@ -270,11 +323,7 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
         WaitMode::OffCpu => offcpu_output(cfg, &style, &counts, &book),
         WaitMode::Wakeup | WaitMode::OffWake => wait_output(cfg, &style, &counts, &book),
     };
-    let noun = if cfg.mode == WaitMode::Wakeup {
-        "wakeups"
-    } else {
-        "blocks"
-    };
+    let noun = cfg.noun();
     let (title, palette, what) = graph_kind(cfg.mode);
     let subtitle = format!(
         "bpfprof {}: {} by {} {what} stack{}, {:.1} s, {} {noun}, {:.3} s blocked{}",
@@ -288,21 +337,7 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
         cfg.sample_note(),
     );
     if let Some(path) = &cfg.pprof {
-        let spec = PprofSpec {
-            tool: cfg.mode.name().into(),
-            // Counts first and time last, as Go's own profiles: pprof's readers show the last by default.
-            sample_types: vec![
-                ("blocks".into(), "count".into()),
-                ("offcpu".into(), "nanoseconds".into()),
-            ],
-            period_type: ("offcpu".into(), "nanoseconds".into()),
-            period: 1,
-            time_nanos: wall_ns_before(elapsed),
-            duration_nanos: elapsed.as_nanos() as i64,
-            title: title.into(),
-            subtitle: Some(subtitle.clone()),
-            kernel_build_id: crate::symbolize::kernel_build_id(),
-        };
+        let spec = pprof_spec(cfg, started_wall, elapsed, &subtitle);
         let samples = pprof_samples(cfg, &style, &counts, &book);
         write_file_atomically(path, &pprof_bytes(&spec, &samples, &syms)?)?;
         eprintln!("bpfprof: wrote {}", path.display());
@@ -422,6 +457,9 @@ fn load_and_attach<'o>(
     rodata.max_stack_depth = cfg.max_stack_depth;
     rodata.unwind_mode = cfg.unwind.bpf_value();
     rodata.sample_every = cfg.sample_every.max(1);
+    if let Some(c) = &cfg.continuous {
+        rodata.window_ns = c.every.as_nanos() as u64;
+    }
     open.maps.stacks.set_max_entries(cfg.stack_storage_size)?;
     // Room for four (thread, stack pair) keys per stored stack, as profile.
     open.maps
@@ -482,6 +520,105 @@ fn recursion_misses(skel: &OffcpuSkel<'_>, hooks: Hooks) -> u64 {
         Hooks::TpBtf => bpf::recursion_misses(&[&p.switch_btf, &p.waking_btf]),
         Hooks::RawTp => bpf::recursion_misses(&[&p.switch_raw, &p.waking_raw]),
     }
+}
+
+/// What a pprof profile of these tools says of itself: `blocks/count` and `offcpu/nanoseconds`.
+fn pprof_spec(cfg: &WaitConfig, from: SystemTime, elapsed: Duration, subtitle: &str) -> PprofSpec {
+    PprofSpec {
+        tool: cfg.mode.name().into(),
+        // Counts first and time last, as Go's own profiles: pprof's readers show the last by default.
+        sample_types: vec![
+            ("blocks".into(), "count".into()),
+            ("offcpu".into(), "nanoseconds".into()),
+        ],
+        period_type: ("offcpu".into(), "nanoseconds".into()),
+        period: 1,
+        time_nanos: from
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as i64,
+        duration_nanos: elapsed.as_nanos() as i64,
+        title: graph_kind(cfg.mode).0.into(),
+        subtitle: Some(subtitle.to_string()),
+        kernel_build_id: crate::symbolize::kernel_build_id(),
+    }
+}
+
+/// Takes every count of windows up to `last` (None: all) out of the counts map, and makes each
+/// window's profile. Stacks no pending window needs are forgotten once half the storage is used.
+fn drain_windows(
+    cfg: &WaitConfig,
+    clock: &WindowClock,
+    skel: &OffcpuSkel<'_>,
+    collector: &mut Collector,
+    last: Option<u32>,
+) -> Result<Vec<WindowProfile>> {
+    let mut by_window: std::collections::BTreeMap<u32, Vec<(wait_key, wait_val)>> =
+        Default::default();
+    let mut taken_keys: Vec<Vec<u8>> = Vec::new();
+    let mut in_use: FxHashSet<u64> = FxHashSet::default();
+    let scale = u64::from(cfg.sample_every.max(1));
+    for_each_entry(&skel.maps.counts, |k, v| {
+        let key: wait_key = from_bytes(k);
+        let mut val: wait_val = from_bytes(v);
+        if last.map_or(true, |l| key.window <= l) {
+            val.ns = val.ns.saturating_mul(scale);
+            val.blocks = val.blocks.saturating_mul(scale);
+            by_window.entry(key.window).or_default().push((key, val));
+            taken_keys.push(k.to_vec());
+        } else {
+            for side in [&key.target, &key.waker] {
+                in_use.extend([side.user_stack, side.kern_stack]);
+            }
+        }
+    })
+    .context("reading the blocked-time counts")?;
+    for k in &taken_keys {
+        let _ = skel.maps.counts.delete(k);
+    }
+    let style = cfg.style();
+    let mut out = Vec::with_capacity(by_window.len());
+    for (window, counts) in by_window {
+        let mut kernel_ids = FxHashSet::default();
+        let mut user_pairs = FxHashSet::default();
+        for (k, _) in &counts {
+            for side in [&k.target, &k.waker] {
+                if side.kern_stack != 0 {
+                    kernel_ids.insert(side.kern_stack);
+                }
+                if side.user_stack != 0 {
+                    user_pairs.insert((side.pid, side.user_stack));
+                }
+            }
+        }
+        collector.complete(&kernel_ids, &user_pairs, &skel.maps.stacks)?;
+        let blocks: u64 = counts.iter().map(|(_, v)| v.blocks).sum();
+        let ns: u64 = counts.iter().map(|(_, v)| v.ns).sum();
+        let samples = pprof_samples(cfg, &style, &counts, &collector.book());
+        let (from, until) = clock.span(window);
+        let subtitle = format!(
+            "bpfprof {} --continuous: {}, window {window} of {:?}, {blocks} {}, {:.3} s blocked{}",
+            cfg.mode.name(),
+            cfg.who_desc(),
+            clock.every,
+            cfg.noun(),
+            ns as f64 / 1e9,
+            cfg.sample_note()
+        );
+        let elapsed = until.duration_since(from).unwrap_or_default();
+        let spec = pprof_spec(cfg, from, elapsed, &subtitle);
+        out.push(WindowProfile {
+            window,
+            counted: blocks,
+            stacks: counts.len(),
+            data: pprof_bytes(&spec, &samples, &collector.syms)?,
+        });
+    }
+    if collector.book().stack_count() * 2 > cfg.stack_storage_size as usize {
+        in_use.remove(&0);
+        collector.forget_stacks(&in_use, &skel.maps.stacks, &cfg.pids);
+    }
+    Ok(out)
 }
 
 /// A flame graph's title, palette, and what its stacks are, per tool.
@@ -740,6 +877,7 @@ mod tests {
             folded: false,
             svg: None,
             pprof: None,
+            continuous: None,
             stack_storage_size: 16384,
             max_stack_depth: 127,
             unwind: UnwindMode::Auto,

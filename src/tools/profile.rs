@@ -15,7 +15,7 @@ use super::common::{
     report_unwinding, stack_part, start_unwinder, unwind_desc, window_end_ns, with_bss,
     write_file_atomically, write_svg_file, Collector, PprofSample, Timing, UnwindMaps,
 };
-use super::continuous::{ContinuousConfig, PushStats, Sink};
+use super::continuous::{report_windows, ContinuousConfig, Sink, WindowClock, WindowProfile};
 use crate::bpf::skel::profile::types::sample_key;
 use crate::bpf::skel::profile::ProfileSkelBuilder;
 use crate::bpf::stacks::{for_each_entry, from_bytes, loss_report, read_stats, stat};
@@ -68,7 +68,7 @@ impl ProfileConfig {
 
     /// The text report is printed when no other output was asked for.
     fn text_report(&self) -> bool {
-        !self.folded && self.svg.is_none() && self.pprof.is_none()
+        !self.folded && self.svg.is_none() && self.pprof.is_none() && self.continuous.is_none()
     }
 
     /// Nanoseconds of CPU time a sample stands for.
@@ -203,36 +203,36 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     );
     print_header(&header, cfg.text_report())?;
     if let Some(c) = &cfg.continuous {
-        let windows = Windows {
-            cfg,
+        let clock = WindowClock {
             every: c.every,
             started,
             started_wall,
         };
         let sink = Sink::new(c, "cpu", 1_000_000_000 / cfg.period_ns().max(1) as u64)?;
-        eprintln!("{}", windows.describe(c));
-        let outcome = windows.run(&mut skel, &mut collector, sink, &stop);
+        eprintln!("{}", clock.describe(c));
+        let end = cfg.duration.and_then(|d| started.checked_add(d));
+        let skel_cell = std::cell::RefCell::new(&mut skel);
+        let outcome = clock.run(
+            "profile",
+            "samples",
+            end,
+            &mut collector,
+            sink,
+            &stop,
+            |collector, last| drain_windows(cfg, &clock, &skel_cell.borrow(), collector, last),
+            || {
+                with_bss(skel_cell.borrow_mut().maps.bss_data.as_deref_mut(), |b| {
+                    b.window_end = 0
+                })
+            },
+        );
         drop(samplers);
         let stats = read_stats(&skel.maps.stats)?;
         for line in loss_report(&stats, cfg.stack_storage_size) {
             eprintln!("{line}");
         }
         let (written, push) = outcome?;
-        if let Some(p) = push {
-            use std::sync::atomic::Ordering::Relaxed;
-            eprintln!(
-                "bpfprof: pushed {} windows ({} failed, {} dropped while the server lagged)",
-                p.pushed.load(Relaxed),
-                p.failed.load(Relaxed),
-                p.dropped.load(Relaxed)
-            );
-        }
-        eprintln!(
-            "bpfprof: {} samples, {} in {} windows",
-            stats[stat::SAMPLES],
-            written.samples,
-            written.windows
-        );
+        report_windows("samples", stats[stat::SAMPLES], &written, push.as_deref());
         return Ok(());
     }
     // A duration too large for the clock means "until Ctrl-C".
@@ -365,153 +365,69 @@ fn chosen_cpus(cpu: Option<u32>) -> Result<Vec<u32>> {
     }
 }
 
-/// Windows of a continuous profile: when each begins, and how each is drained and handed on.
-struct Windows<'a> {
-    cfg: &'a ProfileConfig,
-    every: Duration,
-    started: Instant,
-    started_wall: SystemTime,
-}
-
-/// What the windows held in all.
-#[derive(Default)]
-struct Written {
-    windows: u64,
-    samples: u64,
-}
-
-/// How long after a window's end its samples are taken: a sample is counted by a program that began
-/// before the end and runs for microseconds.
-const WINDOW_GRACE: Duration = Duration::from_millis(50);
-
-impl Windows<'_> {
-    fn describe(&self, c: &ContinuousConfig) -> String {
-        let mut to = Vec::new();
-        if let Some(d) = &c.dir {
-            to.push(format!(
-                "writing {} (the last {} kept)",
-                d.display(),
-                c.keep
-            ));
+/// Takes every count of windows up to `last` (None: all) out of the counts map, and makes each
+/// window's profile. Stacks no pending window needs are forgotten once half the storage is used.
+fn drain_windows(
+    cfg: &ProfileConfig,
+    clock: &WindowClock,
+    skel: &crate::bpf::skel::profile::ProfileSkel<'_>,
+    collector: &mut Collector,
+    last: Option<u32>,
+) -> Result<Vec<WindowProfile>> {
+    let mut by_window: std::collections::BTreeMap<u32, Vec<(sample_key, u64)>> = Default::default();
+    let mut taken_keys: Vec<Vec<u8>> = Vec::new();
+    let mut in_use: FxHashSet<u64> = FxHashSet::default();
+    for_each_entry(&skel.maps.counts, |k, v| {
+        let key: sample_key = from_bytes(k);
+        let n = u64::from_ne_bytes(v[..8].try_into().expect("8-byte count"));
+        if last.map_or(true, |l| key.window <= l) {
+            by_window.entry(key.window).or_default().push((key, n));
+            taken_keys.push(k.to_vec());
+        } else {
+            in_use.extend([key.user_stack, key.kern_stack]);
         }
-        if let Some(u) = &c.push {
-            to.push(format!("pushing to {u} as {}", c.service));
-        }
-        format!("bpfprof: windows of {:?}, {}", self.every, to.join(" and "))
+    })
+    .context("reading the sample counts")?;
+    for k in &taken_keys {
+        let _ = skel.maps.counts.delete(k);
     }
-
-    /// Drains each window once it has ended, until the duration ends or a signal arrives; then the last,
-    /// partial one. Returns what was written and what became of pushes.
-    fn run(
-        &self,
-        skel: &mut crate::bpf::skel::profile::ProfileSkel<'_>,
-        collector: &mut Collector,
-        mut sink: Sink,
-        stop: &StopFlag,
-    ) -> Result<(Written, Option<Arc<PushStats>>)> {
-        let end = self.cfg.duration.and_then(|d| self.started.checked_add(d));
-        let mut written = Written::default();
-        let mut next: u32 = 0;
-        loop {
-            let due = self.started + self.every * (next + 1) + WINDOW_GRACE;
-            let deadline = end.map_or(due, |e| e.min(due));
-            collector.run(stop, Some(deadline));
-            if stop.raised() || end.is_some_and(|e| Instant::now() >= e) {
-                break;
-            }
-            self.drain(skel, collector, &mut sink, Some(next), &mut written)?;
-            next += 1;
-        }
-        with_bss(skel.maps.bss_data.as_deref_mut(), |b| b.window_end = 0)?;
-        // The programs stop counting at once (the window is closed); what they counted is drained below.
-        std::thread::sleep(WINDOW_GRACE);
-        self.drain(skel, collector, &mut sink, None, &mut written)?;
-        Ok((written, sink.finish()))
+    let mut out = Vec::with_capacity(by_window.len());
+    for (window, counts) in by_window {
+        let samples: u64 = counts.iter().map(|(_, n)| n).sum();
+        let merged = merge_threads(counts, true);
+        let kernel_ids: FxHashSet<u64> = merged
+            .keys()
+            .map(|k| k.kern_stack)
+            .filter(|&id| id != 0)
+            .collect();
+        let user_pairs: FxHashSet<(u32, u64)> = merged
+            .keys()
+            .filter(|k| k.user_stack != 0)
+            .map(|k| (k.pid, k.user_stack))
+            .collect();
+        collector.complete(&kernel_ids, &user_pairs, &skel.maps.stacks)?;
+        let records = build_records(merged, &collector.book());
+        let (from, until) = clock.span(window);
+        let subtitle = format!(
+            "bpfprof profile --continuous: {} at {}, window {window} of {:?}, {samples} samples",
+            cfg.who_desc(),
+            cfg.rate_desc(),
+            clock.every
+        );
+        let elapsed = until.duration_since(from).unwrap_or_default();
+        let data = profile_pprof(cfg, &records, &collector.syms, from, elapsed, &subtitle)?;
+        out.push(WindowProfile {
+            window,
+            counted: samples,
+            stacks: records.len(),
+            data,
+        });
     }
-
-    /// Takes every count of windows up to `last` (None: all) out of the map and hands each window on.
-    fn drain(
-        &self,
-        skel: &crate::bpf::skel::profile::ProfileSkel<'_>,
-        collector: &mut Collector,
-        sink: &mut Sink,
-        last: Option<u32>,
-        written: &mut Written,
-    ) -> Result<()> {
-        let mut by_window: std::collections::BTreeMap<u32, Vec<(sample_key, u64)>> =
-            Default::default();
-        let mut taken_keys: Vec<Vec<u8>> = Vec::new();
-        let mut in_use: FxHashSet<u64> = FxHashSet::default();
-        for_each_entry(&skel.maps.counts, |k, v| {
-            let key: sample_key = from_bytes(k);
-            let n = u64::from_ne_bytes(v[..8].try_into().expect("8-byte count"));
-            if last.map_or(true, |l| key.window <= l) {
-                by_window.entry(key.window).or_default().push((key, n));
-                taken_keys.push(k.to_vec());
-            } else {
-                in_use.extend([key.user_stack, key.kern_stack]);
-            }
-        })
-        .context("reading the sample counts")?;
-        for k in &taken_keys {
-            // A key deleted here and counted again at once (a straggler) is drained with the next window.
-            let _ = skel.maps.counts.delete(k);
-        }
-        for (window, counts) in by_window {
-            let samples: u64 = counts.iter().map(|(_, n)| n).sum();
-            let merged = merge_threads(counts, true);
-            let kernel_ids: FxHashSet<u64> = merged
-                .keys()
-                .map(|k| k.kern_stack)
-                .filter(|&id| id != 0)
-                .collect();
-            let user_pairs: FxHashSet<(u32, u64)> = merged
-                .keys()
-                .filter(|k| k.user_stack != 0)
-                .map(|k| (k.pid, k.user_stack))
-                .collect();
-            collector.complete(&kernel_ids, &user_pairs, &skel.maps.stacks)?;
-            let records = build_records(merged, &collector.book());
-            let from = self.started_wall + self.every * window;
-            let until = (from + self.every).min(SystemTime::now());
-            let elapsed = until.duration_since(from).unwrap_or_default();
-            let subtitle = format!(
-                "bpfprof profile --continuous: {} at {}, window {window} of {:?}, {samples} samples",
-                self.cfg.who_desc(),
-                self.cfg.rate_desc(),
-                self.every
-            );
-            let data = profile_pprof(
-                self.cfg,
-                &records,
-                &collector.syms,
-                from,
-                elapsed,
-                &subtitle,
-            )?;
-            let file = sink.window("profile", u64::from(window), from, until, data)?;
-            written.windows += 1;
-            written.samples += samples;
-            match file {
-                Some(f) => eprintln!(
-                    "bpfprof: window {window}: {samples} samples, {} stacks: {}",
-                    records.len(),
-                    f.display()
-                ),
-                None => eprintln!(
-                    "bpfprof: window {window}: {samples} samples, {} stacks",
-                    records.len()
-                ),
-            }
-        }
-        // Bounded memory: once half the stack storage is taken, the stacks no pending window needs are
-        // forgotten (in the kernel and here).
-        if collector.book().stack_count() * 2 > self.cfg.stack_storage_size as usize {
-            in_use.remove(&0);
-            collector.forget_stacks(&in_use, &skel.maps.stacks, &self.cfg.pids);
-        }
-        Ok(())
+    if collector.book().stack_count() * 2 > cfg.stack_storage_size as usize {
+        in_use.remove(&0);
+        collector.forget_stacks(&in_use, &skel.maps.stacks, &cfg.pids);
     }
+    Ok(out)
 }
 
 /// The CPU flame graph's title (SVG, and pprof's comment for `bpfprof report`).
