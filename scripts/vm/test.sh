@@ -11,7 +11,8 @@
 #
 # The default set is what differs between kernels: every funccount, kernel-function, trace and unwind
 # test (kprobes, fentry, cookies, the verifiers of the one-liner compiler and of the unwinder, pt_regs
-# before 5.15), the off-CPU stack memos (each kernel's stack layout and verifier), and on 5.10 also biolatency's (the block tracepoints' older arguments) and one test of each
+# before 5.15), the off-CPU stack memos (each kernel's stack layout and verifier), --continuous's window
+# arithmetic in profile's and offcpu's programs (dead code, so unverified, without it), and on 5.10 also biolatency's (the block tracepoints' older arguments) and one test of each
 # stack tool's hooks (offwake's tp_btf and raw_tp paths, profile's perf_event program). The rest exercise
 # user space that no kernel changes; under emulation all of them took 27 min a kernel (5.10's set: 17 min),
 # and CI runs two.
@@ -34,7 +35,8 @@ bin=$(cargo test --locked --test integration --no-run 2>&1 | sed -n 's/.*Executa
 echo "vm-test: running $bin in the guest (kernel ${BPFPROF_VM_KERNEL:-6.1})" >&2
 filters=("$@")
 if [[ ${#filters[@]} -eq 0 && ${BPFPROF_VM_ALL:-0} != 1 ]]; then
-  filters=(funccount:: kernel_functions:: trace:: unwind:: offcpu::stack_memos)
+  filters=(funccount:: kernel_functions:: trace:: unwind:: offcpu::stack_memos
+    pprof::continuous_mode_loads)
   # 5.10's block tracepoints and BTF differ from 6.1's and this machine's 6.18; 6.1's are 6.18's.
   [[ ${BPFPROF_VM_KERNEL:-6.1} != 5.10 ]] || filters+=(biolatency::
     offcpu::offwake_puts_reader_and_writer_on_one_line_with_either_hook

@@ -16,6 +16,10 @@ use anyhow::{bail, Context, Result};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use prost::Message;
+use rustc_hash::FxHashMap;
+
+use super::folded::sanitize;
+use super::StackPart;
 
 /// The message types of pprof's profile.proto (github.com/google/pprof/proto/profile.proto), encoded
 /// and decoded by prost.
@@ -200,6 +204,8 @@ pub struct PprofBuilder {
     /// (kernel frame, function id) -> location id: a user function's mapping follows from its name, so
     /// each is looked up once.
     locations: HashMap<(bool, u64), u64>,
+    /// (interned frame's address, kernel frame) -> location id (add_stacks).
+    by_frame: FxHashMap<(usize, bool), u64>,
     mappings: HashMap<Arc<FileMapping>, u64>,
     /// The kernel's mapping id (0 until a kernel frame is added), and its build-id.
     kernel_mapping: u64,
@@ -213,6 +219,7 @@ impl PprofBuilder {
             strings: HashMap::new(),
             functions: HashMap::new(),
             locations: HashMap::new(),
+            by_frame: FxHashMap::default(),
             mappings: HashMap::new(),
             kernel_mapping: 0,
             kernel_build_id: None,
@@ -354,6 +361,55 @@ impl PprofBuilder {
                 None => self.location(f, false, origin),
             })
             .collect();
+        self.push_sample(comm, location_id, values, labels);
+    }
+
+    /// Adds a sample of one thread's stacks (as `fold` lays them out: kernel frames innermost first,
+    /// then user frames; a missed part as its `[Missed ... Stack]` frame). Frames are interned names:
+    /// each distinct one is looked up once, by pointer.
+    pub fn add_stacks(
+        &mut self,
+        comm: &str,
+        user: &StackPart,
+        kernel: &StackPart,
+        values: &[i64],
+        labels: &[(&str, LabelValue)],
+        origin: &dyn Fn(&str) -> Option<Origin>,
+    ) {
+        let mut location_id = Vec::new();
+        for (part, is_kernel, missed) in [
+            (kernel, true, "[Missed Kernel Stack]"),
+            (user, false, "[Missed User Stack]"),
+        ] {
+            match part {
+                StackPart::None => {}
+                StackPart::Missed => location_id.push(self.location(missed, is_kernel, origin)),
+                StackPart::Frames(frames) => {
+                    for f in frames.iter() {
+                        let key = (Arc::as_ptr(f).cast::<u8>() as usize, is_kernel);
+                        let id = match self.by_frame.get(&key) {
+                            Some(&id) => id,
+                            None => {
+                                let id = self.location(f, is_kernel, origin);
+                                self.by_frame.insert(key, id);
+                                id
+                            }
+                        };
+                        location_id.push(id);
+                    }
+                }
+            }
+        }
+        self.push_sample(comm, location_id, values, labels);
+    }
+
+    fn push_sample(
+        &mut self,
+        comm: &str,
+        location_id: Vec<u64>,
+        values: &[i64],
+        labels: &[(&str, LabelValue)],
+    ) {
         let mut label = vec![proto::Label {
             key: self.string("comm"),
             str: self.string(comm),
@@ -498,12 +554,9 @@ pub fn read(data: &[u8], value: Option<&str>, kernel_suffix: &str) -> Result<Rea
             // line[0] is the innermost (inlined) function, the last one its caller.
             for l in loc.line.iter().rev() {
                 line.push(';');
-                line.push_str(
-                    functions
-                        .get(&l.function_id)
-                        .copied()
-                        .unwrap_or("[unknown]"),
-                );
+                // As folded lines are made: no separator inside a name.
+                let name = functions.get(&l.function_id).copied();
+                line.push_str(&sanitize(name.unwrap_or("[unknown]")));
                 line.push_str(suffix);
             }
             if loc.line.is_empty() {
@@ -621,6 +674,37 @@ mod tests {
         );
         assert!(p.string_table.iter().any(|s| s == "0102"));
         assert!(p.string_table.iter().any(|s| s == KERNEL_MAPPING));
+    }
+
+    #[test]
+    fn a_threads_stacks_read_back_as_fold_lays_them_out() {
+        let style = crate::render::StackStyle {
+            annotations: true,
+            ..Default::default()
+        };
+        let frames = |names: &[&str]| StackPart::Frames(names.iter().map(|&n| n.into()).collect());
+        let rec = crate::render::StackRecord {
+            comm: "burn".into(),
+            pid: 1,
+            tid: 1,
+            user: frames(&["spin", "a;b", "main"]),
+            kernel: frames(&["vfs_read", "ksys_read"]),
+            value: 2,
+        };
+        let missed = crate::render::StackRecord {
+            kernel: StackPart::Missed,
+            ..rec.clone()
+        };
+        let mut b = PprofBuilder::new(&spec());
+        for r in [&rec, &missed] {
+            b.add_stacks(&r.comm, &r.user, &r.kernel, &[2, 20], &[], &|_| None);
+        }
+        let back = read(&b.finish().unwrap(), None, "_[k]").unwrap();
+        let want: Vec<(String, i64)> = [&rec, &missed]
+            .iter()
+            .map(|r| (crate::render::folded::fold(r, &style), 2))
+            .collect();
+        assert_eq!(back.lines, want);
     }
 
     #[test]

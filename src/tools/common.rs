@@ -361,8 +361,41 @@ pub fn write_svg_file(path: &Path, spec: &FlameGraphSpec, lines: &[String]) -> R
     write_svg(spec, lines, BufWriter::new(file))
 }
 
-/// One pprof sample: a folded line (`comm;root;...;leaf`, kernel frames `_[k]`), its values, its labels.
-pub type PprofSample = (String, Vec<i64>, Vec<(&'static str, LabelValue)>);
+/// One pprof sample: its stack, its values, its labels.
+pub struct PprofSample {
+    pub stack: PprofStack,
+    pub values: Vec<i64>,
+    pub labels: Vec<(&'static str, LabelValue)>,
+}
+
+/// A sample's stack: one thread's stacks (profile, offcpu), or a folded line (`comm;root;...;leaf`,
+/// kernel frames `_[k]`: wakeup's and offwake's layouts).
+pub enum PprofStack {
+    Thread {
+        comm: Arc<str>,
+        user: StackPart,
+        kernel: StackPart,
+    },
+    Folded(String),
+}
+
+impl PprofStack {
+    /// A record's stacks, with the side -U or -K leaves out removed.
+    pub fn of(rec: &crate::render::StackRecord, style: &crate::render::StackStyle) -> Self {
+        let none_if = |skip: bool, part: &StackPart| {
+            if skip {
+                StackPart::None
+            } else {
+                part.clone()
+            }
+        };
+        PprofStack::Thread {
+            comm: Arc::clone(&rec.comm),
+            user: none_if(style.kernel_stacks_only, &rec.user),
+            kernel: none_if(style.user_stacks_only, &rec.kernel),
+        }
+    }
+}
 
 /// A gzipped pprof profile of `samples`. User frames get the mapping of the file they were seen in.
 pub fn pprof_bytes(
@@ -372,8 +405,13 @@ pub fn pprof_bytes(
 ) -> Result<Vec<u8>> {
     let mut b = PprofBuilder::new(spec);
     let origin = |name: &str| syms.origin(name);
-    for (line, values, labels) in samples {
-        b.add_folded(line, values, labels, &origin);
+    for s in samples {
+        match &s.stack {
+            PprofStack::Thread { comm, user, kernel } => {
+                b.add_stacks(comm, user, kernel, &s.values, &s.labels, &origin)
+            }
+            PprofStack::Folded(line) => b.add_folded(line, &s.values, &s.labels, &origin),
+        }
     }
     b.finish()
 }

@@ -189,10 +189,10 @@ impl Sink {
     pub fn new(cfg: &ContinuousConfig, kind: &str, sample_rate: u64) -> Result<Self> {
         if let Some(dir) = &cfg.dir {
             std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+                .with_context(|| format!("--pprof-dir {}: cannot create it", dir.display()))?;
             let probe = dir.join(".bpfprof-write-test");
             std::fs::write(&probe, b"")
-                .with_context(|| format!("cannot write in {}", dir.display()))?;
+                .with_context(|| format!("--pprof-dir {}: cannot write there", dir.display()))?;
             let _ = std::fs::remove_file(probe);
         }
         let pusher = match &cfg.push {

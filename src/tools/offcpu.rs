@@ -14,7 +14,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::common::{
     check_targets, check_writable, comm_str, fill_filters, merge_folded, pprof_bytes, print_header,
     report_unwinding, stack_part, start_unwinder, sum_ascending, unwind_desc, window_end_ns,
-    with_bss, write_file_atomically, write_svg_file, Collector, PprofSample, Timing, UnwindMaps,
+    with_bss, write_file_atomically, write_svg_file, Collector, PprofSample, PprofStack, Timing,
+    UnwindMaps,
 };
 use super::continuous::{report_windows, ContinuousConfig, Sink, WindowClock, WindowProfile};
 use crate::bpf::skel::offcpu::types::{wait_key, wait_side, wait_val};
@@ -191,6 +192,12 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
     for path in cfg.svg.iter().chain(&cfg.pprof) {
         check_writable(path)?;
     }
+    // --continuous's directory and server are checked before anything is loaded.
+    let mut sink = cfg
+        .continuous
+        .as_ref()
+        .map(|c| Sink::new(c, cfg.mode.name(), 100))
+        .transpose()?;
     bpf::prepare()?;
     let stop = StopFlag::install()?;
 
@@ -235,13 +242,12 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
     let started = Instant::now();
     let started_wall = SystemTime::now();
     print_header(&cfg.header(), cfg.text_report())?;
-    if let Some(c) = &cfg.continuous {
+    if let (Some(c), Some(sink)) = (&cfg.continuous, sink.take()) {
         let clock = WindowClock {
             every: c.every,
             started,
             started_wall,
         };
-        let sink = Sink::new(c, cfg.mode.name(), 100)?;
         eprintln!("{}", clock.describe(c));
         let end = cfg.duration.and_then(|d| started.checked_add(d));
         let skel_cell = std::cell::RefCell::new(&mut skel);
@@ -666,9 +672,10 @@ fn pprof_samples(
         return records
             .par_iter()
             .zip(counts)
-            .map(|(r, (k, v))| {
-                let labels = thread(&k.target, false);
-                (folded::fold(r, &style), values(v), labels)
+            .map(|(r, (k, v))| PprofSample {
+                stack: PprofStack::of(r, &style),
+                values: values(v),
+                labels: thread(&k.target, false),
             })
             .collect();
     }
@@ -688,7 +695,11 @@ fn pprof_samples(
                 labels.extend(thread(&k.waker, true));
                 labels.push(("waker_comm", LabelValue::Str(w.comm.to_string())));
             }
-            (line, values(v), labels)
+            PprofSample {
+                stack: PprofStack::Folded(line),
+                values: values(v),
+                labels,
+            }
         })
         .collect()
 }

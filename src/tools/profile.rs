@@ -13,7 +13,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::common::{
     check_targets, check_writable, comm_str, fill_filters, merge_folded, pprof_bytes, print_header,
     report_unwinding, stack_part, start_unwinder, unwind_desc, window_end_ns, with_bss,
-    write_file_atomically, write_svg_file, Collector, PprofSample, Timing, UnwindMaps,
+    write_file_atomically, write_svg_file, Collector, PprofSample, PprofStack, Timing, UnwindMaps,
 };
 use super::continuous::{report_windows, ContinuousConfig, Sink, WindowClock, WindowProfile};
 use crate::bpf::skel::profile::types::sample_key;
@@ -115,6 +115,12 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         check_writable(path)?;
     }
     let cpus = chosen_cpus(cfg.cpu)?;
+    // --continuous's directory and server are checked before anything is loaded.
+    let mut sink = cfg
+        .continuous
+        .as_ref()
+        .map(|c| Sink::new(c, "cpu", 1_000_000_000 / cfg.period_ns().max(1) as u64))
+        .transpose()?;
     bpf::prepare()?;
     let stop = StopFlag::install()?;
 
@@ -202,13 +208,12 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         cfg.duration.map(|d| d.as_secs()),
     );
     print_header(&header, cfg.text_report())?;
-    if let Some(c) = &cfg.continuous {
+    if let (Some(c), Some(sink)) = (&cfg.continuous, sink.take()) {
         let clock = WindowClock {
             every: c.every,
             started,
             started_wall,
         };
-        let sink = Sink::new(c, "cpu", 1_000_000_000 / cfg.period_ns().max(1) as u64)?;
         eprintln!("{}", clock.describe(c));
         let end = cfg.duration.and_then(|d| started.checked_add(d));
         let skel_cell = std::cell::RefCell::new(&mut skel);
@@ -460,11 +465,7 @@ fn profile_pprof(
         subtitle: Some(subtitle.to_string()),
         kernel_build_id: crate::symbolize::kernel_build_id(),
     };
-    let style = StackStyle {
-        annotations: true,
-        delimited: false,
-        ..cfg.style()
-    };
+    let style = cfg.style();
     let samples: Vec<PprofSample> = records
         .par_iter()
         .map(|r| {
@@ -473,7 +474,11 @@ fn profile_pprof(
             if r.tid != 0 {
                 labels.push(("tid", LabelValue::Num(r.tid.into())));
             }
-            (folded::fold(r, &style), vec![n, n * period], labels)
+            PprofSample {
+                stack: PprofStack::of(r, &style),
+                values: vec![n, n * period],
+                labels,
+            }
         })
         .collect();
     pprof_bytes(&spec, &samples, syms)

@@ -860,3 +860,109 @@ fn offcpu_continuous_windows_hold_every_nap() {
         );
     }
 }
+
+#[test]
+fn continuous_refuses_bad_settings_in_one_line() {
+    // Refused before anything is loaded: no root needed, nothing left attached.
+    for args in [
+        &["profile", "--continuous", "1"][..],
+        &["profile", "--continuous", "--push", "https://p:4040", "1"],
+        &["profile", "--continuous", "--push", "p:4040", "1"],
+        &[
+            "profile",
+            "--continuous",
+            "--pprof-dir",
+            "/proc/no/such",
+            "1",
+        ],
+        &[
+            "profile",
+            "--continuous",
+            "--pprof-dir",
+            "/tmp",
+            "--every",
+            "5h",
+            "1",
+        ],
+        &[
+            "profile",
+            "--continuous",
+            "--pprof-dir",
+            "/tmp",
+            "--every",
+            "10ms",
+            "1",
+        ],
+        &["profile", "--continuous", "--pprof-dir", "/tmp", "-f", "1"],
+        &[
+            "offcpu",
+            "--continuous",
+            "--pprof-dir",
+            "/tmp",
+            "--pprof",
+            "x.pb.gz",
+            "1",
+        ],
+        &[
+            "offcpu",
+            "--continuous",
+            "--push",
+            "http://p",
+            "--label",
+            "env",
+            "1",
+        ],
+        &[
+            "offcpu",
+            "--continuous",
+            "--push",
+            "http://p",
+            "--service",
+            "a b",
+            "1",
+        ],
+    ] {
+        let out = bpfprof().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("bpfprof: --"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn continuous_mode_loads_and_its_windows_add_up_on_this_kernel() {
+    // What differs between kernels: the programs' window arithmetic passes the verifier (it is dead
+    // code, and not checked, without --continuous). Run by the VM suites too.
+    let Some(_lock) = bpf_test("continuous_mode_loads_and_its_windows_add_up_on_this_kernel")
+    else {
+        return;
+    };
+    let burn = Workload::start(&workload("burn"), &["cpu", "600"]);
+    let pipe = Workload::start(&workload("blocker"), &["pipe", "20"]);
+    for (tool, pid) in [
+        ("profile", burn.pid()),
+        ("offcpu", pipe.pid()),
+        ("offwake", pipe.pid()),
+    ] {
+        let dir = temp(&format!("kernel-windows-{tool}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let pid = pid.to_string();
+        let out = run_ok(&[
+            tool,
+            "-p",
+            &pid,
+            "--continuous",
+            "--every",
+            "1s",
+            "--pprof-dir",
+            dir.to_str().unwrap(),
+            "3",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let (counted, in_windows, windows) = continuous_summary(&stderr);
+        assert!(counted > 0, "{tool}: nothing counted: {stderr}");
+        assert_eq!((in_windows, windows), (counted, 3), "{tool}: {stderr}");
+        assert_eq!(window_files(&dir).len(), 3, "{tool}: {stderr}");
+    }
+}
