@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::oneliner::runtime::TraceConfig;
 use crate::tools::biolatency::{BiolatencyConfig, Linear};
 use crate::tools::continuous::{host_name, parse_every, parse_label, ContinuousConfig};
+use crate::tools::diff::{DiffConfig, DiffOutput};
 use crate::tools::funccount::FunccountConfig;
 use crate::tools::offcpu::{WaitConfig, WaitMode};
 use crate::tools::profile::{ProfileConfig, Sampling};
@@ -49,6 +50,10 @@ pub enum Command {
     /// stacks or text
     #[command(after_help = REPORT_EXAMPLES)]
     Report(ReportArgs),
+    /// Compare two saved profiles (pprof or folded): a differential flame graph (red grew, blue shrank)
+    /// or the functions whose share changed most
+    #[command(after_help = DIFF_EXAMPLES)]
+    Diff(DiffArgs),
     /// Show the unwind table bpfprof builds for a binary, and the rows that cover addresses (why a stack
     /// ends where it does)
     #[command(name = "unwind-table")]
@@ -60,6 +65,62 @@ const REPORT_EXAMPLES: &str = "Examples:
   bpfprof report cpu.pprof -f > cpu.folded   # folded stacks: comm;outer;...;inner count
   bpfprof report off.pprof --value blocks -f # off-CPU: the number of blocks instead of the time
   bpfprof report old.folded --svg old.svg    # folded stacks (bcc's -f, perf | stackcollapse) too";
+
+const DIFF_EXAMPLES: &str = "Examples:
+  bpfprof diff before.pb.gz after.pb.gz --svg diff.svg   # widths from after; red grew, blue shrank
+  bpfprof diff before.folded after.folded --text         # the functions whose share changed most
+  bpfprof diff a.folded b.folded -f > diff.folded        # difffolded.pl's lines: stack before after";
+
+/// diff's arguments.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The profile before (pprof from --pprof, or folded stacks)
+    #[arg(value_name = "BEFORE")]
+    pub before: PathBuf,
+    /// The profile after
+    #[arg(value_name = "AFTER")]
+    pub after: PathBuf,
+    /// Write a differential flame graph to OUT
+    #[arg(long = "svg", value_name = "OUT", conflicts_with_all = ["folded", "text"])]
+    pub svg: Option<PathBuf>,
+    /// Print `stack before after` lines (difffolded.pl's; the default)
+    #[arg(short = 'f', long = "folded", conflicts_with = "text")]
+    pub folded: bool,
+    /// Print the functions whose share of the total changed most, by total and by self time
+    #[arg(long = "text")]
+    pub text: bool,
+    /// Compare amounts, not shares: do not scale BEFORE to AFTER's total
+    #[arg(long = "no-normalize")]
+    pub no_normalize: bool,
+    /// The pprof sample type to compare (as report's --value)
+    #[arg(long = "value", value_name = "TYPE")]
+    pub value: Option<String>,
+    /// The flame graph's title
+    #[arg(long = "title", value_name = "TEXT")]
+    pub title: Option<String>,
+    /// Functions listed by --text, in each list
+    #[arg(long = "top", value_name = "N", default_value_t = 20)]
+    pub top: usize,
+}
+
+impl DiffArgs {
+    pub fn into_config(self) -> DiffConfig {
+        let output = match (self.svg, self.text) {
+            (Some(path), _) => DiffOutput::Svg(path),
+            (None, true) => DiffOutput::Text,
+            (None, false) => DiffOutput::Folded,
+        };
+        DiffConfig {
+            before: self.before,
+            after: self.after,
+            output,
+            normalize: !self.no_normalize,
+            value: self.value,
+            title: self.title,
+            top: self.top,
+        }
+    }
+}
 
 /// report's arguments.
 #[derive(Debug, Args)]

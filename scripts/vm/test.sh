@@ -13,7 +13,10 @@
 # test (kprobes, fentry, cookies, the verifiers of the one-liner compiler and of the unwinder, pt_regs
 # before 5.15), the off-CPU stack memos (each kernel's stack layout and verifier), --continuous's window
 # arithmetic in profile's and offcpu's programs (dead code, so unverified, without it), and on 5.10 also biolatency's (the block tracepoints' older arguments) and one test of each
-# stack tool's hooks (offwake's tp_btf and raw_tp paths, profile's perf_event program). The rest exercise
+# stack tool's hooks (offwake's tp_btf and raw_tp paths, profile's perf_event program and its -p filter).
+# Not the 2:1 sample split: under emulation on 5.10 about one run in six reads 3:1 to 3.6:1 (the same
+# test passes on this machine every time, and its stacks are right: only their counts lean), which is
+# emulation's timing, not the kernel's. The rest exercise
 # user space that no kernel changes; under emulation all of them took 27 min a kernel (5.10's set: 17 min),
 # and CI runs two.
 #
@@ -40,7 +43,7 @@ if [[ ${#filters[@]} -eq 0 && ${BPFPROF_VM_ALL:-0} != 1 ]]; then
   # 5.10's block tracepoints and BTF differ from 6.1's and this machine's 6.18; 6.1's are 6.18's.
   [[ ${BPFPROF_VM_KERNEL:-6.1} != 5.10 ]] || filters+=(biolatency::
     offcpu::offwake_puts_reader_and_writer_on_one_line_with_either_hook
-    profile::samples_split_two_to_one_under_the_right_callers)
+    profile::pid_filter_keeps_only_the_chosen_process)
 fi
 set +e
 "$here/vm-run" "$repo" env CI=true RUST_BACKTRACE=1 BPFPROF_TEST_TIME_SCALE=5 "$repo/$bin" --test-threads=1 "${filters[@]}"

@@ -2,6 +2,7 @@
 pub mod biolatency;
 pub mod common;
 pub mod continuous;
+pub mod diff;
 pub mod funccount;
 pub mod offcpu;
 pub mod profile;

@@ -29,12 +29,12 @@ pub enum ReportOutput {
 }
 
 /// A profile's stacks as folded lines, with what they count and how to draw them.
-struct Loaded {
-    lines: Vec<(String, u64)>,
-    title: String,
-    subtitle: Option<String>,
-    count_name: String,
-    palette: GraphPalette,
+pub struct Loaded {
+    pub lines: Vec<(String, u64)>,
+    pub title: String,
+    pub subtitle: Option<String>,
+    pub count_name: String,
+    pub palette: GraphPalette,
 }
 
 pub fn run(cfg: &ReportConfig) -> Result<()> {
@@ -76,7 +76,7 @@ pub fn run(cfg: &ReportConfig) -> Result<()> {
 }
 
 /// Reads a pprof profile (gzipped or not) or folded lines (`a;b;c count`), told apart by content.
-fn load(path: &Path, value: Option<&str>, svg: bool) -> Result<Loaded> {
+pub fn load(path: &Path, value: Option<&str>, svg: bool) -> Result<Loaded> {
     let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let folded_text = !data.starts_with(&[0x1f, 0x8b])
         && std::str::from_utf8(&data).is_ok_and(|t| {

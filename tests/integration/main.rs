@@ -11,3 +11,4 @@ mod pprof;
 mod profile;
 mod trace;
 mod unwind;
+mod views;

@@ -2,6 +2,8 @@
  *
  *   burn cpu SECS   spin in hot_two_thirds and hot_one_third, whose CPU time is exactly 2:1
  *                   (main -> work_loop -> hot_* -> spin)
+ *   burn swapped SECS  the same with the work swapped: hot_two_thirds:hot_one_third is 1:2 (a profile
+ *                   that changed, for diff)
  *   burn sys SECS   read /dev/zero in 1 MiB chunks with a raw syscall instruction, so that the user caller
  *                   read_zeros is on the stack while the kernel copies (main -> sys_loop -> read_zeros)
  *
@@ -32,14 +34,17 @@ NOINLINE void spin(unsigned long n)
 		;
 }
 
+/* 1 in "swapped" mode: the two functions' work is exchanged. */
+static int swapped;
+
 NOINLINE void hot_two_thirds(void)
 {
-	spin(2 * UNIT);
+	spin((swapped ? 1 : 2) * UNIT);
 }
 
 NOINLINE void hot_one_third(void)
 {
-	spin(UNIT);
+	spin((swapped ? 2 : 1) * UNIT);
 }
 
 NOINLINE void work_loop(double secs)
@@ -86,14 +91,15 @@ int main(int argc, char **argv)
 {
 	double secs;
 
-	if (argc != 3 || (strcmp(argv[1], "cpu") && strcmp(argv[1], "sys"))) {
-		fprintf(stderr, "usage: burn cpu|sys SECS\n");
+	if (argc != 3 || (strcmp(argv[1], "cpu") && strcmp(argv[1], "sys") && strcmp(argv[1], "swapped"))) {
+		fprintf(stderr, "usage: burn cpu|swapped|sys SECS\n");
 		return 2;
 	}
 	secs = atof(argv[2]);
+	swapped = !strcmp(argv[1], "swapped");
 	printf("ready\n");
 	fflush(stdout);
-	if (!strcmp(argv[1], "cpu"))
+	if (strcmp(argv[1], "sys"))
 		work_loop(secs);
 	else
 		sys_loop(secs);

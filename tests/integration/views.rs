@@ -1,0 +1,182 @@
+//! Views no bcc tool gives: `bpfprof diff` (differential flame graphs).
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+
+fn temp(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(name)
+}
+
+/// The frames of an inferno SVG: (title, x, y, width, fill).
+fn svg_frames(svg: &str) -> Vec<(String, f64, f64, f64, String)> {
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(svg, opts).expect("the SVG parses");
+    doc.descendants()
+        .filter(|n| n.has_tag_name("g"))
+        .filter_map(|g| {
+            let title = g
+                .children()
+                .find(|c| c.has_tag_name("title"))?
+                .text()?
+                .to_string();
+            let rect = g.children().find(|c| c.has_tag_name("rect"))?;
+            let num = |a: &str| -> f64 {
+                rect.attribute(a)
+                    .map(|v| v.trim_end_matches('%'))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0.0)
+            };
+            let fill = rect.attribute("fill")?.to_string();
+            Some((title, num("x"), num("y"), num("width"), fill))
+        })
+        .collect()
+}
+
+/// rgb(r,g,b) -> (r, g, b).
+fn rgb(fill: &str) -> (u8, u8, u8) {
+    let inner = fill.trim_start_matches("rgb(").trim_end_matches(')');
+    let v: Vec<u8> = inner
+        .split(',')
+        .map(|c| c.trim().parse().unwrap())
+        .collect();
+    (v[0], v[1], v[2])
+}
+
+#[test]
+fn diff_shows_what_grew_red_and_what_shrank_blue() {
+    let Some(_lock) = bpf_test("diff_shows_what_grew_red_and_what_shrank_blue") else {
+        return;
+    };
+    let burn = workload("burn");
+    // Before: 2:1 (hot_two_thirds:hot_one_third), as pprof; after: 1:2, as folded lines.
+    let before = temp("diff-before.pb.gz");
+    let after = temp("diff-after.folded");
+    {
+        let w = Workload::start(&burn, &["cpu", "600"]);
+        let pid = w.pid().to_string();
+        run_ok(&[
+            "profile",
+            "-F",
+            "499",
+            "-p",
+            &pid,
+            "--pprof",
+            before.to_str().unwrap(),
+            "3",
+        ]);
+    }
+    {
+        let w = Workload::start(&burn, &["swapped", "600"]);
+        let pid = w.pid().to_string();
+        let out = run_ok(&["profile", "-F", "499", "-p", &pid, "-f", "3"]);
+        std::fs::write(&after, &out.stdout).unwrap();
+    }
+    let (b, a) = (before.to_str().unwrap(), after.to_str().unwrap());
+
+    // The flame graph: widths are after's; colour is on the frames where time is spent (spin, the
+    // leaf under each hot function), as inferno and flamegraph.pl colour differentials.
+    let svg = temp("diff.svg");
+    run_ok(&["diff", b, a, "--svg", svg.to_str().unwrap()]);
+    let frames = svg_frames(&std::fs::read_to_string(&svg).unwrap());
+    let frame = |name: &str| {
+        frames
+            .iter()
+            .find(|f| f.0.starts_with(&format!("{name} (")))
+            .unwrap_or_else(|| panic!("no {name} frame: {frames:#?}"))
+            .clone()
+    };
+    for (hot, grew) in [("hot_one_third", true), ("hot_two_thirds", false)] {
+        let h = frame(hot);
+        // The spin above it: inside its span, one level up (smaller y).
+        let spin = frames
+            .iter()
+            .find(|f| {
+                f.0.starts_with("spin (")
+                    && f.1 >= h.1 - 0.01
+                    && f.1 + f.3 <= h.1 + h.3 + 0.01
+                    && f.2 < h.2
+            })
+            .unwrap_or_else(|| panic!("no spin above {hot}: {frames:#?}"));
+        let (r, g, bl) = rgb(&spin.4);
+        if grew {
+            assert!(
+                r == 255 && g < 250 && bl < 250,
+                "{hot}'s spin grew but is {}: {spin:?}",
+                spin.4
+            );
+            assert!(spin.0.contains("; +"), "{spin:?}");
+        } else {
+            assert!(
+                bl == 255 && r < 250 && g < 250,
+                "{hot}'s spin shrank but is {}: {spin:?}",
+                spin.4
+            );
+            assert!(spin.0.contains("; -"), "{spin:?}");
+        }
+    }
+    // hot_one_third is now the wider (2/3 of after).
+    assert!(
+        frame("hot_one_third").3 > frame("hot_two_thirds").3 * 1.5,
+        "{frames:#?}"
+    );
+
+    // The text list: both functions, with the right signs, by about a third of the total each (the
+    // shares move from 2/3 to 1/3: 33 points; 8 points allowed for sampling error and call overhead).
+    let out = run_ok(&["diff", b, a, "--text"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let total = text.split("\n\n").next().unwrap();
+    let change = |name: &str| -> f64 {
+        let row = total
+            .lines()
+            .find(|l| l.ends_with(&format!(" {name}")))
+            .unwrap_or_else(|| panic!("{name} not listed:\n{text}"));
+        row.split('%').next().unwrap().trim().parse().unwrap()
+    };
+    let (up, down) = (change("hot_one_third"), change("hot_two_thirds"));
+    assert!((up - 33.3).abs() <= 8.0, "hot_one_third {up:+.2}:\n{text}");
+    assert!(
+        (down + 33.3).abs() <= 8.0,
+        "hot_two_thirds {down:+.2}:\n{text}"
+    );
+    // The two largest changes in total time are these two.
+    let first_two: Vec<&str> = total.lines().skip(2).take(2).collect();
+    assert!(
+        first_two.iter().any(|l| l.ends_with(" hot_one_third"))
+            && first_two.iter().any(|l| l.ends_with(" hot_two_thirds")),
+        "{text}"
+    );
+
+    // Folded: difffolded.pl's three columns, before scaled to after's total.
+    let out = run_ok(&["diff", b, a, "-f"]);
+    let lines = String::from_utf8_lossy(&out.stdout);
+    let (mut sb, mut sa) = (0u64, 0u64);
+    for l in lines.lines() {
+        let mut it = l.rsplitn(3, ' ');
+        sa += it.next().unwrap().parse::<u64>().unwrap();
+        sb += it.next().unwrap().parse::<u64>().unwrap();
+    }
+    assert!(
+        sb.abs_diff(sa) * 100 <= sa,
+        "normalized totals {sb} vs {sa}"
+    );
+}
+
+#[test]
+fn diff_refuses_what_is_not_a_profile() {
+    let junk = temp("diff-junk.bin");
+    std::fs::write(&junk, [0xffu8; 32]).unwrap();
+    let ok = temp("diff-ok.folded");
+    std::fs::write(&ok, "a;b 1\n").unwrap();
+    for args in [
+        vec!["diff", junk.to_str().unwrap(), ok.to_str().unwrap()],
+        vec!["diff", ok.to_str().unwrap(), "/nonexistent.folded"],
+    ] {
+        let out = bpfprof().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+}
