@@ -346,7 +346,7 @@ pub struct ContinuousArgs {
         requires = "continuous"
     )]
     pub every: String,
-    /// Write each window's profile to DIR (TOOL-SEQ-UTCTIME.pb.gz), keeping the last --keep
+    /// Write each window's profile to DIR (TOOL-UTCSTART-SEQ.pb.gz), keeping the last --keep
     #[arg(long = "pprof-dir", value_name = "DIR", requires = "continuous")]
     pub pprof_dir: Option<PathBuf>,
     /// Profiles kept in --pprof-dir (the oldest are removed)
@@ -387,12 +387,19 @@ impl ContinuousArgs {
                 self.service
             );
         }
+        let every = parse_every(&self.every)?;
+        if self.push.is_some() && every < std::time::Duration::from_secs(1) {
+            bail!(
+                "--every {}: Pyroscope's times are whole seconds: push windows of 1s or more",
+                self.every
+            );
+        }
         let mut labels = vec![("host".to_string(), host_name())];
         for l in &self.labels {
             labels.push(parse_label(l)?);
         }
         Ok(Some(ContinuousConfig {
-            every: parse_every(&self.every)?,
+            every,
             dir: self.pprof_dir,
             keep: self.keep as usize,
             push: self.push,

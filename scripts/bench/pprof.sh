@@ -8,7 +8,8 @@
 #     flame graph drawn again from the pprof, offline).
 #  2. `profile --continuous --every 10s --pprof-dir` at 49 Hz for BENCH_CONT_SECS (600) on an idle machine,
 #     then on a busy one (manystacks on every CPU): the CPU bpfprof used (% of one CPU), and its RSS in the
-#     first minute and in the last (sampled every 10 s).
+#     first minute and in the last (sampled every 10 s), split into heap, mmapped BPF maps (the unwind
+#     tables: new binaries' tables fill them, up to --unwind-memory) and files (binaries, debug info).
 #
 # Usage: scripts/bench/pprof.sh [--quick]     (as root; --quick: a short smoke run, not for figures)
 # Settings (environment): BENCH_REPORT_SECS (10), BENCH_REPORT_REPS (3), BENCH_CONT_SECS (600),
@@ -87,9 +88,16 @@ bench_result report.svg_kib "$(bench_median "${SVG_KB[@]}" | bench_int)"
 # ------------------------------------------------------------------------------------------------------
 
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# rss_parts PID: resident kB of the heap and anonymous memory, of mmapped BPF maps (the unwind tables,
+# bounded by --unwind-memory), and of files (binaries and debug info blazesym maps): "heap bpf files".
+rss_parts() {
+  awk '/^[0-9a-f]+-[0-9a-f]+ / { n = $6 }
+    /^Rss:/ { if (n == "" || n ~ /^\[(heap|anon|stack)/) h += $2; else if (n ~ /bpf-map/) b += $2; else f += $2 }
+    END { printf "%d %d %d\n", h, b, f }' "/proc/$1/smaps" 2>/dev/null || echo "0 0 0"
+}
 
 continuous() {
-  local label=$1 dir=$BENCH_TMP/cont-$1 bp t cpu0 cpu1 rss first=0 last=0 windows
+  local label=$1 dir=$BENCH_TMP/cont-$1 bp t cpu0 cpu1 rss first=0 last=0 windows parts_first parts_last
   mkdir -p "$dir"
   bench_spawn bp "$BPFPROF" profile -F 49 --continuous --every 10s --pprof-dir "$dir/windows" --keep 10 \
     "$CONT_SECS" 2>"$dir/err"
@@ -99,21 +107,26 @@ continuous() {
     sleep 10
     rss=$(rss_kb "$bp")
     cpu1=$(bench_proc_cpu "$bp")
-    [ "$t" -le 60 ] && [ "$rss" -gt "$first" ] && first=$rss
-    [ "$t" -gt $((CONT_SECS - 70)) ] && [ "$rss" -gt "$last" ] && last=$rss
+    [ "$t" -le 60 ] && [ "$rss" -gt "$first" ] && first=$rss && parts_first=$(rss_parts "$bp")
+    [ "$t" -gt $((CONT_SECS - 70)) ] && [ "$rss" -gt "$last" ] && last=$rss && parts_last=$(rss_parts "$bp")
   done
   local pct
   pct=$(awk -v c="$(bench_sub "$cpu1" "$cpu0")" -v s="$((t - 10 - 2 + 2))" 'BEGIN { printf "%.3f", 100 * c / s }')
   bench_reap "$bp" || true
   windows=$(grep -c '^bpfprof: window ' "$dir/err" || true)
-  bench_log "continuous ($label): CPU $pct % of one CPU, RSS first minute $first kB, last minute $last kB, $windows windows"
-  bench_table_add "$label|$pct|$((first / 1024))|$((last / 1024))|$windows|$(tail -n1 "$dir/err")"
+  bench_log "continuous ($label): CPU $pct % of one CPU, RSS first minute $first kB (heap bpf files: $parts_first), last minute $last kB ($parts_last), $windows windows"
+  read -r hf bf ff <<<"$parts_first"
+  read -r hl bl fl <<<"$parts_last"
+  bench_table_add "$label|$pct|$((first / 1024))|$((last / 1024))|$((hf / 1024)) -> $((hl / 1024))|$((bf / 1024)) -> $((bl / 1024))|$((ff / 1024)) -> $((fl / 1024))|$windows"
   bench_result "continuous.$label.cpu_pct" "$pct"
   bench_result "continuous.$label.rss_first_kib" "$first"
   bench_result "continuous.$label.rss_last_kib" "$last"
+  bench_result "continuous.$label.heap_kib" "$hf $hl"
+  bench_result "continuous.$label.bpf_maps_kib" "$bf $bl"
+  bench_result "continuous.$label.files_kib" "$ff $fl"
 }
 
-bench_table_add "machine|bpfprof CPU % (of one CPU)|RSS MiB, first minute|RSS MiB, last minute|windows|last line"
+bench_table_add "machine|bpfprof CPU % (of one CPU)|RSS MiB, first minute|RSS MiB, last minute|heap MiB|BPF maps MiB|files MiB|windows"
 bench_log "continuous at 49 Hz for $CONT_SECS s: idle"
 continuous idle
 bench_log "continuous at 49 Hz for $CONT_SECS s: busy (manystacks on $BENCH_NCPU CPUs)"

@@ -477,6 +477,23 @@ pub struct ReadProfile {
     pub lines: Vec<(String, i64)>,
 }
 
+/// The input is not a pprof profile at all (as opposed to one without the sample type asked for).
+#[derive(Debug)]
+pub struct NotAProfile(pub String);
+
+impl std::fmt::Display for NotAProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotAProfile {}
+
+/// The most a gzipped profile may unpack to, and the most frames a sample may have: a few bytes must not
+/// make `report` allocate without bound.
+const MAX_UNPACKED: u64 = 1 << 30;
+const MAX_FRAMES: usize = 100_000;
+
 /// Decodes a pprof profile (gzipped or not) into folded lines of the sample type named `value` (by default
 /// what bpfprof's own reports show: `samples` for profile, `offcpu` time for the off-CPU tools; else the
 /// profile's default type, as `go tool pprof` picks it).
@@ -485,14 +502,22 @@ pub fn read(data: &[u8], value: Option<&str>, kernel_suffix: &str) -> Result<Rea
     let bytes = if data.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         GzDecoder::new(data)
+            .take(MAX_UNPACKED + 1)
             .read_to_end(&mut out)
-            .context("not a gzipped pprof profile")?;
+            .map_err(|e| NotAProfile(format!("not a gzipped pprof profile ({e})")))?;
+        if out.len() as u64 > MAX_UNPACKED {
+            bail!(
+                "the profile unpacks to more than {} MiB",
+                MAX_UNPACKED >> 20
+            );
+        }
         raw = out;
         &raw[..]
     } else {
         data
     };
-    let p = proto::Profile::decode(bytes).context("not a pprof profile (profile.proto)")?;
+    let p = proto::Profile::decode(bytes)
+        .map_err(|e| NotAProfile(format!("not a pprof profile (profile.proto: {e})")))?;
     let s = |i: i64| -> &str {
         p.string_table
             .get(usize::try_from(i).unwrap_or(usize::MAX))
@@ -541,8 +566,14 @@ pub fn read(data: &[u8], value: Option<&str>, kernel_suffix: &str) -> Result<Rea
             .iter()
             .find(|l| Some(l.key as usize) == comm_key)
             .map_or("", |l| s(l.str));
-        let mut line = comm.to_string();
+        // As folded lines are made: no separator inside a name; no empty root without a comm.
+        let mut line = sanitize(comm).into_owned();
+        let mut frames = 0usize;
         for id in sample.location_id.iter().rev() {
+            frames += loc_lines(&locations, *id);
+            if frames > MAX_FRAMES {
+                bail!("a sample has more than {MAX_FRAMES} frames");
+            }
             let Some(loc) = locations.get(id) else {
                 bail!("sample refers to location {id}, which the profile does not have");
             };
@@ -553,14 +584,19 @@ pub fn read(data: &[u8], value: Option<&str>, kernel_suffix: &str) -> Result<Rea
             };
             // line[0] is the innermost (inlined) function, the last one its caller.
             for l in loc.line.iter().rev() {
-                line.push(';');
+                if !line.is_empty() {
+                    line.push(';');
+                }
                 // As folded lines are made: no separator inside a name.
                 let name = functions.get(&l.function_id).copied();
                 line.push_str(&sanitize(name.unwrap_or("[unknown]")));
                 line.push_str(suffix);
             }
             if loc.line.is_empty() {
-                line.push_str(&format!(";0x{:x}{suffix}", loc.address));
+                if !line.is_empty() {
+                    line.push(';');
+                }
+                line.push_str(&format!("0x{:x}{suffix}", loc.address));
             }
         }
         lines.push((line, sample.value.get(index).copied().unwrap_or(0)));
@@ -574,6 +610,11 @@ pub fn read(data: &[u8], value: Option<&str>, kernel_suffix: &str) -> Result<Rea
         value_type,
         lines,
     })
+}
+
+/// The frames a location stands for (its inlined functions; one without any is its address).
+fn loc_lines(locations: &HashMap<u64, &proto::Location>, id: u64) -> usize {
+    locations.get(&id).map_or(1, |l| l.line.len().max(1))
 }
 
 /// The GNU build-id of an ELF file's notes, in hex.

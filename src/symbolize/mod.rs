@@ -39,8 +39,11 @@ pub struct Symbolizer {
     interned: HashMap<String, Frame>,
     /// Where each user function was first seen (its file's mapping, an address), for pprof's locations.
     origins: HashMap<Frame, Origin>,
-    /// Mapped files by path, with their build-ids (read once each).
-    files: HashMap<String, Arc<FileMapping>>,
+    /// Mapped files by path and where they were mapped, with their build-ids (read once each).
+    files: HashMap<(String, u64), Arc<FileMapping>>,
+    build_ids: HashMap<String, Option<String>>,
+    /// Exited processes forgotten since blazesym was last started afresh (its caches keep them).
+    forgotten: usize,
 }
 
 /// The name of a frame no symbol covers.
@@ -62,6 +65,8 @@ impl Symbolizer {
             interned: HashMap::new(),
             origins: HashMap::new(),
             files: HashMap::new(),
+            build_ids: HashMap::new(),
+            forgotten: 0,
         }
     }
 
@@ -101,6 +106,29 @@ impl Symbolizer {
         }
         self.modules.insert(pid, parse_modules(&maps));
         true
+    }
+
+    /// Drops what was kept of processes that have exited (continuous mode: their stacks are named
+    /// already). blazesym's caches keep them too: it is started afresh once a thousand are gone; live
+    /// processes are then named from their mapped files until cached again.
+    pub fn forget_exited(&mut self) {
+        let gone: Vec<u32> = self
+            .modules
+            .keys()
+            .copied()
+            .filter(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+            .collect();
+        for pid in &gone {
+            self.modules.remove(pid);
+            self.cached.remove(pid);
+        }
+        self.forgotten += gone.len();
+        if self.forgotten > 1000 {
+            self.blaze = Self::new().blaze;
+            self.cached.clear();
+            self.files.clear(); // a cache: the origins keep the mappings they name
+            self.forgotten = 0;
+        }
     }
 
     /// Makes sure the cached mappings of `pid` cover every address of `stacks`: code mapped after the process
@@ -239,7 +267,7 @@ impl Symbolizer {
             let frame = Arc::clone(frame);
             if let Some(m) = modules.and_then(|ms| module_at(ms, addr)) {
                 if !self.origins.contains_key(&frame) {
-                    if let Some(mapping) = file_mapping(&mut self.files, m) {
+                    if let Some(mapping) = file_mapping(&mut self.files, &mut self.build_ids, m) {
                         let origin = Origin {
                             mapping,
                             address: addr,
@@ -286,19 +314,25 @@ impl Symbolizer {
     }
 }
 
-/// The mapping of a module's file (the first seen of it), with its build-id.
+/// The mapping of a module's file where this module maps it (so that the addresses seen there fall
+/// inside it), with the file's build-id (read once per file).
 fn file_mapping(
-    files: &mut HashMap<String, Arc<FileMapping>>,
+    files: &mut HashMap<(String, u64), Arc<FileMapping>>,
+    build_ids: &mut HashMap<String, Option<String>>,
     m: &Module,
 ) -> Option<Arc<FileMapping>> {
     let path = m.path.as_ref()?;
-    let mapping = files.entry(path.clone()).or_insert_with(|| {
+    let mapping = files.entry((path.clone(), m.start)).or_insert_with(|| {
+        let build_id = build_ids
+            .entry(path.clone())
+            .or_insert_with(|| file_build_id(path))
+            .clone();
         Arc::new(FileMapping {
             path: path.clone(),
             start: m.start,
             limit: m.end,
             offset: m.offset,
-            build_id: file_build_id(path),
+            build_id,
         })
     });
     Some(Arc::clone(mapping))

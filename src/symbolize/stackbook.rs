@@ -29,6 +29,9 @@ pub struct StackBook {
     /// One shared slice per distinct sequence of frames, so that equal stacks are one pointer
     /// (stacks that differ only in addresses within the same functions name the same).
     sequences: FxHashMap<Vec<usize>, Arc<[Frame]>>,
+    /// Stacks deleted from the kernel's map at the last `forget`, kept here one more round: a count made
+    /// between the drain's read of the counts and that deletion still finds them (continuous mode).
+    retiring: FxHashSet<u64>,
 }
 
 impl StackBook {
@@ -124,18 +127,23 @@ impl StackBook {
         Ok(())
     }
 
-    /// How many stacks are known.
-    pub fn stack_count(&self) -> usize {
-        self.stacks.len()
+    /// How many stacks are known, not counting those being retired.
+    pub fn live_stack_count(&self) -> usize {
+        self.stacks.len().saturating_sub(self.retiring.len())
     }
 
-    /// Keeps only the stacks in `keep` (and their names).
-    pub fn retain(&mut self, keep: &FxHashSet<u64>) {
-        self.stacks.retain(|id, _| keep.contains(id));
-        self.kernel_names.retain(|id, _| keep.contains(id));
-        self.user_names.retain(|(_, id), _| keep.contains(id));
-        self.pending_kernel.retain(|id| keep.contains(id));
-        self.pending_user.retain(|(_, id)| keep.contains(id));
+    /// Retires `deleted` (just deleted from the kernel's map): they stay named until the next call, while
+    /// those retired by the previous call go, unless `in_use` names them.
+    pub fn forget(&mut self, deleted: FxHashSet<u64>, in_use: &FxHashSet<u64>) {
+        let going: FxHashSet<u64> = std::mem::replace(&mut self.retiring, deleted)
+            .into_iter()
+            .filter(|id| !in_use.contains(id) && !self.retiring.contains(id))
+            .collect();
+        self.stacks.retain(|id, _| !going.contains(id));
+        self.kernel_names.retain(|id, _| !going.contains(id));
+        self.user_names.retain(|(_, id), _| !going.contains(id));
+        self.pending_kernel.retain(|id| !going.contains(id));
+        self.pending_user.retain(|(_, id)| !going.contains(id));
         self.sequences.clear();
         self.sequences.shrink_to_fit();
         self.stacks.shrink_to_fit();

@@ -166,30 +166,32 @@ impl Collector {
         self.book.borrow()
     }
 
-    /// Forgets every stack but those in `keep`, here and in `stack_map` (where new ones are stored
-    /// again when sampled again), and starts a new symbolizer: what a long run holds stays bounded.
-    /// Returns how many stacks were forgotten.
+    /// Once more than `limit` stacks are known: deletes every stack but those in `keep` from `stack_map`
+    /// (a stack sampled again is stored and announced again), and forgets them here a round later (a
+    /// count made meanwhile still finds its names); drops what the symbolizer kept of exited processes.
+    /// What a long run holds stays bounded. Returns how many stacks were deleted.
     pub fn forget_stacks(
         &mut self,
         keep: &rustc_hash::FxHashSet<u64>,
         stack_map: &dyn MapCore,
-        pids: &[u32],
+        limit: usize,
     ) -> usize {
-        let stale: Vec<Vec<u8>> = stack_map
+        self.syms.forget_exited();
+        if self.book.borrow().live_stack_count() <= limit {
+            return 0;
+        }
+        let stale: rustc_hash::FxHashSet<u64> = stack_map
             .keys()
-            .filter(|k| {
-                k.len() == 8 && !keep.contains(&u64::from_ne_bytes(k[..8].try_into().unwrap()))
-            })
+            .filter(|k| k.len() == 8)
+            .map(|k| u64::from_ne_bytes(k[..8].try_into().expect("8-byte key")))
+            .filter(|id| !keep.contains(id))
             .collect();
-        for k in &stale {
-            let _ = stack_map.delete(k);
+        for id in &stale {
+            let _ = stack_map.delete(&id.to_ne_bytes());
         }
-        self.book.borrow_mut().retain(keep);
-        self.syms = Symbolizer::new();
-        for &pid in pids {
-            self.syms.remember(pid);
-        }
-        stale.len()
+        let n = stale.len();
+        self.book.borrow_mut().forget(stale, keep);
+        n
     }
 
     /// Names every stack the counts refer to (reading from `stack_map` those not announced), and gives
@@ -322,7 +324,8 @@ pub fn comm_str(comm: &[i8; 16]) -> String {
 pub fn sum_ascending(items: Vec<(String, u64)>) -> Vec<(String, u64)> {
     let mut sums: HashMap<String, u64> = HashMap::with_capacity(items.len());
     for (text, n) in items {
-        *sums.entry(text).or_default() += n;
+        let sum = sums.entry(text).or_default();
+        *sum = sum.saturating_add(n);
     }
     let mut out: Vec<(String, u64)> = sums.into_iter().collect();
     out.par_sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));

@@ -83,7 +83,8 @@ impl WindowClock {
 
     /// Hands each window on once it has ended, until `end` or a signal; then closes the programs' window
     /// (`close`) and hands on what is left. `drain(collector, last)` takes every count of windows up to
-    /// `last` (None: all) out of the kernel and makes their profiles. `noun`: what is counted.
+    /// `last` (None: all) out of the kernel and makes their profiles. `noun`: what is counted. The sink
+    /// comes back for the caller to finish once its programs are detached.
     #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
@@ -95,7 +96,7 @@ impl WindowClock {
         stop: &StopFlag,
         mut drain: impl FnMut(&mut Collector, Option<u32>) -> Result<Vec<WindowProfile>>,
         close: impl FnOnce() -> Result<()>,
-    ) -> Result<(Written, Option<Arc<PushStats>>)> {
+    ) -> Result<(Written, Sink)> {
         let mut written = Written::default();
         let mut hand_on = |sink: &mut Sink, profiles: Vec<WindowProfile>| -> Result<()> {
             for p in profiles {
@@ -126,7 +127,7 @@ impl WindowClock {
         // The programs count no more (their window is closed); what they counted is drained now.
         std::thread::sleep(WINDOW_GRACE);
         hand_on(&mut sink, drain(collector, None)?)?;
-        Ok((written, sink.finish()))
+        Ok((written, sink))
     }
 }
 
@@ -151,6 +152,8 @@ const PUSH_QUEUE: usize = 8;
 /// Attempts per window, and the first wait between two (doubled each time).
 const PUSH_ATTEMPTS: u32 = 4;
 const PUSH_BACKOFF: Duration = Duration::from_millis(500);
+/// Once the run ends, what is still queued gets this long in all (one attempt each), then is dropped.
+const PUSH_DRAIN: Duration = Duration::from_secs(5);
 
 /// Where windows go.
 pub struct Sink {
@@ -203,12 +206,20 @@ impl Sink {
             )),
             None => None,
         };
-        Ok(Self {
+        // Windows of earlier runs count against --keep too (oldest first: the names sort by sequence and
+        // time within a run, and runs are told apart by their start times).
+        let written = cfg
+            .dir
+            .as_ref()
+            .map_or_else(VecDeque::new, |d| earlier_windows(d, kind_tool(kind)));
+        let mut sink = Self {
             dir: cfg.dir.clone(),
             keep: cfg.keep.max(1),
-            written: VecDeque::new(),
+            written,
             pusher,
-        })
+        };
+        sink.rotate();
+        Ok(sink)
     }
 
     /// Hands over window `seq` (`data`: gzipped pprof) spanning [from, until): written, and queued for
@@ -223,17 +234,21 @@ impl Sink {
     ) -> Result<Option<PathBuf>> {
         let mut path = None;
         if let Some(dir) = &self.dir {
-            let file = dir.join(format!("{tool}-{seq:06}-{}.pb.gz", utc_stamp(from)));
+            let file = dir.join(format!("{tool}-{}-{seq:06}.pb.gz", utc_stamp(from)));
             let tmp = file.with_extension("tmp");
-            std::fs::write(&tmp, &data).with_context(|| format!("writing {}", tmp.display()))?;
-            std::fs::rename(&tmp, &file).with_context(|| format!("writing {}", file.display()))?;
-            self.written.push_back(file.clone());
-            while self.written.len() > self.keep {
-                if let Some(old) = self.written.pop_front() {
-                    let _ = std::fs::remove_file(old);
+            let wrote = std::fs::write(&tmp, &data).and_then(|()| std::fs::rename(&tmp, &file));
+            match wrote {
+                Ok(()) => {
+                    self.written.push_back(file.clone());
+                    self.rotate();
+                    path = Some(file);
+                }
+                // A full disk loses this window, not the run (the next may fit).
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    eprintln!("WARNING: window {seq} not written: {}: {e}", file.display());
                 }
             }
-            path = Some(file);
         }
         if let Some(p) = &self.pusher {
             p.queue(PushJob {
@@ -246,8 +261,17 @@ impl Sink {
         Ok(path)
     }
 
-    /// Lets queued pushes go (one attempt each, at most a few seconds in all), and says what became of
-    /// them.
+    /// Removes the oldest windows beyond --keep.
+    fn rotate(&mut self) {
+        while self.written.len() > self.keep {
+            if let Some(old) = self.written.pop_front() {
+                let _ = std::fs::remove_file(old);
+            }
+        }
+    }
+
+    /// Lets queued pushes go (one attempt each, PUSH_DRAIN in all, then dropped and counted), and says
+    /// what became of them.
     pub fn finish(mut self) -> Option<Arc<PushStats>> {
         let p = self.pusher.as_mut()?;
         p.closing.store(true, Ordering::Relaxed);
@@ -304,28 +328,41 @@ fn push_loop(
     closing: &AtomicBool,
 ) {
     let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(5))
-        .timeout(Duration::from_secs(15))
+        .timeout_connect(Duration::from_secs(3))
+        .timeout(Duration::from_secs(10))
         .build();
+    // Set when the run has ended: what is queued then gets PUSH_DRAIN in all.
+    let mut deadline: Option<Instant> = None;
+    let fail = |seq: u64, why: &str| {
+        let n = stats.failed.fetch_add(1, Ordering::Relaxed) + 1;
+        eprintln!("WARNING: window {seq} not pushed to {url} ({why}): dropped ({n} so far)");
+    };
     for job in rx {
         let mut wait = PUSH_BACKOFF;
         let mut attempt = 1;
         loop {
+            if closing.load(Ordering::Relaxed) && deadline.is_none() {
+                deadline = Some(Instant::now() + PUSH_DRAIN);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                fail(job.seq, "the run ended before it could be sent");
+                break;
+            }
             match push_once(&agent, url, name, sample_rate, &job) {
                 Ok(()) => {
                     stats.pushed.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
                 Err(e) if attempt >= PUSH_ATTEMPTS || closing.load(Ordering::Relaxed) => {
-                    let n = stats.failed.fetch_add(1, Ordering::Relaxed) + 1;
-                    eprintln!(
-                        "WARNING: window {} not pushed to {url} after {attempt} attempts ({e}): dropped ({n} so far)",
-                        job.seq
-                    );
+                    fail(job.seq, &format!("{attempt} attempts, the last: {e}"));
                     break;
                 }
                 Err(_) => {
-                    std::thread::sleep(wait);
+                    // Backoff in small steps, so that the end of the run is seen at once.
+                    let until = Instant::now() + wait;
+                    while Instant::now() < until && !closing.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
                     wait *= 2;
                     attempt += 1;
                 }
@@ -379,6 +416,33 @@ fn push_once(
     Ok(())
 }
 
+/// The tool whose windows a sink of this kind writes (`cpu`: profile's).
+fn kind_tool(kind: &str) -> &str {
+    if kind == "cpu" {
+        "profile"
+    } else {
+        kind
+    }
+}
+
+/// The windows earlier runs of `tool` left in `dir`, oldest first.
+fn earlier_windows(dir: &std::path::Path, tool: &str) -> VecDeque<PathBuf> {
+    let prefix = format!("{tool}-");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".pb.gz"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files.into()
+}
+
 /// The ingest endpoint of a server's base URL (or the endpoint itself).
 fn ingest_url(url: &str) -> Result<String> {
     if url.starts_with("https://") {
@@ -428,11 +492,11 @@ pub fn parse_every(s: &str) -> Result<Duration> {
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
         _ => bail!("--every {s}: the unit is ms, s or m"),
     };
-    if d < Duration::from_millis(100) {
-        bail!("--every {s}: a window is at least 100ms");
+    if d < Duration::from_millis(100) || d > Duration::from_secs(24 * 3600) {
+        bail!("--every {s}: a window is at least 100ms and at most 24 hours");
     }
     Ok(d)
 }
@@ -476,7 +540,15 @@ mod tests {
         assert_eq!(parse_every("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_every("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_every("7").unwrap(), Duration::from_secs(7));
-        for bad in ["", "s", "10h", "50ms", "1.5s"] {
+        for bad in [
+            "",
+            "s",
+            "10h",
+            "50ms",
+            "1.5s",
+            "1441m",
+            "99999999999999999999m",
+        ] {
             assert!(parse_every(bad).is_err(), "{bad}");
         }
         assert_eq!(

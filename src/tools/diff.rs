@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use super::common::{check_writable, write_svg_file};
 use super::report::load;
@@ -37,8 +37,28 @@ pub fn run(cfg: &DiffConfig) -> Result<()> {
     if let DiffOutput::Svg(path) = &cfg.output {
         check_writable(path)?;
     }
-    let before = load(&cfg.before, cfg.value.as_deref(), false)?;
-    let after = load(&cfg.after, cfg.value.as_deref(), false)?;
+    let mut before = load(&cfg.before, cfg.value.as_deref(), false)?;
+    let mut after = load(&cfg.after, cfg.value.as_deref(), false)?;
+    if before.count_name != after.count_name {
+        bail!(
+            "{} counts {} and {} counts {}: compare profiles of one kind",
+            cfg.before.display(),
+            before.count_name,
+            cfg.after.display(),
+            after.count_name
+        );
+    }
+    // Kernel frames compare by name whether a file marks them (`-a`, an SVG's lines) or not (pprof).
+    for lines in [&mut before.lines, &mut after.lines] {
+        for (line, _) in lines.iter_mut() {
+            if line.contains("_[k]") {
+                *line = line.replace("_[k];", ";");
+                if let Some(l) = line.strip_suffix("_[k]") {
+                    *line = l.to_string();
+                }
+            }
+        }
+    }
     let text = |lines: &[(String, u64)]| {
         lines.iter().fold(String::new(), |mut s, (l, n)| {
             let _ = writeln!(s, "{l} {n}");

@@ -235,10 +235,11 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
     // The programs close the window at the duration's end themselves: exact however slow this side is.
     let end = window_end_ns(cfg.duration);
     let base = ktime_ns();
-    with_bss(skel.maps.bss_data.as_deref_mut(), |b| {
-        b.window_base = base;
-        b.window_end = end;
-    })?;
+    // The base must be seen before the window opens: a sample counted with base 0 would fall in a
+    // window ~uptime/every, drained only at the end.
+    with_bss(skel.maps.bss_data.as_deref_mut(), |b| b.window_base = base)?;
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    with_bss(skel.maps.bss_data.as_deref_mut(), |b| b.window_end = end)?;
     let started = Instant::now();
     let started_wall = SystemTime::now();
     print_header(&cfg.header(), cfg.text_report())?;
@@ -273,7 +274,8 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
         for line in loss_report(&stats, cfg.stack_storage_size) {
             eprintln!("{line}");
         }
-        let (written, push) = outcome?;
+        let (written, sink) = outcome?;
+        let push = sink.finish(); // the programs are detached: pushes left may take a few seconds
         let counted = stats[stat::SAMPLES] * u64::from(cfg.sample_every.max(1));
         report_windows(noun, counted, &written, push.as_deref());
         return Ok(());
@@ -620,10 +622,12 @@ fn drain_windows(
             data: pprof_bytes(&spec, &samples, &collector.syms)?,
         });
     }
-    if collector.book().stack_count() * 2 > cfg.stack_storage_size as usize {
-        in_use.remove(&0);
-        collector.forget_stacks(&in_use, &skel.maps.stacks, &cfg.pids);
-    }
+    in_use.remove(&0);
+    collector.forget_stacks(
+        &in_use,
+        &skel.maps.stacks,
+        cfg.stack_storage_size as usize / 2,
+    );
     Ok(out)
 }
 
@@ -653,7 +657,8 @@ fn pprof_samples(
         delimited: false,
         ..*style
     };
-    let values = |v: &wait_val| vec![v.blocks as i64, v.ns as i64];
+    let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let values = |v: &wait_val| vec![int(v.blocks), int(v.ns)];
     let thread = |side: &wait_side, prefix: bool| {
         let (pid, tid) = if prefix {
             ("waker_pid", "waker_tid")

@@ -75,7 +75,7 @@ impl ProfileConfig {
     fn period_ns(&self) -> i64 {
         match self.sampling {
             Sampling::Frequency(hz) => (1_000_000_000 / hz.max(1)) as i64,
-            Sampling::Period(n) => n as i64,
+            Sampling::Period(n) => i64::try_from(n).unwrap_or(i64::MAX),
         }
     }
 
@@ -194,10 +194,11 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     }
     let end = window_end_ns(cfg.duration);
     let base = ktime_ns();
-    with_bss(skel.maps.bss_data.as_deref_mut(), |b| {
-        b.window_base = base;
-        b.window_end = end;
-    })?;
+    // The base must be seen before the window opens: a sample counted with base 0 would fall in a
+    // window ~uptime/every, drained only at the end.
+    with_bss(skel.maps.bss_data.as_deref_mut(), |b| b.window_base = base)?;
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    with_bss(skel.maps.bss_data.as_deref_mut(), |b| b.window_end = end)?;
     let started = Instant::now();
     let started_wall = SystemTime::now();
     let header = bcc::profile_header(
@@ -236,7 +237,8 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         for line in loss_report(&stats, cfg.stack_storage_size) {
             eprintln!("{line}");
         }
-        let (written, push) = outcome?;
+        let (written, sink) = outcome?;
+        let push = sink.finish(); // the programs are detached: pushes left may take a few seconds
         report_windows("samples", stats[stat::SAMPLES], &written, push.as_deref());
         return Ok(());
     }
@@ -428,10 +430,12 @@ fn drain_windows(
             data,
         });
     }
-    if collector.book().stack_count() * 2 > cfg.stack_storage_size as usize {
-        in_use.remove(&0);
-        collector.forget_stacks(&in_use, &skel.maps.stacks, &cfg.pids);
-    }
+    in_use.remove(&0);
+    collector.forget_stacks(
+        &in_use,
+        &skel.maps.stacks,
+        cfg.stack_storage_size as usize / 2,
+    );
     Ok(out)
 }
 
@@ -476,7 +480,7 @@ fn profile_pprof(
             }
             PprofSample {
                 stack: PprofStack::of(r, &style),
-                values: vec![n, n * period],
+                values: vec![n, n.saturating_mul(period)],
                 labels,
             }
         })

@@ -43,7 +43,7 @@ pub fn run(cfg: &ReportConfig) -> Result<()> {
     }
     let svg = matches!(cfg.output, ReportOutput::Svg(_));
     let loaded = load(&cfg.input, cfg.value.as_deref(), svg)?;
-    let total: u64 = loaded.lines.iter().map(|l| l.1).sum();
+    let total = loaded.lines.iter().fold(0u64, |t, l| t.saturating_add(l.1));
     let n = loaded.lines.len();
     match &cfg.output {
         ReportOutput::Svg(path) => {
@@ -78,12 +78,16 @@ pub fn run(cfg: &ReportConfig) -> Result<()> {
 /// Reads a pprof profile (gzipped or not) or folded lines (`a;b;c count`), told apart by content.
 pub fn load(path: &Path, value: Option<&str>, svg: bool) -> Result<Loaded> {
     let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let folded_text = !data.starts_with(&[0x1f, 0x8b])
-        && std::str::from_utf8(&data).is_ok_and(|t| {
-            t.lines()
-                .all(|l| l.trim().is_empty() || parse_folded(l).is_some())
-        });
-    if folded_text {
+    // Text whose first line that is not `stack count`, if any (1-based).
+    let text = (!data.starts_with(&[0x1f, 0x8b]))
+        .then(|| std::str::from_utf8(&data).ok())
+        .flatten();
+    let bad_line = text.map(|t| {
+        t.lines()
+            .position(|l| !l.trim().is_empty() && parse_folded(l).is_none())
+            .map(|i| i + 1)
+    });
+    if bad_line == Some(None) {
         if value.is_some() {
             bail!(
                 "--value picks a pprof sample type: {} holds folded lines",
@@ -106,12 +110,17 @@ pub fn load(path: &Path, value: Option<&str>, svg: bool) -> Result<Loaded> {
         });
     }
     let kernel_suffix = if svg { "_[k]" } else { "" };
-    let p = pprof::read(&data, value, kernel_suffix).with_context(|| {
-        format!(
-            "{} is neither folded stacks nor a pprof profile",
-            path.display()
-        )
-    })?;
+    let p = match pprof::read(&data, value, kernel_suffix) {
+        Ok(p) => p,
+        Err(e) if e.downcast_ref::<pprof::NotAProfile>().is_some() => match bad_line {
+            Some(Some(n)) => bail!(
+                "{}: neither a pprof profile nor folded stacks (line {n} is not `stack count`)",
+                path.display()
+            ),
+            _ => bail!("{}: {e:#}", path.display()),
+        },
+        Err(e) => bail!("{}: {e:#}", path.display()),
+    };
     // Nanoseconds are shown as microseconds, as bcc's off-CPU tools count (each sample rounded to the
     // nearest, as they round each count).
     let (count_name, divide) = match p.value_type.1.as_str() {
@@ -119,7 +128,8 @@ pub fn load(path: &Path, value: Option<&str>, svg: bool) -> Result<Loaded> {
         "count" => (p.value_type.0.clone(), 1),
         unit => (unit.to_string(), 1),
     };
-    let scale = |v: u64| (v + divide / 2) / divide;
+    // Negative values (a `go tool pprof -diff_base` profile) count as none.
+    let scale = |v: i64| (v.max(0) as u64).saturating_add(divide / 2) / divide;
     let (palette, waker_marks) = match p.tool.as_deref() {
         Some("offcpu") => (GraphPalette::Io, false),
         Some("wakeup") => (GraphPalette::Wakeup, false),
@@ -131,7 +141,7 @@ pub fn load(path: &Path, value: Option<&str>, svg: bool) -> Result<Loaded> {
         .into_iter()
         .map(|(line, v)| {
             let line = if waker_marks { mark_waker(&line) } else { line };
-            (line, scale(v as u64))
+            (line, scale(v))
         })
         .collect();
     Ok(Loaded {

@@ -465,9 +465,10 @@ fn continuous_windows_abut_rotate_and_add_up() {
     assert_eq!(files.len(), 4, "{files:?}");
     let last = (secs * 2 - 1) as usize;
     for (i, f) in files.iter().enumerate() {
-        let want = format!("profile-{:06}-", last - 3 + i);
+        let want = format!("-{:06}.pb.gz", last - 3 + i);
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
         assert!(
-            f.file_name().unwrap().to_string_lossy().starts_with(&want),
+            name.starts_with("profile-") && name.ends_with(&want),
             "{f:?}"
         );
     }
