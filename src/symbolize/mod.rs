@@ -268,7 +268,12 @@ impl Symbolizer {
             let frame = Arc::clone(frame);
             if let Some(m) = modules.and_then(|ms| module_at(ms, addr)) {
                 if !self.origins.contains_key(&frame) {
-                    if let Some(mapping) = file_mapping(&mut self.files, &mut self.build_ids, m) {
+                    // The executable is the process's first mapped file.
+                    let main = modules
+                        .and_then(|ms| ms.iter().find(|x| x.path.is_some()))
+                        .is_some_and(|first| first.path == m.path);
+                    let mapping = file_mapping(&mut self.files, &mut self.build_ids, m, main);
+                    if let Some(mapping) = mapping {
                         let origin = Origin {
                             mapping,
                             address: addr,
@@ -321,6 +326,7 @@ fn file_mapping(
     files: &mut HashMap<(String, u64), Arc<FileMapping>>,
     build_ids: &mut HashMap<String, Option<String>>,
     m: &Module,
+    main: bool,
 ) -> Option<Arc<FileMapping>> {
     let path = m.path.as_ref()?;
     let mapping = files.entry((path.clone(), m.start)).or_insert_with(|| {
@@ -334,6 +340,7 @@ fn file_mapping(
             limit: m.end,
             offset: m.offset,
             build_id,
+            main,
         })
     });
     Some(Arc::clone(mapping))

@@ -473,8 +473,9 @@ fn continuous_windows_abut_rotate_and_add_up() {
         );
     }
     // Each window's file holds what the run said it held (its stderr line), and a burning thread is
-    // sampled 199 times a second: ~99.5 per window (6 sd of a Poisson count, 10 % at least, below:
-    // a busy 2-CPU machine takes CPU time from the workload; never more than the clock allows).
+    // sampled 199 times a second: ~99.5 per window. The count of a thread that has its CPU is not random;
+    // what moves it is CPU time a busy 2-CPU machine takes from the workload: 60 % at least, and never
+    // more than the clock allows.
     let per_window: HashMap<String, u64> = stderr
         .lines()
         .filter_map(|l| {
@@ -494,14 +495,14 @@ fn continuous_windows_abut_rotate_and_add_up() {
             "{f:?}"
         );
         assert!(
-            (80..=101).contains(&n),
+            (60..=101).contains(&n),
             "{f:?}: {n} samples in 500 ms at 199 Hz"
         );
     }
     // All the windows together: one long run's count of a burning thread, 199 per second.
     let expected = 199.0 * secs as f64;
     assert!(
-        (in_windows as f64) <= expected * 1.01 && (in_windows as f64) >= expected * 0.85,
+        (in_windows as f64) <= expected * 1.01 && (in_windows as f64) >= expected * 0.7,
         "{in_windows} samples in {secs} s at 199 Hz"
     );
 }
