@@ -302,26 +302,12 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
         counts.push((from_bytes(k), from_bytes(v)))
     })
     .context("reading the blocked-time counts")?;
-    // --sample N: one block in N was traced, so each stands for N.
-    let scale = u64::from(cfg.sample_every.max(1));
     for (_, v) in &mut counts {
-        v.ns = v.ns.saturating_mul(scale);
-        v.blocks = v.blocks.saturating_mul(scale);
+        scale_sampled(cfg, v);
     }
     timing.mark("read counts");
 
-    let mut kernel_ids = FxHashSet::default();
-    let mut user_pairs = FxHashSet::default();
-    for (k, _) in &counts {
-        for side in [&k.target, &k.waker] {
-            if side.kern_stack != 0 {
-                kernel_ids.insert(side.kern_stack);
-            }
-            if side.user_stack != 0 {
-                user_pairs.insert((side.pid, side.user_stack));
-            }
-        }
-    }
+    let (kernel_ids, user_pairs) = stack_ids(&counts);
     let (book, syms, rb) = collector.finish(&kernel_ids, &user_pairs, &skel.maps.stacks)?;
     timing.mark("name stacks");
 
@@ -565,13 +551,11 @@ fn drain_windows(
         Default::default();
     let mut taken_keys: Vec<Vec<u8>> = Vec::new();
     let mut in_use: FxHashSet<u64> = FxHashSet::default();
-    let scale = u64::from(cfg.sample_every.max(1));
     for_each_entry(&skel.maps.counts, |k, v| {
         let key: wait_key = from_bytes(k);
         let mut val: wait_val = from_bytes(v);
         if last.map_or(true, |l| key.window <= l) {
-            val.ns = val.ns.saturating_mul(scale);
-            val.blocks = val.blocks.saturating_mul(scale);
+            scale_sampled(cfg, &mut val);
             by_window.entry(key.window).or_default().push((key, val));
             taken_keys.push(k.to_vec());
         } else {
@@ -587,18 +571,7 @@ fn drain_windows(
     let style = cfg.style();
     let mut out = Vec::with_capacity(by_window.len());
     for (window, counts) in by_window {
-        let mut kernel_ids = FxHashSet::default();
-        let mut user_pairs = FxHashSet::default();
-        for (k, _) in &counts {
-            for side in [&k.target, &k.waker] {
-                if side.kern_stack != 0 {
-                    kernel_ids.insert(side.kern_stack);
-                }
-                if side.user_stack != 0 {
-                    user_pairs.insert((side.pid, side.user_stack));
-                }
-            }
-        }
+        let (kernel_ids, user_pairs) = stack_ids(&counts);
         collector.complete(&kernel_ids, &user_pairs, &skel.maps.stacks)?;
         let blocks: u64 = counts.iter().map(|(_, v)| v.blocks).sum();
         let ns: u64 = counts.iter().map(|(_, v)| v.ns).sum();
@@ -629,6 +602,30 @@ fn drain_windows(
         cfg.stack_storage_size as usize / 2,
     );
     Ok(out)
+}
+
+/// --sample N: one block in N was traced, so each stands for N.
+fn scale_sampled(cfg: &WaitConfig, v: &mut wait_val) {
+    let scale = u64::from(cfg.sample_every.max(1));
+    v.ns = v.ns.saturating_mul(scale);
+    v.blocks = v.blocks.saturating_mul(scale);
+}
+
+/// The stacks counts refer to, of both sides: kernel stack ids, and (process, user stack id) pairs.
+fn stack_ids(counts: &[(wait_key, wait_val)]) -> (FxHashSet<u64>, FxHashSet<(u32, u64)>) {
+    let mut kernel_ids = FxHashSet::default();
+    let mut user_pairs = FxHashSet::default();
+    for (k, _) in counts {
+        for side in [&k.target, &k.waker] {
+            if side.kern_stack != 0 {
+                kernel_ids.insert(side.kern_stack);
+            }
+            if side.user_stack != 0 {
+                user_pairs.insert((side.pid, side.user_stack));
+            }
+        }
+    }
+    (kernel_ids, user_pairs)
 }
 
 /// A flame graph's title, palette, and what its stacks are, per tool.

@@ -265,16 +265,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     timing.mark("read counts");
 
     let merged = merge_threads(counts, cfg.pprof.is_some());
-    let kernel_ids: FxHashSet<u64> = merged
-        .keys()
-        .map(|k| k.kern_stack)
-        .filter(|&id| id != 0)
-        .collect();
-    let user_pairs: FxHashSet<(u32, u64)> = merged
-        .keys()
-        .filter(|k| k.user_stack != 0)
-        .map(|k| (k.pid, k.user_stack))
-        .collect();
+    let (kernel_ids, user_pairs) = stack_ids(&merged);
     timing.mark("ids");
     let (book, syms, rb) = collector.finish(&kernel_ids, &user_pairs, &skel.maps.stacks)?;
     timing.mark("name the rest");
@@ -402,16 +393,7 @@ fn drain_windows(
     for (window, counts) in by_window {
         let samples: u64 = counts.iter().map(|(_, n)| n).sum();
         let merged = merge_threads(counts, true);
-        let kernel_ids: FxHashSet<u64> = merged
-            .keys()
-            .map(|k| k.kern_stack)
-            .filter(|&id| id != 0)
-            .collect();
-        let user_pairs: FxHashSet<(u32, u64)> = merged
-            .keys()
-            .filter(|k| k.user_stack != 0)
-            .map(|k| (k.pid, k.user_stack))
-            .collect();
+        let (kernel_ids, user_pairs) = stack_ids(&merged);
         collector.complete(&kernel_ids, &user_pairs, &skel.maps.stacks)?;
         let records = build_records(merged, &collector.book());
         let (from, until) = clock.span(window);
@@ -518,6 +500,21 @@ fn merge_threads(counts: Vec<(sample_key, u64)>, keep_tid: bool) -> FxHashMap<Pr
         *merged.entry(key).or_default() += n;
     }
     merged
+}
+
+/// The stacks merged counts refer to: kernel stack ids, and (process, user stack id) pairs.
+fn stack_ids(merged: &FxHashMap<ProcStack, u64>) -> (FxHashSet<u64>, FxHashSet<(u32, u64)>) {
+    let kernel_ids = merged
+        .keys()
+        .map(|k| k.kern_stack)
+        .filter(|&id| id != 0)
+        .collect();
+    let user_pairs = merged
+        .keys()
+        .filter(|k| k.user_stack != 0)
+        .map(|k| (k.pid, k.user_stack))
+        .collect();
+    (kernel_ids, user_pairs)
 }
 
 /// Gives every merged count its named frames.
