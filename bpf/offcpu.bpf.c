@@ -296,6 +296,11 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, __u32 
 			b->slot = 0;
 			__builtin_memset(b->memo, 0, sizeof(b->memo));
 			fresh = true;
+		} else if (b->ts && mode != MODE_WAKEUP) {
+			/* Its last block never ended: the thread came back on a CPU without a sched_switch that
+			 * this program saw (a kernel may leave out switches away from threads it hides, as this
+			 * project's CI sandbox does for its agent). That block is lost: counted, then stamped anew. */
+			stat_inc(STAT_UNENDED);
 		}
 		if (mode == MODE_WAKEUP) {
 			/* Only the time and comm matter: the stacks that count are the waker's. */

@@ -52,6 +52,7 @@ enum stat_idx {
 	STAT_UNWIND_END,        /* + enum unwind_end: how table-walked stacks ended (UNWIND_COMPLETE: whole) */
 	STAT_UMEMO_HITS = STAT_UNWIND_END + 10, /* (after UNWIND_REASONS) user stacks reused from a memo */
 	STAT_KMEMO_HITS,        /* kernel stacks reused from a memo (bpf/memo.h) */
+	STAT_UNENDED,           /* off-CPU tools: blocks lost, their thread back on a CPU unseen by sched_switch */
 	STAT_MAX,
 };
 

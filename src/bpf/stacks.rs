@@ -32,7 +32,9 @@ pub mod stat {
     /// Off-CPU tools: user and kernel stacks reused from a thread's memo (bpf/memo.h), not walked.
     pub const UMEMO_HITS: usize = UNWIND_END + crate::unwind::end::REASONS;
     pub const KMEMO_HITS: usize = UMEMO_HITS + 1;
-    pub const MAX: usize = UMEMO_HITS + 2;
+    /// Off-CPU tools: blocks whose end no sched_switch reported (the thread was stamped again first).
+    pub const UNENDED: usize = UMEMO_HITS + 2;
+    pub const MAX: usize = UMEMO_HITS + 3;
 }
 
 /// `enum proc_event_kind` (bpf/stacks.h): a process first seen, or one to read the mappings of again.
@@ -185,6 +187,10 @@ pub fn loss_report(stats: &[u64; stat::MAX], stack_storage_size: u32) -> Vec<Str
     say(
         stats[stat::START_FULL],
         "blocks not timed: too many threads were off-CPU at once for the start map".into(),
+    );
+    say(
+        stats[stat::UNENDED],
+        "blocks lost: their threads came back on a CPU without a sched_switch event (the kernel did not report the switch)".into(),
     );
     say(
         stats[stat::WAKER_FULL],

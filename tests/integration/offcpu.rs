@@ -66,15 +66,18 @@ impl Measured {
 /// naps only once bpfprof has printed its header (its window is open), and bpfprof gets Ctrl-C once the
 /// sleeper has printed what it measured. Returns the blocks, stderr and that measurement.
 fn trace_sleeps(extra: &[&str]) -> (Vec<Block>, String, Measured) {
-    let mut w = Workload::start_gated(&workload("blocker"), &["sleep"]);
-    let pid = w.pid().to_string();
-    let mut args = vec!["offcpu", "-p", &pid];
-    args.extend_from_slice(extra);
-    let tracer = Running::start(&args, &[], false, "Tracing off-CPU time (us) of PID");
-    w.go();
-    let measured = Measured::read(&mut w);
-    let (rest, stderr) = tracer.finish(true);
-    (parse_blocks(&rest), stderr, measured)
+    let ((blocks, measured), stderr) = unless_switches_unseen(|| {
+        let mut w = Workload::start_gated(&workload("blocker"), &["sleep"]);
+        let pid = w.pid().to_string();
+        let mut args = vec!["offcpu", "-p", &pid];
+        args.extend_from_slice(extra);
+        let tracer = Running::start(&args, &[], false, "Tracing off-CPU time (us) of PID");
+        w.go();
+        let measured = Measured::read(&mut w);
+        let (rest, stderr) = tracer.finish(true);
+        ((parse_blocks(&rest), measured), stderr)
+    });
+    (blocks, stderr, measured)
 }
 
 /// The blocks of the sleeper's nap function `nap`, with the frames of a nanosleep below it in order
@@ -460,24 +463,28 @@ fn offcpu_bt_agrees_with_the_canned_tool_on_known_sleeps() {
         return;
     };
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/offcpu.bt");
-    let mut w = Workload::start_gated(&workload("blocker"), &["sleep"]);
-    let pid = w.pid().to_string();
-    let bt = Running::start(
-        &["trace", script.to_str().unwrap()],
-        &[],
-        false,
-        "Attaching 3 probes...",
-    );
-    let canned = Running::start(
-        &["offcpu", "-p", &pid],
-        &[],
-        false,
-        "Tracing off-CPU time (us) of PID",
-    );
-    w.go();
-    let m = Measured::read(&mut w);
-    let (rest, _) = canned.finish(true);
-    let (bt_out, bt_err) = bt.finish(true);
+    // The script misses what the tool misses (the same switches): the tool's warning says when.
+    let ((rest, bt_out, bt_err, m), _) = unless_switches_unseen(|| {
+        let mut w = Workload::start_gated(&workload("blocker"), &["sleep"]);
+        let pid = w.pid().to_string();
+        let bt = Running::start(
+            &["trace", script.to_str().unwrap()],
+            &[],
+            false,
+            "Attaching 3 probes...",
+        );
+        let canned = Running::start(
+            &["offcpu", "-p", &pid],
+            &[],
+            false,
+            "Tracing off-CPU time (us) of PID",
+        );
+        w.go();
+        let m = Measured::read(&mut w);
+        let (rest, stderr) = canned.finish(true);
+        let (bt_out, bt_err) = bt.finish(true);
+        ((rest, bt_out, bt_err, m), stderr)
+    });
     let blocks = parse_blocks(&rest);
     // @us[KSTACK, USTACK, comm]: N -- frames `    name+off`, the key's last line `, comm]: N`.
     let bt_entries: Vec<(Vec<String>, String, u64)> = stack_key_entries(&bt_out)

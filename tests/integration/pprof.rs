@@ -264,15 +264,18 @@ fn offcpu_pprof_holds_the_sleeps_as_measured() {
     let Some(_lock) = bpf_test("offcpu_pprof_holds_the_sleeps_as_measured") else {
         return;
     };
-    let mut w = Workload::start_gated(&workload("blocker"), &["sleep"]);
-    let pid = w.pid().to_string();
     let file = temp("sleeps.pprof");
     let f = file.to_str().unwrap();
-    let args = ["offcpu", "-p", &pid, "-f", "--pprof", f];
-    let tracer = Running::start(&args, &[], true, "Tracing off-CPU time (us) of PID");
-    w.go();
-    let words = w.line();
-    let (out, _) = tracer.finish(true);
+    let ((words, out), _) = unless_switches_unseen(|| {
+        let mut w = Workload::start_gated(&workload("blocker"), &["sleep"]);
+        let pid = w.pid().to_string();
+        let args = ["offcpu", "-p", &pid, "-f", "--pprof", f];
+        let tracer = Running::start(&args, &[], true, "Tracing off-CPU time (us) of PID");
+        w.go();
+        let words = w.line();
+        let (out, stderr) = tracer.finish(true);
+        ((words, out), stderr)
+    });
     let us = |i: usize| -> i64 { words[i].parse().unwrap_or_else(|_| panic!("{words:?}")) };
     let (short, long) = (us(1), us(2));
     let raw = go_pprof_raw(&file);
@@ -809,24 +812,27 @@ fn offcpu_continuous_windows_hold_every_nap() {
     let Some(_lock) = bpf_test("offcpu_continuous_windows_hold_every_nap") else {
         return;
     };
-    let mut w = Workload::start_gated(&workload("blocker"), &["sleep"]);
-    let pid = w.pid().to_string();
     let dir = temp("offcpu-windows");
-    let _ = std::fs::remove_dir_all(&dir);
-    let args = [
-        "offcpu",
-        "-p",
-        &pid,
-        "--continuous",
-        "--every",
-        "300ms",
-        "--pprof-dir",
-        dir.to_str().unwrap(),
-    ];
-    let tracer = Running::start(&args, &[], true, "Tracing off-CPU time (us) of PID");
-    w.go();
-    let words = w.line();
-    let (_, stderr) = tracer.finish(true);
+    let (words, stderr) = unless_switches_unseen(|| {
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut w = Workload::start_gated(&workload("blocker"), &["sleep"]);
+        let pid = w.pid().to_string();
+        let args = [
+            "offcpu",
+            "-p",
+            &pid,
+            "--continuous",
+            "--every",
+            "300ms",
+            "--pprof-dir",
+            dir.to_str().unwrap(),
+        ];
+        let tracer = Running::start(&args, &[], true, "Tracing off-CPU time (us) of PID");
+        w.go();
+        let words = w.line();
+        let (_, stderr) = tracer.finish(true);
+        (words, stderr)
+    });
     let us = |i: usize| -> i64 { words[i].parse().unwrap_or_else(|_| panic!("{words:?}")) };
     let (short, long) = (us(1), us(2));
     let (counted, in_windows, windows) = continuous_summary(&stderr);
