@@ -36,6 +36,9 @@ const volatile __u64 min_block_ns = 0;
 const volatile __u64 max_block_ns = ~0ULL;
 /* --sample N: one block in N is traced (chosen at random when it begins), the others cost nothing more. */
 const volatile __u32 sample_every = 1;
+/* Benchmarks only (BPFPROF_BENCH_EMPTY): the scheduler programs return at once, which the verifier reduces
+ * to an empty program: the cost of the tracepoint's dispatch alone, the floor under every flag. */
+const volatile bool bench_empty = false;
 
 /* The end of the traced window in bpf_ktime_get_ns() time (0: closed), set by user space when it opens
  * the window (once it has loaded the kernel's symbols, after the programs, whose names must be in that
@@ -263,6 +266,8 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, __u32 
 	__u64 now = 0, delta;
 	bool fresh = false;
 
+	if (bench_empty)
+		return 0;
 	/* The thread going off-CPU: stamp it. It is still current here. One the -p/-t filter leaves out has
 	 * no entry either: nothing else is read for it. */
 	if ((filter_pid || filter_tid) && !target_allowed(bpf_get_current_pid_tgid() >> 32, tid))
@@ -370,6 +375,9 @@ static __always_inline int on_waking(void *ctx, __u32 tid)
 	struct scratch *s;
 	__u64 delta;
 	bool kthread;
+
+	if (bench_empty)
+		return 0;
 
 	if (bpf_ktime_get_ns() >= window_end)
 		return 0;

@@ -315,6 +315,17 @@ bench_sysctl_min() {
   fi
 }
 
+# bench_sysctl_set NAME VALUE: sets sysctl NAME to VALUE, restored on exit.
+bench_sysctl_set() {
+  local name=$1 want=$2 cur i known=0
+  cur=$(sysctl -n "$name") || bench_die "cannot read sysctl $name"
+  for ((i = 0; i < ${#BENCH_SYSCTL_RESTORE[@]}; i += 2)); do
+    [ "${BENCH_SYSCTL_RESTORE[i]}" = "$name" ] && known=1
+  done
+  [ "$known" = 1 ] || BENCH_SYSCTL_RESTORE+=("$name" "$cur")
+  sysctl -qw "$name=$want" || bench_die "cannot set sysctl $name=$want"
+}
+
 # --- output --------------------------------------------------------------------------------------------
 
 # bench_result KEY VALUE: one machine-readable result ("key value" lines in the results file).
