@@ -10,6 +10,7 @@ use crate::tools::biolatency::{BiolatencyConfig, Linear};
 use crate::tools::continuous::{host_name, parse_every, parse_label, ContinuousConfig};
 use crate::tools::diff::{DiffConfig, DiffOutput};
 use crate::tools::funccount::FunccountConfig;
+use crate::tools::hotcold::HotColdConfig;
 use crate::tools::offcpu::{WaitConfig, WaitMode};
 use crate::tools::profile::{ProfileConfig, Sampling};
 use crate::tools::report::{ReportConfig, ReportOutput};
@@ -37,6 +38,10 @@ pub enum Command {
     /// Blocked stacks and their wakers' stacks, one line each (as bcc's offwaketime).
     #[command(name = "offwake", after_help = OFFWAKE_EXAMPLES)]
     OffWake(WaitArgs),
+    /// On-CPU and off-CPU time of the same threads in one flame graph (hot/cold): where their wall time
+    /// goes, running or waiting
+    #[command(name = "hotcold", after_help = HOTCOLD_EXAMPLES)]
+    HotCold(HotColdArgs),
     /// Block device I/O latency as a histogram (as bcc's biolatency).
     #[command(after_help = BIOLATENCY_EXAMPLES)]
     Biolatency(BiolatencyArgs),
@@ -221,6 +226,12 @@ Examples:
   bpfprof offcpu -m 1000 -f 10        # blocks of 1 ms or more, folded (values in us)
   bpfprof offcpu --state 2            # only TASK_UNINTERRUPTIBLE sleeps (2: see include/linux/sched.h)
   bpfprof offcpu --svg off.svg 10     # off-CPU time flame graph";
+
+const HOTCOLD_EXAMPLES: &str = "\
+Examples:
+  bpfprof hotcold -p 1234 --svg hc.svg 10   # one process's wall time, running (warm colours) or blocked (blue)
+  bpfprof hotcold -p 1234 --per-thread -f 5 # folded, a root per thread: comm-tid;[on-cpu];... (values in us)
+  bpfprof hotcold -p 1234 5                 # each thread's on-CPU and off-CPU milliseconds";
 
 const WAKEUP_EXAMPLES: &str = "\
 Examples:
@@ -512,6 +523,82 @@ impl WaitArgs {
             max_block_us,
             state: self.state,
             sample_every: self.sample,
+            duration: self.duration.map(Duration::from_secs),
+        })
+    }
+}
+
+/// hotcold's arguments: profile's and offcpu's, for both halves.
+#[derive(Debug, Args)]
+pub struct HotColdArgs {
+    /// Trace these processes only (repeat or comma-separate)
+    #[arg(
+        short = 'p',
+        long = "pid",
+        value_name = "PID",
+        value_delimiter = ',',
+        conflicts_with = "tids"
+    )]
+    pub pids: Vec<u32>,
+    /// Trace these threads only (repeat or comma-separate)
+    #[arg(short = 't', long = "tid", value_name = "TID", value_delimiter = ',')]
+    pub tids: Vec<u32>,
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// On-CPU sample frequency in Hertz
+    #[arg(
+        short = 'F',
+        long = "frequency",
+        value_name = "HZ",
+        default_value_t = 99
+    )]
+    pub frequency: u64,
+    /// Count only blocks of at least this many microseconds
+    #[arg(
+        short = 'm',
+        long = "min-block-time",
+        value_name = "US",
+        default_value_t = 1
+    )]
+    pub min_block_time: u64,
+    /// A root per thread (comm-tid), with its on-CPU and off-CPU stacks under it
+    #[arg(long = "per-thread")]
+    pub per_thread: bool,
+    /// Seconds to trace (default: until Ctrl-C)
+    #[arg(value_name = "DURATION")]
+    pub duration: Option<u64>,
+}
+
+impl HotColdArgs {
+    /// Validates the arguments and turns them into hotcold's plain configuration.
+    pub fn into_config(self) -> Result<HotColdConfig> {
+        let s = &self.stack;
+        s.check()?;
+        if s.pprof.is_some() {
+            bail!("hotcold writes folded stacks (-f) or a flame graph (--svg), not pprof: use profile and offcpu --pprof for those");
+        }
+        if self.frequency == 0 || self.frequency > 1_000_000_000 {
+            bail!("sample frequency (-F) must be between 1 and 1000000000");
+        }
+        if self.duration == Some(0) {
+            bail!("duration must be at least 1 second");
+        }
+        Ok(HotColdConfig {
+            pids: self.pids,
+            tids: self.tids,
+            user_stacks_only: s.user_stacks_only,
+            kernel_stacks_only: s.kernel_stacks_only,
+            delimited: s.delimited,
+            annotations: s.annotations,
+            folded: s.folded,
+            svg: s.svg.clone(),
+            per_thread: self.per_thread,
+            frequency: self.frequency,
+            stack_storage_size: s.stack_storage_size,
+            max_stack_depth: s.perf_max_stack_depth,
+            unwind: s.unwind,
+            unwind_memory_mib: s.unwind_memory,
+            min_block_us: self.min_block_time,
             duration: self.duration.map(Duration::from_secs),
         })
     }

@@ -38,6 +38,7 @@ fn main() -> ExitCode {
             .into_config()
             .and_then(|config| oneliner::runtime::run(&config)),
         cli::Command::Diff(args) => tools::diff::run(&args.into_config()),
+        cli::Command::HotCold(args) => args.into_config().and_then(|cfg| tools::hotcold::run(&cfg)),
         cli::Command::Report(args) => tools::report::run(&args.into_config()),
         cli::Command::UnwindTable(args) => unwind::table::show(&args.file, &args.addrs),
     };

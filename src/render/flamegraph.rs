@@ -19,6 +19,9 @@ pub enum GraphPalette {
     /// Off-CPU and waker stacks in one graph (`--colors=chain`): the blocked half blue, the waker's
     /// frames (suffix `_[w]`) aqua.
     Chain,
+    /// On-CPU and off-CPU stacks in one graph (hot/cold): on-CPU frames in the CPU palette, off-CPU ones
+    /// (suffix `_[w]`) blue.
+    HotCold,
 }
 
 /// What a flame graph says about itself.
@@ -59,6 +62,20 @@ pub fn write_svg<W: Write>(spec: &FlameGraphSpec, lines: &[String], out: W) -> R
             opts.palette_map = Some(&mut waker_colours);
             Palette::Basic(BasicPalette::Blue)
         }
+        GraphPalette::HotCold => {
+            // As Chain the other way round: the marked (off-CPU) frames get blue through the palette
+            // map, every other frame the CPU palette.
+            for line in lines {
+                let stack = line.rsplit_once(' ').map_or(line.as_str(), |(s, _)| s);
+                for frame in stack.split(';').filter(|f| f.ends_with(WAKER_SUFFIX)) {
+                    if waker_colours.get(frame).is_none() {
+                        waker_colours.insert(frame, blue(frame));
+                    }
+                }
+            }
+            opts.palette_map = Some(&mut waker_colours);
+            Palette::Multi(MultiPalette::Perl)
+        }
     };
     if lines.is_empty() {
         anyhow::bail!("no stacks were sampled: nothing to draw");
@@ -67,16 +84,31 @@ pub fn write_svg<W: Write>(spec: &FlameGraphSpec, lines: &[String], out: W) -> R
         .context("rendering the flame graph")
 }
 
-/// flamegraph.pl's aqua, its shade chosen by a hash of the name (FNV-1a), so that a name keeps its colour.
-fn aqua(name: &str) -> Color {
+/// A shade in [0, 1) chosen by a hash of the name (FNV-1a), so that a name keeps its colour.
+fn shade(name: &str) -> f32 {
     let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
-    let v = (hash >> 40) as f32 / (1u64 << 24) as f32;
+    (hash >> 40) as f32 / (1u64 << 24) as f32
+}
+
+/// flamegraph.pl's aqua.
+fn aqua(name: &str) -> Color {
+    let v = shade(name);
     Color {
         r: 50 + (60.0 * v) as u8,
         g: 165 + (55.0 * v) as u8,
         b: 165 + (55.0 * v) as u8,
+    }
+}
+
+/// flamegraph.pl's blue (its io palette).
+fn blue(name: &str) -> Color {
+    let v = shade(name);
+    Color {
+        r: 80 + (60.0 * v) as u8,
+        g: 80 + (60.0 * v) as u8,
+        b: 190 + (55.0 * v) as u8,
     }
 }
 

@@ -4,6 +4,7 @@ pub mod common;
 pub mod continuous;
 pub mod diff;
 pub mod funccount;
+pub mod hotcold;
 pub mod offcpu;
 pub mod profile;
 pub mod report;

@@ -19,7 +19,7 @@ use super::common::{
 };
 use super::continuous::{report_windows, ContinuousConfig, Sink, WindowClock, WindowProfile};
 use crate::bpf::skel::offcpu::types::{wait_key, wait_side, wait_val};
-use crate::bpf::skel::offcpu::{OffcpuSkel, OffcpuSkelBuilder};
+use crate::bpf::skel::offcpu::{OffcpuSkel, OffcpuSkelBuilder, OpenOffcpuSkel};
 use crate::bpf::stacks::{for_each_entry, from_bytes, loss_report, read_stats, stat};
 use crate::bpf::{self, Hooks};
 use crate::render::flamegraph::{FlameGraphSpec, GraphPalette};
@@ -97,7 +97,7 @@ pub struct WaitConfig {
 const MAX_BLOCKED_THREADS: u32 = 65536;
 
 impl WaitConfig {
-    fn style(&self) -> StackStyle {
+    pub(super) fn style(&self) -> StackStyle {
         StackStyle {
             user_stacks_only: self.user_stacks_only,
             kernel_stacks_only: self.kernel_stacks_only,
@@ -202,7 +202,7 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
     let stop = StopFlag::install()?;
 
     let mut storage: [MaybeUninit<OpenObject>; 3] = [const { MaybeUninit::uninit() }; 3];
-    let (mut skel, mut links, hooks) = load_first_that_works(cfg, &mut storage)?;
+    let (mut skel, mut links, hooks) = load_first_that_works(cfg, &mut storage, None)?;
     timing.mark("load+attach");
 
     let unwinder = if cfg.kernel_stacks_only {
@@ -398,24 +398,30 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
 /// stack memos a switch rarely walks a stack, and a classic tracepoint's record, built before the program
 /// runs, then costs more: ping-pong 2.22 s against 2.32-2.44 s here), then classic tracepoints, then raw
 /// tracepoints.
-fn load_first_that_works<'o>(
+pub(super) fn load_first_that_works<'o>(
     cfg: &WaitConfig,
     storage: &'o mut [MaybeUninit<OpenObject>; 3],
+    share: ShareMaps<'_>,
 ) -> Result<(OffcpuSkel<'o>, Vec<Link>, Hooks)> {
     let ((skel, links), hooks) = bpf::load_first_that_works(
         &[Hooks::TpBtf, Hooks::Tp, Hooks::RawTp],
         storage,
         "scheduler",
-        |hooks, obj| load_and_attach(cfg, obj, hooks),
+        |hooks, obj| load_and_attach(cfg, obj, hooks, share),
     )?;
     Ok((skel, links, hooks))
 }
+
+/// Before loading: makes the object use maps another loaded object already has (hotcold shares the
+/// profile programs' stacks, unwind tables and announcements). None: its own.
+pub(super) type ShareMaps<'a> = Option<&'a dyn Fn(&mut OpenOffcpuSkel<'_>) -> Result<()>>;
 
 /// Opens, configures, loads and attaches the program with one kind of scheduler hook.
 fn load_and_attach<'o>(
     cfg: &WaitConfig,
     obj: &'o mut MaybeUninit<OpenObject>,
     hooks: Hooks,
+    share: ShareMaps<'_>,
 ) -> Result<(OffcpuSkel<'o>, Vec<Link>)> {
     let what = match hooks {
         Hooks::Tp => "offcpu (tp)",
@@ -451,6 +457,8 @@ fn load_and_attach<'o>(
     rodata.max_stack_depth = cfg.max_stack_depth;
     rodata.unwind_mode = cfg.unwind.bpf_value();
     rodata.sample_every = cfg.sample_every.max(1);
+    // Benchmarks: programs that return at once (scripts/bench/offcpu.sh's floor).
+    rodata.bench_empty = std::env::var_os("BPFPROF_BENCH_EMPTY").is_some();
     if let Some(c) = &cfg.continuous {
         rodata.window_ns = c.every.as_nanos() as u64;
     }
@@ -478,6 +486,9 @@ fn load_and_attach<'o>(
     open.progs.waking_btf.set_autoload(btf && wake);
     open.progs.switch_raw.set_autoload(raw);
     open.progs.waking_raw.set_autoload(raw && wake);
+    if let Some(share) = share {
+        share(&mut open)?;
+    }
     let skel = open.load().map_err(|e| bpf::load_error(what, e))?;
 
     fill_filters(&skel.maps.pids, &skel.maps.tids, &cfg.pids, &cfg.tids)?;
@@ -507,7 +518,7 @@ fn load_and_attach<'o>(
 }
 
 /// Scheduler events the kernel skipped because the program was already running on that CPU.
-fn recursion_misses(skel: &OffcpuSkel<'_>, hooks: Hooks) -> u64 {
+pub(super) fn recursion_misses(skel: &OffcpuSkel<'_>, hooks: Hooks) -> u64 {
     let p = &skel.progs;
     match hooks {
         Hooks::Tp => bpf::recursion_misses(&[&p.switch_tp, &p.waking_tp]),
@@ -612,7 +623,9 @@ fn scale_sampled(cfg: &WaitConfig, v: &mut wait_val) {
 }
 
 /// The stacks counts refer to, of both sides: kernel stack ids, and (process, user stack id) pairs.
-fn stack_ids(counts: &[(wait_key, wait_val)]) -> (FxHashSet<u64>, FxHashSet<(u32, u64)>) {
+pub(super) fn stack_ids(
+    counts: &[(wait_key, wait_val)],
+) -> (FxHashSet<u64>, FxHashSet<(u32, u64)>) {
     let mut kernel_ids = FxHashSet::default();
     let mut user_pairs = FxHashSet::default();
     for (k, _) in counts {
@@ -707,7 +720,7 @@ fn pprof_samples(
 }
 
 /// Microseconds, rounded to the nearest.
-fn micros(ns: u64) -> u64 {
+pub(super) fn micros(ns: u64) -> u64 {
     ns.saturating_add(500) / 1000
 }
 
@@ -726,7 +739,10 @@ fn side_parts(
 }
 
 /// offcpu's records: one per thread and stack.
-fn offcpu_records(counts: &[(wait_key, wait_val)], book: &StackBook) -> Vec<StackRecord> {
+pub(super) fn offcpu_records(
+    counts: &[(wait_key, wait_val)],
+    book: &StackBook,
+) -> Vec<StackRecord> {
     let mut comms = CommCache::default();
     counts
         .iter()

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::MapCore;
+use libbpf_rs::{MapCore, OpenObject};
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -17,7 +17,7 @@ use super::common::{
 };
 use super::continuous::{report_windows, ContinuousConfig, Sink, WindowClock, WindowProfile};
 use crate::bpf::skel::profile::types::sample_key;
-use crate::bpf::skel::profile::ProfileSkelBuilder;
+use crate::bpf::skel::profile::{ProfileSkel, ProfileSkelBuilder};
 use crate::bpf::stacks::{for_each_entry, from_bytes, loss_report, read_stats, stat};
 use crate::bpf::{self, perf};
 use crate::render::flamegraph::{FlameGraphSpec, GraphPalette};
@@ -107,26 +107,13 @@ impl ProfileConfig {
     }
 }
 
-/// Runs the profile tool: load, sample until the duration ends or a signal arrives, then print.
-pub fn run(cfg: &ProfileConfig) -> Result<()> {
-    let mut timing = Timing::from_env();
-    check_targets(&cfg.pids, &cfg.tids, "-L")?;
-    for path in cfg.svg.iter().chain(&cfg.pprof) {
-        check_writable(path)?;
-    }
-    let cpus = chosen_cpus(cfg.cpu)?;
-    // --continuous's directory and server are checked before anything is loaded.
-    let mut sink = cfg
-        .continuous
-        .as_ref()
-        .map(|c| Sink::new(c, "cpu", 1_000_000_000 / cfg.period_ns().max(1) as u64))
-        .transpose()?;
-    bpf::prepare()?;
-    let stop = StopFlag::install()?;
-
-    let mut open_obj = MaybeUninit::uninit();
+/// Opens, configures and loads the profile programs (attached by the caller).
+pub(super) fn load<'o>(
+    cfg: &ProfileConfig,
+    obj: &'o mut MaybeUninit<OpenObject>,
+) -> Result<ProfileSkel<'o>> {
     let mut open = ProfileSkelBuilder::default()
-        .open(&mut open_obj)
+        .open(obj)
         .map_err(|e| bpf::load_error("profile", e))?;
     let rodata = open
         .maps
@@ -156,7 +143,28 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     open.maps
         .counts
         .set_max_entries(cfg.stack_storage_size.saturating_mul(4))?;
-    let mut skel = open.load().map_err(|e| bpf::load_error("profile", e))?;
+    open.load().map_err(|e| bpf::load_error("profile", e))
+}
+
+/// Runs the profile tool: load, sample until the duration ends or a signal arrives, then print.
+pub fn run(cfg: &ProfileConfig) -> Result<()> {
+    let mut timing = Timing::from_env();
+    check_targets(&cfg.pids, &cfg.tids, "-L")?;
+    for path in cfg.svg.iter().chain(&cfg.pprof) {
+        check_writable(path)?;
+    }
+    let cpus = chosen_cpus(cfg.cpu)?;
+    // --continuous's directory and server are checked before anything is loaded.
+    let mut sink = cfg
+        .continuous
+        .as_ref()
+        .map(|c| Sink::new(c, "cpu", 1_000_000_000 / cfg.period_ns().max(1) as u64))
+        .transpose()?;
+    bpf::prepare()?;
+    let stop = StopFlag::install()?;
+
+    let mut open_obj = MaybeUninit::uninit();
+    let mut skel = load(cfg, &mut open_obj)?;
     timing.mark("load");
 
     fill_filters(&skel.maps.pids, &skel.maps.tids, &cfg.pids, &cfg.tids)?;
@@ -354,7 +362,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
 }
 
 /// The online CPUs, or the one asked for with -C (which must be online).
-fn chosen_cpus(cpu: Option<u32>) -> Result<Vec<u32>> {
+pub(super) fn chosen_cpus(cpu: Option<u32>) -> Result<Vec<u32>> {
     let online = perf::online_cpus()?;
     match cpu {
         None => Ok(online),
@@ -473,7 +481,7 @@ fn profile_pprof(
 /// What a count is kept by once threads are merged: the process, its comm, and its two stacks (and the
 /// thread, when pprof's labels want it).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct ProcStack {
+pub(super) struct ProcStack {
     pid: u32,
     tid: u32,
     comm: [i8; 16],
@@ -484,7 +492,10 @@ struct ProcStack {
 }
 
 /// Sums the counts of one process's threads that share comm and stacks (bcc prints per process).
-fn merge_threads(counts: Vec<(sample_key, u64)>, keep_tid: bool) -> FxHashMap<ProcStack, u64> {
+pub(super) fn merge_threads(
+    counts: Vec<(sample_key, u64)>,
+    keep_tid: bool,
+) -> FxHashMap<ProcStack, u64> {
     let mut merged: FxHashMap<ProcStack, u64> = FxHashMap::default();
     merged.reserve(counts.len());
     for (k, n) in counts {
@@ -503,7 +514,9 @@ fn merge_threads(counts: Vec<(sample_key, u64)>, keep_tid: bool) -> FxHashMap<Pr
 }
 
 /// The stacks merged counts refer to: kernel stack ids, and (process, user stack id) pairs.
-fn stack_ids(merged: &FxHashMap<ProcStack, u64>) -> (FxHashSet<u64>, FxHashSet<(u32, u64)>) {
+pub(super) fn stack_ids(
+    merged: &FxHashMap<ProcStack, u64>,
+) -> (FxHashSet<u64>, FxHashSet<(u32, u64)>) {
     let kernel_ids = merged
         .keys()
         .map(|k| k.kern_stack)
@@ -518,7 +531,10 @@ fn stack_ids(merged: &FxHashMap<ProcStack, u64>) -> (FxHashSet<u64>, FxHashSet<(
 }
 
 /// Gives every merged count its named frames.
-fn build_records(merged: FxHashMap<ProcStack, u64>, book: &StackBook) -> Vec<StackRecord> {
+pub(super) fn build_records(
+    merged: FxHashMap<ProcStack, u64>,
+    book: &StackBook,
+) -> Vec<StackRecord> {
     // One shared name per distinct comm.
     let mut comms: FxHashMap<[i8; 16], Arc<str>> = FxHashMap::default();
     for k in merged.keys() {

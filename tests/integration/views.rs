@@ -1,4 +1,5 @@
-//! Views no bcc tool gives: `bpfprof diff` (differential flame graphs).
+//! Views no bcc tool gives: `bpfprof diff` (differential flame graphs), `bpfprof hotcold` (on-CPU and
+//! off-CPU time in one flame graph).
 use std::path::{Path, PathBuf};
 
 use crate::common::*;
@@ -178,5 +179,139 @@ fn diff_refuses_what_is_not_a_profile() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+}
+
+/// The microseconds in an inferno frame title `name (1,234 us, 5.6%)`.
+fn title_us(title: &str) -> u64 {
+    let inner = title.rsplit_once(" (").map_or("", |(_, r)| r);
+    inner
+        .split(" us")
+        .next()
+        .unwrap_or("")
+        .replace(',', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("no microseconds in {title:?}"))
+}
+
+/// hotcold on a thread that spins 300 ms then sleeps 700 ms, three times (blocker hotcold), told by the
+/// thread itself its wall and CPU time: the [on-cpu] and [off-cpu] halves of the flame graph and the
+/// thread's row hold its CPU time and the rest of its wall time (30 % and 70 % on a quiet machine), each
+/// within 5 points of its wall time (the sampling error at 499 Hz is under 1 point: ~450 samples), and
+/// add up to it within 5 %; the spin is on-CPU in warm colours, the nap off-CPU in blue, under the
+/// functions they run in.
+#[test]
+fn hotcold_splits_a_threads_wall_time_into_running_and_blocked() {
+    let Some(_lock) = bpf_test("hotcold_splits_a_threads_wall_time_into_running_and_blocked")
+    else {
+        return;
+    };
+    let svg = temp("hotcold.svg");
+    let ((wall, cpu, tid), stderr) = unless_switches_unseen(|| {
+        let mut w = Workload::start_gated(&workload("blocker"), &["hotcold", "3"]);
+        let pid = w.pid().to_string();
+        let args = [
+            "hotcold",
+            "-p",
+            &pid,
+            "-F",
+            "499",
+            "--svg",
+            svg.to_str().unwrap(),
+        ];
+        let tracer = Running::start(&args, &[], false, "Tracing on-CPU (499 Hertz) and off-CPU");
+        w.go();
+        let words = w.line();
+        assert_eq!(words.first().map(String::as_str), Some("done"), "{words:?}");
+        let us = |i: usize| -> f64 { words[i].parse().unwrap_or_else(|_| panic!("{words:?}")) };
+        let (wall, cpu) = (us(1), us(2));
+        let (_, stderr) = tracer.finish(true);
+        ((wall, cpu, pid), stderr)
+    });
+    let frames = svg_frames(&std::fs::read_to_string(&svg).unwrap());
+    let root = |name: &str| -> f64 {
+        let f = frames
+            .iter()
+            .find(|f| f.0.starts_with(&format!("{name} (")))
+            .unwrap_or_else(|| panic!("no {name} frame: {frames:#?}"));
+        title_us(&f.0) as f64
+    };
+    let (on, off) = (root("[on-cpu]"), root("[off-cpu]"));
+    let point = |x: f64| x / wall * 100.0;
+    assert!(
+        (point(on) - point(cpu)).abs() <= 5.0,
+        "on-CPU {on} us, the thread's CPU time {cpu} us, of {wall} us: {stderr}"
+    );
+    assert!(
+        (point(off) - point(wall - cpu)).abs() <= 5.0,
+        "off-CPU {off} us, the thread's other time {} us, of {wall} us: {stderr}",
+        wall - cpu
+    );
+    assert!(
+        ((on + off) - wall).abs() <= wall * 0.05,
+        "on {on} + off {off} us against {wall} us of wall time: {stderr}"
+    );
+    // The thread's row says the same (stderr with --svg): TID COMM ON OFF TOTAL ON%.
+    let row: Vec<&str> = stderr
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(tid.as_str()))
+        .unwrap_or_else(|| panic!("no row for {tid}: {stderr}"))
+        .split_whitespace()
+        .collect();
+    let ms = |i: usize| -> f64 { row[i].parse().unwrap() };
+    assert_eq!(row[1], "hotcold", "{row:?}");
+    assert!(
+        (ms(2) * 1000.0 - on).abs() <= 1000.0,
+        "{row:?} against {on} us"
+    );
+    assert!((ms(4) * 1000.0 - (on + off)).abs() <= 1000.0, "{row:?}");
+
+    // Spin on-CPU and warm, nap off-CPU and blue, each under its root (the widest of each: a preemption
+    // in the spin puts a narrow spin_until in the off-CPU half too).
+    let widest = |name: &str| {
+        frames
+            .iter()
+            .filter(|f| f.0.starts_with(&format!("{name} (")))
+            .max_by(|a, b| a.3.total_cmp(&b.3))
+            .unwrap_or_else(|| panic!("no {name} frame: {frames:#?}"))
+            .clone()
+    };
+    let inside = |f: &(String, f64, f64, f64, String), root: &str| {
+        let r = widest(root);
+        f.1 >= r.1 - 0.01 && f.1 + f.3 <= r.1 + r.3 + 0.01
+    };
+    let spin = widest("spin_until");
+    let (r, _, b) = rgb(&spin.4);
+    assert!(r > 200 && b < 120, "spin_until is not warm: {spin:?}");
+    assert!(inside(&spin, "[on-cpu]"), "{spin:?} outside [on-cpu]");
+    let nap = widest("nap_cold");
+    let (r, _, b) = rgb(&nap.4);
+    assert!(b > 180 && r < 150, "nap_cold is not blue: {nap:?}");
+    assert!(inside(&nap, "[off-cpu]"), "{nap:?} outside [off-cpu]");
+    assert!(
+        frames.iter().any(|f| f.0.starts_with("do_nanosleep (")),
+        "no do_nanosleep frame"
+    );
+    // Named by their callers: the nap's time is nearly all of [off-cpu].
+    assert!(title_us(&nap.0) as f64 >= off * 0.9, "{nap:?} of {off} us");
+}
+
+#[test]
+fn hotcold_bad_input_gives_one_line_and_nonzero_exit() {
+    for (args, want) in [
+        (&["hotcold", "-p", "999999999", "1"][..], "999999999"),
+        (&["hotcold", "--pprof", "x.pb.gz", "1"][..], "not pprof"),
+        (&["hotcold", "-F", "0", "1"][..], "-F"),
+        (
+            &["hotcold", "-f", "--svg", "x.svg", "1"][..],
+            "choose one output",
+        ),
+    ] {
+        let out = bpfprof().args(args).output().expect("running bpfprof");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
     }
 }

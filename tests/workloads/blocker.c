@@ -19,6 +19,11 @@
  *                   stacks: what the off-CPU tools' stack memos must tell apart.
  *   blocker naps N  prints "ready TID", waits for a line on stdin, then naps N x 100 us in nap_many and
  *                   prints "done US", the microseconds those naps took as it measured them; then lingers.
+ *   blocker hotcold N
+ *                   prints "ready TID", waits for a line on stdin, then N times: hot_phase spins in
+ *                   spin_until for 300 ms of wall time, cold_phase sleeps 700 ms in nap_cold (main ->
+ *                   hot_cold -> hot_phase / cold_phase); prints "done WALL_US CPU_US", the wall time of the
+ *                   N cycles and this thread's CPU time in them, as it measured them; then lingers.
  */
 #include <sys/socket.h>
 #include <pthread.h>
@@ -218,6 +223,45 @@ NOINLINE void nap_many(long n)
 	}
 }
 
+static long long thread_cpu_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+	return t.tv_sec * 1000000LL + t.tv_nsec / 1000;
+}
+
+static volatile unsigned long spins;
+
+NOINLINE void spin_until(long long end_us)
+{
+	while (now_us() < end_us)
+		spins++;
+}
+
+NOINLINE void hot_phase(void)
+{
+	spin_until(now_us() + 300000);
+}
+
+NOINLINE void nap_cold(void)
+{
+	NANOSLEEP_MS(700);
+}
+
+NOINLINE void cold_phase(void)
+{
+	nap_cold();
+}
+
+NOINLINE void hot_cold(long n)
+{
+	for (long i = 0; i < n; i++) {
+		hot_phase();
+		cold_phase();
+	}
+}
+
 int main(int argc, char **argv)
 {
 	char line[16];
@@ -269,6 +313,22 @@ int main(int argc, char **argv)
 		for (;;)
 			linger();
 	}
-	fprintf(stderr, "usage: blocker sleep | blocker pipe MS | blocker twins | blocker naps N\n");
+	if (argc >= 3 && strcmp(argv[1], "hotcold") == 0) {
+		long long wall, cpu;
+
+		prctl(PR_SET_NAME, "hotcold");
+		printf("ready %ld\n", (long)syscall(SYS_gettid));
+		fflush(stdout);
+		if (!fgets(line, sizeof(line), stdin))
+			return 1;
+		wall = now_us();
+		cpu = thread_cpu_us();
+		hot_cold(atol(argv[2]));
+		printf("done %lld %lld\n", now_us() - wall, thread_cpu_us() - cpu);
+		fflush(stdout);
+		for (;;)
+			linger();
+	}
+	fprintf(stderr, "usage: blocker sleep | blocker pipe MS | blocker twins | blocker naps N | blocker hotcold N\n");
 	return 2;
 }
