@@ -7,7 +7,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::oneliner::runtime::TraceConfig;
 use crate::tools::biolatency::{BiolatencyConfig, Linear};
-use crate::tools::continuous::{host_name, parse_every, parse_label, ContinuousConfig};
+use crate::tools::continuous::{
+    host_name, parse_every, parse_label, parse_length, ContinuousConfig,
+};
 use crate::tools::diff::{DiffConfig, DiffOutput};
 use crate::tools::funccount::FunccountConfig;
 use crate::tools::hotcold::HotColdConfig;
@@ -69,7 +71,8 @@ const REPORT_EXAMPLES: &str = "Examples:
   bpfprof report cpu.pprof --svg cpu.svg     # the flame graph of a profile taken elsewhere
   bpfprof report cpu.pprof -f > cpu.folded   # folded stacks: comm;outer;...;inner count
   bpfprof report off.pprof --value blocks -f # off-CPU: the number of blocks instead of the time
-  bpfprof report old.folded --svg old.svg    # folded stacks (bcc's -f, perf | stackcollapse) too";
+  bpfprof report old.folded --svg old.svg    # folded stacks (bcc's -f, perf | stackcollapse) too
+  bpfprof report io.json --heatmap io.svg    # biolatency -j output as a latency heat map";
 
 const DIFF_EXAMPLES: &str = "Examples:
   bpfprof diff before.pb.gz after.pb.gz --svg diff.svg   # widths from after; red grew, blue shrank
@@ -134,14 +137,17 @@ pub struct ReportArgs {
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
     /// Write an SVG flame graph to OUT
-    #[arg(long = "svg", value_name = "OUT", conflicts_with_all = ["folded", "text"])]
+    #[arg(long = "svg", value_name = "OUT", conflicts_with_all = ["folded", "text", "heatmap"])]
     pub svg: Option<PathBuf>,
     /// Print folded stacks (the default)
-    #[arg(short = 'f', long = "folded", conflicts_with = "text")]
+    #[arg(short = 'f', long = "folded", conflicts_with_all = ["text", "heatmap"])]
     pub folded: bool,
     /// Print text blocks, innermost frame first (bcc's layout)
-    #[arg(long = "text")]
+    #[arg(long = "text", conflicts_with = "heatmap")]
     pub text: bool,
+    /// FILE is biolatency -j output: write its latency heat map (a column per interval) to OUT
+    #[arg(long = "heatmap", value_name = "OUT")]
+    pub heatmap: Option<PathBuf>,
     /// The pprof sample type to show: samples (the default) or cpu for profile, offcpu (the default, in
     /// microseconds) or blocks for the off-CPU tools
     #[arg(long = "value", value_name = "TYPE")]
@@ -153,10 +159,11 @@ pub struct ReportArgs {
 
 impl ReportArgs {
     pub fn into_config(self) -> ReportConfig {
-        let output = match (self.svg, self.text) {
-            (Some(path), _) => ReportOutput::Svg(path),
-            (None, true) => ReportOutput::Text,
-            (None, false) => ReportOutput::Folded,
+        let output = match (self.svg, self.text, self.heatmap) {
+            (_, _, Some(path)) => ReportOutput::Heatmap(path),
+            (Some(path), _, None) => ReportOutput::Svg(path),
+            (None, true, None) => ReportOutput::Text,
+            (None, false, None) => ReportOutput::Folded,
         };
         ReportConfig {
             input: self.file,
@@ -217,6 +224,8 @@ Examples:
   bpfprof biolatency -d vda           # trace vda only
   bpfprof biolatency -c /sys/fs/cgroup/system.slice   # I/O submitted from this cgroup only
   bpfprof biolatency -j 5 1           # one JSON object per histogram (JSON Lines)
+  bpfprof biolatency --heatmap io.svg 1 10   # 1 s histograms for 10 s, and their heat map
+  bpfprof biolatency --heatmap io.svg --heatmap-interval 100ms   # finer columns, until Ctrl-C
   bpfprof biolatency --linear 100 --summary 5 1   # 100 us buckets, with count, avg, p50/p90/p99";
 
 const OFFCPU_EXAMPLES: &str = "\
@@ -640,6 +649,13 @@ pub struct BiolatencyArgs {
     /// Print count, average and estimated p50/p90/p99 under each histogram
     #[arg(short = 's', long = "summary")]
     pub summary: bool,
+    /// Write a latency heat map (time across, latency buckets up, colour for the count) to FILE.svg
+    /// when tracing ends
+    #[arg(long = "heatmap", value_name = "FILE")]
+    pub heatmap: Option<PathBuf>,
+    /// The time a heat map column covers (500ms, 1s, 10s; default: INTERVAL, else 1s)
+    #[arg(long = "heatmap-interval", value_name = "LEN", requires = "heatmap")]
+    pub heatmap_interval: Option<String>,
     /// Output interval, in seconds (default: print once, at Ctrl-C)
     #[arg(value_name = "INTERVAL")]
     pub interval: Option<u64>,
@@ -658,7 +674,15 @@ impl BiolatencyArgs {
             bail!("count must be at least 1");
         }
         let linear = self.linear.as_deref().map(Linear::parse).transpose()?;
+        let heatmap_every = match &self.heatmap_interval {
+            Some(text) => parse_length("--heatmap-interval", text)?,
+            None => self
+                .interval
+                .map_or(Duration::from_secs(1), Duration::from_secs),
+        };
         Ok(BiolatencyConfig {
+            heatmap: self.heatmap,
+            heatmap_every,
             timestamp: self.timestamp,
             milliseconds: self.milliseconds,
             queued: self.queued,
@@ -1028,7 +1052,20 @@ mod tests {
     #[test]
     fn biolatency_flags_are_bccs() {
         let c = parse_bio(&[]).unwrap();
-        assert_eq!(c, BiolatencyConfig::default());
+        assert_eq!(
+            c,
+            BiolatencyConfig {
+                heatmap_every: Duration::from_secs(1),
+                ..Default::default()
+            }
+        );
+        // Heat map columns: INTERVAL's, unless given.
+        let c = parse_bio(&["--heatmap", "x.svg", "2"]).unwrap();
+        assert_eq!(c.heatmap_every, Duration::from_secs(2));
+        let c = parse_bio(&["--heatmap", "x.svg", "--heatmap-interval", "250ms", "2"]).unwrap();
+        assert_eq!(c.heatmap_every, Duration::from_millis(250));
+        assert!(parse_bio(&["--heatmap", "x.svg", "--heatmap-interval", "5ms"]).is_err());
+        assert!(parse_bio(&["--heatmap-interval", "1s"]).is_err());
         let c = parse_bio(&["-mTQDFej", "-d", "vda", "1", "10"]).unwrap();
         assert!(c.milliseconds && c.timestamp && c.queued && c.per_disk && c.per_flag);
         assert!(c.extension && c.json);

@@ -3,6 +3,7 @@ use std::sync::Arc;
 pub mod bcc;
 pub mod flamegraph;
 pub mod folded;
+pub mod heatmap;
 pub mod hist;
 pub mod pprof;
 pub mod wait;

@@ -18,6 +18,7 @@ use crate::bpf::skel::biolatency::types::{hist, hist_key};
 use crate::bpf::skel::biolatency::{BiolatencySkel, BiolatencySkelBuilder};
 use crate::bpf::stacks::{for_each_entry, from_bytes};
 use crate::bpf::{self, Hooks};
+use crate::render::heatmap;
 use crate::render::hist::{self as render, Buckets, Histogram};
 use crate::util::{local_time, wait_until, write_stdout, StopFlag};
 
@@ -50,6 +51,9 @@ pub struct BiolatencyConfig {
     pub interval: Option<Duration>,
     /// Stop after this many intervals.
     pub count: Option<u64>,
+    /// --heatmap: a latency heat map to this SVG file at the end, a column per `heatmap_every`.
+    pub heatmap: Option<PathBuf>,
+    pub heatmap_every: Duration,
 }
 
 /// Linear buckets: `[min, max)` in steps of `step` units, plus one below and one from `max` up.
@@ -122,6 +126,21 @@ impl Linear {
 }
 
 impl BiolatencyConfig {
+    /// The flags that choose what is timed, for titles: ` -Q -d vda`.
+    fn desc(&self) -> String {
+        let mut d = String::new();
+        if self.queued {
+            d.push_str(" -Q");
+        }
+        if let Some(disk) = &self.disk {
+            d.push_str(&format!(" -d {disk}"));
+        }
+        if let Some(c) = &self.cgroup {
+            d.push_str(&format!(" -c {}", c.display()));
+        }
+        d
+    }
+
     fn unit(&self) -> &'static str {
         if self.milliseconds {
             "msecs"
@@ -204,10 +223,28 @@ pub fn run(cfg: &BiolatencyConfig) -> Result<()> {
     let mut disks = DiskNames::read();
     let mut before = Snapshot::default();
     let mut printed = 0u64;
+    let mut heat = cfg.heatmap.as_ref().map(|_| HeatColumns::default());
     loop {
         let deadline = cfg
             .interval
             .and_then(|i| started.checked_add(i.checked_mul((printed + 1) as u32)?));
+        // Heat map columns are taken between the outputs, at their own pace.
+        if let Some(h) = &mut heat {
+            loop {
+                let column_end = started
+                    .checked_add(cfg.heatmap_every.saturating_mul(h.columns.len() as u32 + 1));
+                match column_end {
+                    Some(c) if deadline.map_or(true, |d| c < d) => {
+                        wait_until(&stop, Some(c));
+                        if stop.raised() {
+                            break;
+                        }
+                        h.take(cfg, &Snapshot::read(&skel.maps.hists)?);
+                    }
+                    _ => break,
+                }
+            }
+        }
         wait_until(&stop, deadline);
         let last = stop.raised() || cfg.count.is_some_and(|c| printed + 1 >= c);
         if last {
@@ -218,10 +255,17 @@ pub fn run(cfg: &BiolatencyConfig) -> Result<()> {
             }
         }
         let now = Snapshot::read(&skel.maps.hists)?;
+        if let Some(h) = &mut heat {
+            let due =
+                started.checked_add(cfg.heatmap_every.saturating_mul(h.columns.len() as u32 + 1));
+            if last || due.is_some_and(|d| Instant::now() >= d) {
+                h.take(cfg, &now);
+            }
+        }
         let interval = now.since(&before);
         disks.refresh_for(interval.0.keys().map(|k| k.0));
         let text = if cfg.json {
-            json_interval(cfg, &interval, &disks)
+            json_interval(cfg, &interval, &disks, printed + 1)
         } else {
             text_interval(cfg, &interval, &disks)
         };
@@ -254,12 +298,69 @@ pub fn run(cfg: &BiolatencyConfig) -> Result<()> {
     for line in loss_report(&stats, misses) {
         eprintln!("{line}");
     }
+    let elapsed = started.elapsed();
+    if let (Some(path), Some(h)) = (&cfg.heatmap, heat) {
+        let map = h.into_map(cfg, stats[stat::IOS], elapsed);
+        crate::tools::common::write_file_atomically(path, heatmap::svg(&map).as_bytes())?;
+        eprintln!("bpfprof: wrote {}", path.display());
+    }
     eprintln!(
         "bpfprof: {} I/Os timed in {:.1} s",
         stats[stat::IOS],
-        started.elapsed().as_secs_f64()
+        elapsed.as_secs_f64()
     );
     Ok(())
+}
+
+/// --heatmap's columns: every histogram's counts summed, per column, from snapshots.
+#[derive(Default)]
+struct HeatColumns {
+    before: Snapshot,
+    columns: Vec<Vec<u64>>,
+}
+
+impl HeatColumns {
+    /// Ends a column at snapshot `now`.
+    fn take(&mut self, cfg: &BiolatencyConfig, now: &Snapshot) {
+        let n = cfg.buckets().len();
+        let mut counts = vec![0u64; n];
+        for h in now.since(&self.before).0.values() {
+            for (c, s) in counts.iter_mut().zip(h.slots.iter()) {
+                *c += s;
+            }
+        }
+        self.columns.push(counts);
+        self.before = now.clone();
+    }
+
+    fn into_map(self, cfg: &BiolatencyConfig, ios: u64, elapsed: Duration) -> heatmap::HeatMap {
+        let every = cfg.heatmap_every.as_secs_f64();
+        let secs = |i: usize| format!("{:.1}", i as f64 * every);
+        let columns = self
+            .columns
+            .into_iter()
+            .enumerate()
+            .map(|(i, counts)| heatmap::Column {
+                tick: secs(i),
+                label: format!("{}-{} s", secs(i), secs(i + 1)),
+                counts,
+            })
+            .collect();
+        heatmap::HeatMap {
+            title: "Block I/O Latency Heat Map".into(),
+            subtitle: Some(format!(
+                "bpfprof biolatency{}: {ios} I/Os in {:.1} s, a column per {} s",
+                cfg.desc(),
+                elapsed.as_secs_f64(),
+                every
+            )),
+            unit: cfg.unit().into(),
+            what: "I/Os".into(),
+            x_title: "time (s)".into(),
+            rows: heatmap::bucket_labels(cfg.buckets()),
+            columns,
+        }
+    }
 }
 
 /// Lines for stderr about whatever was not counted (nothing lost silently). Empty when nothing was.
@@ -588,7 +689,7 @@ fn text_interval(cfg: &BiolatencyConfig, snap: &Snapshot, disks: &DiskNames) -> 
 
 /// One interval as JSON lines: one object per histogram with bcc's keys (`ts`, `val_type`, `data`, and
 /// `disk` / `flags`), then count, sum, avg and p50/p90/p99. Unkeyed and empty: one object with no data.
-fn json_interval(cfg: &BiolatencyConfig, snap: &Snapshot, disks: &DiskNames) -> String {
+fn json_interval(cfg: &BiolatencyConfig, snap: &Snapshot, disks: &DiskNames, seq: u64) -> String {
     let ts = local_time(c"%Y-%m-%d %H:%M:%S");
     let mut hists = ordered(cfg, snap, disks);
     if hists.is_empty() && !cfg.per_disk && !cfg.per_flag {
@@ -598,6 +699,8 @@ fn json_interval(cfg: &BiolatencyConfig, snap: &Snapshot, disks: &DiskNames) -> 
     for (disk, flags, h) in hists {
         let mut obj = Map::new();
         obj.insert("ts".into(), json!(ts));
+        // Which interval (from 1): intervals printed within one second share a `ts`.
+        obj.insert("interval".into(), json!(seq));
         obj.insert("val_type".into(), json!(cfg.unit()));
         obj.insert("data".into(), render::json_data(&h));
         if let Some(d) = disk {
@@ -725,7 +828,7 @@ avg = 100 usecs, total: 300 usecs, count: 3
             ((0, 0), &[(8, 3)], 300_000),
             ((0, 1 | 1 << 11), &[(3, 1)], 2_500),
         ]);
-        let text = json_interval(&cfg, &s, &DiskNames(HashMap::new()));
+        let text = json_interval(&cfg, &s, &DiskNames(HashMap::new()), 1);
         let lines: Vec<Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -738,10 +841,12 @@ avg = 100 usecs, total: 300 usecs, count: 3
         assert_eq!(lines[0]["data"][6]["interval-start"], 64);
         assert_eq!(lines[0]["data"][6]["interval-end"], 127);
         assert_eq!(lines[1]["flags"], "Sync-Write");
+        assert_eq!(lines[1]["interval"], 1);
         let empty = json_interval(
             &BiolatencyConfig::default(),
             &Snapshot::default(),
             &DiskNames(HashMap::new()),
+            1,
         );
         let v: Value = serde_json::from_str(empty.trim()).unwrap();
         assert_eq!(v["data"], json!([]));

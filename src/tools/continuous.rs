@@ -482,21 +482,26 @@ pub fn parse_label(s: &str) -> Result<(String, String)> {
 
 /// Parses a window length: `10s`, `500ms`, `2m`, or plain seconds.
 pub fn parse_every(s: &str) -> Result<Duration> {
+    parse_length("--every", s)
+}
+
+/// A length of time as a flag takes it (10s, 500ms, 1m; a bare number is seconds), 100ms to 24 hours.
+pub fn parse_length(flag: &str, s: &str) -> Result<Duration> {
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => s.split_at(i),
         None => (s, "s"),
     };
     let n: u64 = num
         .parse()
-        .with_context(|| format!("--every {s}: expected e.g. 10s, 500ms or 1m"))?;
+        .with_context(|| format!("{flag} {s}: expected e.g. 10s, 500ms or 1m"))?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
-        _ => bail!("--every {s}: the unit is ms, s or m"),
+        _ => bail!("{flag} {s}: the unit is ms, s or m"),
     };
     if d < Duration::from_millis(100) || d > Duration::from_secs(24 * 3600) {
-        bail!("--every {s}: a window is at least 100ms and at most 24 hours");
+        bail!("{flag} {s}: at least 100ms and at most 24 hours");
     }
     Ok(d)
 }

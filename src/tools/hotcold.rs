@@ -241,7 +241,7 @@ pub fn run(cfg: &HotColdConfig) -> Result<()> {
     with_bss(oskel.maps.bss_data.as_deref_mut(), |b| b.window_end = end)?;
     let started = Instant::now();
     let table_on_stdout = !cfg.folded && cfg.svg.is_none();
-    print_header(&cfg.header(), !cfg.folded)?;
+    print_header(&cfg.header(), table_on_stdout)?;
 
     collector.run(&stop, cfg.duration.and_then(|d| started.checked_add(d)));
     with_bss(pskel.maps.bss_data.as_deref_mut(), |b| b.window_end = 0)?;
@@ -412,7 +412,7 @@ fn hotcold_lines(cfg: &HotColdConfig, on: &[StackRecord], off: &[StackRecord]) -
     let off_suffix = if cfg.svg.is_some() { WAKER_SUFFIX } else { "" };
     let period_ns = cfg.period_ns();
     let mut lines: Vec<(String, u64)> = Vec::with_capacity(on.len() + off.len());
-    let root = |rec: &StackRecord, side: &str| -> String {
+    let root = |rec: &StackRecord, side: &str, suffix: &str| -> String {
         let mut line = String::with_capacity(256);
         if cfg.per_thread {
             line.push_str(&folded::sanitize(&format!("{}-{}", rec.comm, rec.tid)));
@@ -420,17 +420,17 @@ fn hotcold_lines(cfg: &HotColdConfig, on: &[StackRecord], off: &[StackRecord]) -
             line.push_str(side);
         } else {
             line.push_str(side);
-            folded::push_frame(&mut line, &rec.comm, "");
+            folded::push_frame(&mut line, &rec.comm, suffix);
         }
         line
     };
     for rec in on {
-        let mut line = root(rec, ON_CPU);
+        let mut line = root(rec, ON_CPU, "");
         folded::push_root_first(&mut line, &rec.user, &rec.kernel, &style, "");
         lines.push((line, rec.value * period_ns / 1000));
     }
     for rec in off {
-        let mut line = root(rec, OFF_CPU);
+        let mut line = root(rec, OFF_CPU, off_suffix);
         folded::push_root_first(&mut line, &rec.user, &rec.kernel, &style, off_suffix);
         lines.push((line, rec.value));
     }
@@ -514,7 +514,7 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "[off-cpu];w;main_[w];nap_[w];schedule_[w] 5",
+                "[off-cpu];w_[w];main_[w];nap_[w];schedule_[w] 5",
                 "[on-cpu];w;main;burn;irq_[k] 10000"
             ]
         );

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::common::{check_writable, merge_folded, write_svg_file};
+use super::common::{check_writable, merge_folded, write_file_atomically, write_svg_file};
 use crate::render::flamegraph::{FlameGraphSpec, GraphPalette};
+use crate::render::heatmap::{self, Column, HeatMap};
 use crate::render::pprof;
 use crate::render::wait::WAKER_SUFFIX;
 use crate::util::write_stdout;
@@ -26,6 +27,8 @@ pub enum ReportOutput {
     Svg(PathBuf),
     Folded,
     Text,
+    /// A latency heat map of biolatency's -j output.
+    Heatmap(PathBuf),
 }
 
 /// A profile's stacks as folded lines, with what they count and how to draw them.
@@ -38,8 +41,25 @@ pub struct Loaded {
 }
 
 pub fn run(cfg: &ReportConfig) -> Result<()> {
-    if let ReportOutput::Svg(path) = &cfg.output {
+    if let ReportOutput::Svg(path) | ReportOutput::Heatmap(path) = &cfg.output {
         check_writable(path)?;
+    }
+    if let ReportOutput::Heatmap(path) = &cfg.output {
+        let text = std::fs::read_to_string(&cfg.input)
+            .with_context(|| format!("cannot read {}", cfg.input.display()))?;
+        let mut map = heatmap_of_json(&text, &cfg.input)?;
+        if let Some(t) = &cfg.title {
+            map.title = t.clone();
+        }
+        let total: u64 = map.columns.iter().flat_map(|c| c.counts.iter()).sum();
+        write_file_atomically(path, heatmap::svg(&map).as_bytes())?;
+        eprintln!("bpfprof: wrote {}", path.display());
+        eprintln!(
+            "bpfprof: {} intervals, {total} {} in all",
+            map.columns.len(),
+            map.what
+        );
+        return Ok(());
     }
     let svg = matches!(cfg.output, ReportOutput::Svg(_));
     let loaded = load(&cfg.input, cfg.value.as_deref(), svg)?;
@@ -63,6 +83,7 @@ pub fn run(cfg: &ReportConfig) -> Result<()> {
             }
             write_stdout(&text)?;
         }
+        ReportOutput::Heatmap(_) => unreachable!("drawn above"),
         ReportOutput::Text => {
             let mut out = String::new();
             for line in merge_folded(loaded.lines) {
@@ -96,6 +117,21 @@ pub fn load(path: &Path, value: Option<&str>, svg: bool) -> Result<Loaded> {
         }
         let text = std::str::from_utf8(&data).expect("checked above");
         let lines: Vec<(String, u64)> = text.lines().filter_map(parse_folded).collect();
+        let subtitle = Some(format!("bpfprof report of {}", path.display()));
+        if !lines.is_empty() && lines.iter().all(|(l, _)| hot_cold_side(l).is_some()) {
+            // hotcold -f: microseconds; in a flame graph its off-CPU frames are marked to be blue.
+            let lines = lines
+                .into_iter()
+                .map(|(l, v)| (if svg { mark_off_cpu(&l) } else { l }, v))
+                .collect();
+            return Ok(Loaded {
+                lines,
+                title: "Hot/Cold Flame Graph".into(),
+                subtitle,
+                count_name: "us".into(),
+                palette: GraphPalette::HotCold,
+            });
+        }
         let palette = if lines.iter().any(|(l, _)| l.contains(WAKER_SUFFIX)) {
             GraphPalette::Chain
         } else {
@@ -104,7 +140,7 @@ pub fn load(path: &Path, value: Option<&str>, svg: bool) -> Result<Loaded> {
         return Ok(Loaded {
             lines,
             title: "Flame Graph".into(),
-            subtitle: Some(format!("bpfprof report of {}", path.display())),
+            subtitle,
             count_name: "samples".into(),
             palette,
         });
@@ -189,8 +225,198 @@ fn text_block(out: &mut String, line: &str) {
     let _ = writeln!(out, "        {count}\n");
 }
 
+/// Which half of a hotcold line (`[on-cpu];..`, or `comm-tid;[off-cpu];..` with --per-thread) it is in,
+/// and where that root frame ends; None for other lines.
+fn hot_cold_side(line: &str) -> Option<(bool, usize)> {
+    use super::hotcold::{OFF_CPU, ON_CPU};
+    let mut start = 0;
+    for frame in line.split(';').take(2) {
+        let end = start + frame.len();
+        if frame == ON_CPU || frame == OFF_CPU {
+            return Some((frame == OFF_CPU, end));
+        }
+        start = end + 1;
+    }
+    None
+}
+
+/// Marks the frames under an `[off-cpu]` root (`_[w]`, which the hot/cold palette colours blue), as
+/// hotcold --svg does.
+fn mark_off_cpu(line: &str) -> String {
+    match hot_cold_side(line) {
+        Some((true, end)) if end < line.len() => {
+            let (head, rest) = line.split_at(end + 1);
+            let frames: Vec<String> = rest
+                .split(';')
+                .map(|f| {
+                    let f = f.strip_suffix("_[k]").unwrap_or(f);
+                    if f.ends_with(WAKER_SUFFIX) {
+                        f.to_string()
+                    } else {
+                        format!("{f}{WAKER_SUFFIX}")
+                    }
+                })
+                .collect();
+            format!("{head}{}", frames.join(";"))
+        }
+        _ => line.to_string(),
+    }
+}
+
+/// A heat map of `biolatency -j` output: a column per interval (objects with one `interval`, else one
+/// `ts`, summed over disks and flags), a row per bucket range met in any `data` list.
+pub fn heatmap_of_json(text: &str, path: &Path) -> Result<HeatMap> {
+    type Range = (Option<i64>, Option<i64>);
+    let mut unit = String::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut ts_of: Vec<String> = Vec::new();
+    let mut cells: Vec<std::collections::BTreeMap<Range, u64>> = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|_| {
+            anyhow::anyhow!(
+                "{}: line {} is not JSON: --heatmap reads biolatency -j output",
+                path.display(),
+                n + 1
+            )
+        })?;
+        let data = v.get("data").and_then(|d| d.as_array()).with_context(|| {
+            format!(
+                "{}: line {} has no \"data\" list: --heatmap reads biolatency -j output",
+                path.display(),
+                n + 1
+            )
+        })?;
+        let ts = v
+            .get("ts")
+            .and_then(|t| t.as_str())
+            .unwrap_or("")
+            .to_string();
+        let key = match v.get("interval") {
+            Some(i) => i.to_string(),
+            None => ts.clone(),
+        };
+        if let Some(u) = v.get("val_type").and_then(|u| u.as_str()) {
+            unit = u.to_string();
+        }
+        let col = match order.iter().position(|k| *k == key) {
+            Some(c) => c,
+            None => {
+                order.push(key);
+                ts_of.push(ts);
+                cells.push(Default::default());
+                order.len() - 1
+            }
+        };
+        for row in data {
+            let bound = |k: &str| row.get(k).and_then(|x| x.as_i64());
+            let count = row.get("count").and_then(|c| c.as_u64()).unwrap_or(0);
+            *cells[col]
+                .entry((bound("interval-start"), bound("interval-end")))
+                .or_default() += count;
+        }
+    }
+    if order.is_empty() {
+        bail!(
+            "{}: no intervals: --heatmap reads biolatency -j output",
+            path.display()
+        );
+    }
+    let mut ranges: Vec<Range> = cells.iter().flat_map(|c| c.keys().copied()).collect();
+    ranges.sort_by_key(|r| (r.0.unwrap_or(i64::MIN), r.1.unwrap_or(i64::MAX)));
+    ranges.dedup();
+    let rows = ranges
+        .iter()
+        .map(|r| match *r {
+            (Some(a), Some(b)) if a == b => a.to_string(),
+            (Some(a), Some(b)) => format!("{a}-{b}"),
+            (None, Some(b)) => format!("<{}", b.saturating_add(1)),
+            (Some(a), None) => format!(">={a}"),
+            (None, None) => "all".into(),
+        })
+        .collect();
+    let columns: Vec<Column> = cells
+        .iter()
+        .zip(&ts_of)
+        .enumerate()
+        .map(|(i, (c, ts))| {
+            let time = ts.rsplit(' ').next().unwrap_or("").to_string();
+            Column {
+                tick: if time.is_empty() {
+                    (i + 1).to_string()
+                } else {
+                    time
+                },
+                label: if ts.is_empty() {
+                    format!("interval {}", i + 1)
+                } else {
+                    format!("interval {} ({ts})", i + 1)
+                },
+                counts: ranges
+                    .iter()
+                    .map(|r| c.get(r).copied().unwrap_or(0))
+                    .collect(),
+            }
+        })
+        .collect();
+    let ios: u64 = columns.iter().flat_map(|c| c.counts.iter()).sum();
+    Ok(HeatMap {
+        title: "Block I/O Latency Heat Map".into(),
+        subtitle: Some(format!(
+            "bpfprof report {}: {} intervals, {ios} I/Os",
+            path.display(),
+            columns.len()
+        )),
+        unit: if unit.is_empty() {
+            "usecs".into()
+        } else {
+            unit
+        },
+        what: "I/Os".into(),
+        x_title: "interval".into(),
+        rows,
+        columns,
+    })
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn hotcold_lines_are_told_apart_and_their_off_cpu_frames_marked() {
+        assert_eq!(hot_cold_side("[on-cpu];w;main 5"), Some((false, 8)));
+        assert_eq!(hot_cold_side("w-7;[off-cpu];main 5"), Some((true, 13)));
+        assert_eq!(hot_cold_side("w;main;[off-cpu] 5"), None);
+        assert_eq!(
+            mark_off_cpu("[off-cpu];w;main;schedule_[k]"),
+            "[off-cpu];w_[w];main_[w];schedule_[w]"
+        );
+        assert_eq!(mark_off_cpu("[on-cpu];w;main"), "[on-cpu];w;main");
+        assert_eq!(mark_off_cpu("w-7;[off-cpu];main"), "w-7;[off-cpu];main_[w]");
+    }
+
+    #[test]
+    fn heatmap_of_biolatency_json_sums_disks_per_interval() {
+        let text = concat!(
+            r#"{"ts":"2026-12-05 10:00:01","interval":1,"val_type":"usecs","data":[{"interval-start":0,"interval-end":1,"count":0},{"interval-start":2,"interval-end":3,"count":4}],"disk":"vda"}"#,
+            "\n",
+            r#"{"ts":"2026-12-05 10:00:01","interval":1,"val_type":"usecs","data":[{"interval-start":64,"interval-end":127,"count":2}],"disk":"vdb"}"#,
+            "\n",
+            r#"{"ts":"2026-12-05 10:00:02","interval":2,"val_type":"usecs","data":[{"interval-start":2,"interval-end":3,"count":1}]}"#,
+            "\n"
+        );
+        let map = heatmap_of_json(text, Path::new("io.json")).unwrap();
+        assert_eq!(map.rows, ["0-1", "2-3", "64-127"]);
+        assert_eq!(map.columns.len(), 2);
+        assert_eq!(map.columns[0].counts, [0, 4, 2]);
+        assert_eq!(map.columns[1].counts, [0, 1, 0]);
+        assert_eq!(map.columns[1].tick, "10:00:02");
+        let err = heatmap_of_json("a;b 3\n", Path::new("x")).unwrap_err();
+        assert!(format!("{err:#}").contains("biolatency -j"), "{err:#}");
+    }
     use super::*;
 
     #[test]

@@ -39,6 +39,50 @@ impl LoopDevice {
     }
 }
 
+impl LoopDevice {
+    /// A loop device over a 16 MiB file of data that it reads with O_DIRECT (--direct-io=on): each of
+    /// its reads is a read of the disk holding the file, made on behalf of the reader's cgroup.
+    fn direct(tag: &str) -> Self {
+        let backing = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bio-{tag}.img"));
+        // Data, not holes: a hole is read without touching the disk.
+        let block: Vec<u8> = (0..1 << 20)
+            .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let mut data = Vec::with_capacity(16 << 20);
+        for _ in 0..16 {
+            data.extend_from_slice(&block);
+        }
+        std::fs::write(&backing, &data).expect("writing the loop device's file");
+        let f = std::fs::File::open(&backing).expect("the loop device's file");
+        f.sync_all().expect("syncing the loop device's file");
+        let out = Command::new("losetup")
+            .args(["-f", "--show", "--direct-io=on"])
+            .arg(&backing)
+            .output()
+            .expect("running losetup (scripts/setup.sh installs util-linux)");
+        assert!(
+            out.status.success(),
+            "losetup --direct-io=on: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        Self { dev, backing }
+    }
+
+    /// MAJ:MIN of the whole disk under the loop device's file.
+    fn backing_disk(&self) -> String {
+        use std::os::unix::fs::MetadataExt;
+        let d = std::fs::metadata(&self.backing).expect("the file").dev();
+        let (major, minor) = (libc::major(d), libc::minor(d));
+        let sys = PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
+        if sys.join("partition").exists() {
+            let parent = std::fs::read_to_string(sys.join("../dev")).expect("the partition's disk");
+            return parent.trim().to_string();
+        }
+        format!("{major}:{minor}")
+    }
+}
+
 impl Drop for LoopDevice {
     fn drop(&mut self) {
         let _ = Command::new("losetup").args(["-d", &self.dev]).status();
@@ -558,4 +602,196 @@ fn biolatency_bt_agrees_with_the_canned_tool() {
         moved <= 60,
         "{moved} of 400 requests in other buckets:\n{bt_out}\n{canned_out}"
     );
+}
+
+/// A cgroup whose tasks' reads of one disk are throttled to some a second: cgroup v1's blkio controller
+/// where it is mounted (this machine), else cgroup v2's io.max.
+struct ThrottledCgroup {
+    dir: PathBuf,
+}
+
+impl ThrottledCgroup {
+    fn new(disk: &str, read_iops: u32) -> Self {
+        let mounts = std::fs::read_to_string("/proc/mounts").expect("/proc/mounts");
+        let v1 = mounts.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 3 && f[2] == "cgroup" && f[3].split(',').any(|o| o == "blkio"))
+                .then(|| PathBuf::from(f[1]))
+        });
+        let (root, file, line) = match v1 {
+            Some(root) => (
+                root,
+                "blkio.throttle.read_iops_device",
+                format!("{disk} {read_iops}"),
+            ),
+            None => {
+                let root = mounts
+                    .lines()
+                    .find_map(|l| {
+                        let f: Vec<&str> = l.split_whitespace().collect();
+                        (f.len() > 2 && f[2] == "cgroup2").then(|| PathBuf::from(f[1]))
+                    })
+                    .expect("neither a cgroup v1 blkio nor a cgroup2 mount");
+                let _ = std::fs::write(root.join("cgroup.subtree_control"), "+io");
+                (root, "io.max", format!("{disk} riops={read_iops}"))
+            }
+        };
+        let dir = root.join(format!("bpfprof-throttle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("creating a test cgroup");
+        std::fs::write(dir.join(file), &line)
+            .unwrap_or_else(|e| panic!("{}: {line}: {e}", dir.join(file).display()));
+        Self { dir }
+    }
+
+    fn add(&self, pid: u32) {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
+            .expect("moving into the cgroup");
+    }
+}
+
+impl Drop for ThrottledCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// A heat map's cells: (column, bucket low, count), from their titles `LABEL, LO-HI usecs: N I/Os`, and
+/// the columns' labels in order.
+fn heat_cells(svg: &str) -> (Vec<String>, Vec<(usize, u64, u64)>) {
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(svg, opts).expect("the heat map parses");
+    let mut labels = Vec::new();
+    let mut cells = Vec::new();
+    for (i, g) in doc
+        .descendants()
+        .filter(|n| n.has_tag_name("g") && n.attribute("class") == Some("column"))
+        .enumerate()
+    {
+        labels.push(g.attribute("data-label").unwrap_or("").to_string());
+        for t in g.descendants().filter(|n| n.has_tag_name("title")) {
+            let text = t.text().unwrap_or("");
+            let (head, count) = text.rsplit_once(": ").expect("LABEL, RANGE: N I/Os");
+            let n: u64 = count.trim_end_matches(" I/Os").parse().expect("a count");
+            let range = head.rsplit_once(", ").expect("LABEL, RANGE").1;
+            let lo: u64 = range
+                .split(['-', ' '])
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no bucket in {text:?}"));
+            cells.push((i, lo, n));
+        }
+    }
+    (labels, cells)
+}
+
+/// 100 reads at full speed, then 40 from a cgroup whose reads of the disk under the loop device are
+/// throttled to 20 a second (the first ~20 pass at once, the rest wait ~0.1 s each): the heat map has a
+/// column per 500 ms, its cells add up to the 140 reads, the fast mode comes first and the slow one
+/// (>= 16 ms) after it; the same run's -j output drawn by `report --heatmap` adds up the same.
+#[test]
+fn biolatency_heatmap_shows_two_latency_modes_in_their_phases() {
+    let Some(_lock) = bpf_test("biolatency_heatmap") else {
+        return;
+    };
+    let dev = LoopDevice::direct("heat");
+    let cg = ThrottledCgroup::new(&dev.backing_disk(), 20);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let (svg, json, json_svg) = (
+        dir.join("bio-heat.svg"),
+        dir.join("bio-heat.json"),
+        dir.join("bio-heat-json.svg"),
+    );
+    let args = [
+        "-d",
+        dev.name(),
+        "-j",
+        "--heatmap",
+        svg.to_str().unwrap(),
+        "--heatmap-interval",
+        "500ms",
+        "1",
+    ];
+    let tracer = tracer(&args, None);
+    // The columns begin before the header is printed: this clock starts later, and the column it puts
+    // the end of the fast phase in is at most the one the heat map does.
+    let t0 = std::time::Instant::now();
+    let mut fast = io_workload(&dev, 100, 0, 4);
+    fast.go();
+    fast.wait();
+    let fast_end_col = (t0.elapsed().as_secs_f64() / 0.5).floor() as usize;
+    let mut slow = io_workload(&dev, 40, 0, 1);
+    cg.add(slow.pid());
+    slow.go();
+    slow.wait();
+    let (out, err) = tracer.finish(true);
+
+    let (labels, cells) = heat_cells(&std::fs::read_to_string(&svg).unwrap());
+    for (i, l) in labels.iter().enumerate() {
+        let want = format!("{:.1}-{:.1} s", i as f64 * 0.5, (i + 1) as f64 * 0.5);
+        assert_eq!(*l, want, "columns: {labels:?}");
+    }
+    let secs: f64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("bpfprof: 140 I/Os timed in "))
+        .and_then(|r| r.trim_end_matches(" s").parse().ok())
+        .unwrap_or_else(|| panic!("not 140 I/Os timed: {err}"));
+    let want_cols = (secs / 0.5).ceil();
+    assert!(
+        (labels.len() as f64 - want_cols).abs() <= 1.0,
+        "{} columns for {secs} s: {labels:?}",
+        labels.len()
+    );
+    let total: u64 = cells.iter().map(|c| c.2).sum();
+    assert_eq!(total, 140, "{cells:?}");
+    let slow_cells: Vec<_> = cells.iter().filter(|c| c.1 >= 16384).collect();
+    let slow_n: u64 = slow_cells.iter().map(|c| c.2).sum();
+    assert!(
+        slow_n >= 10,
+        "only {slow_n} reads of 16 ms or more: {cells:?}"
+    );
+    // Two phases: before the column where the fast phase ended, fast reads only; slow ones after.
+    assert!(fast_end_col >= 1, "the fast phase ended at once");
+    let first_slow = slow_cells.iter().map(|c| c.0).min().unwrap();
+    assert!(
+        first_slow >= fast_end_col,
+        "a slow read in column {first_slow}, before the fast phase ended (column {fast_end_col}): {cells:?}"
+    );
+    let fast_first: u64 = cells
+        .iter()
+        .filter(|c| c.0 < fast_end_col)
+        .map(|c| c.2)
+        .sum();
+    assert!(
+        fast_first >= 20,
+        "{fast_first} reads before column {fast_end_col}: {cells:?}"
+    );
+
+    // -j's intervals, drawn offline: a column per interval, the same 140 reads.
+    std::fs::write(&json, &out).unwrap();
+    let intervals: std::collections::BTreeSet<u64> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("JSON lines")["interval"]
+                .as_u64()
+                .expect("interval")
+        })
+        .collect();
+    let r = bpfprof()
+        .args([
+            "report",
+            json.to_str().unwrap(),
+            "--heatmap",
+            json_svg.to_str().unwrap(),
+        ])
+        .output()
+        .expect("running bpfprof report");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let (jlabels, jcells) = heat_cells(&std::fs::read_to_string(&json_svg).unwrap());
+    assert_eq!(jlabels.len(), intervals.len(), "{jlabels:?}");
+    assert_eq!(jcells.iter().map(|c| c.2).sum::<u64>(), 140, "{jcells:?}");
+    assert!(jcells.iter().any(|c| c.1 >= 16384), "{jcells:?}");
+    drop(cg);
 }

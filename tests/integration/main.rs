@@ -5,6 +5,7 @@
 mod biolatency;
 mod common;
 mod funccount;
+mod golden;
 mod kernel_functions;
 mod offcpu;
 mod pprof;

@@ -219,7 +219,7 @@ fn hotcold_splits_a_threads_wall_time_into_running_and_blocked() {
             "--svg",
             svg.to_str().unwrap(),
         ];
-        let tracer = Running::start(&args, &[], false, "Tracing on-CPU (499 Hertz) and off-CPU");
+        let tracer = Running::start(&args, &[], true, "Tracing on-CPU (499 Hertz) and off-CPU");
         w.go();
         let words = w.line();
         assert_eq!(words.first().map(String::as_str), Some("done"), "{words:?}");
