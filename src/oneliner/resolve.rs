@@ -120,7 +120,12 @@ fn unwound_frames(map: &MapHandle, id: i64) -> Vec<u64> {
         return Vec::new();
     }
     match map.lookup(&(id as u64).to_ne_bytes(), MapFlags::ANY) {
-        Ok(Some(bytes)) => crate::bpf::stacks::stack_frames(&bytes),
+        // A stack ends at a zero, as bpftrace's (whose stack map is zero-filled) do: the kernel's
+        // frame-pointer walk can leave one.
+        Ok(Some(bytes)) => crate::bpf::stacks::stack_frames(&bytes)
+            .into_iter()
+            .take_while(|&a| a != 0)
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -149,6 +154,10 @@ impl Resolve for Live<'_> {
                 }
                 // Return addresses (every frame but the innermost) are looked up one byte earlier: a call
                 // at the end of a function returns past it. The offset shown is the return address's.
+                // A zero (a stack walked into nothing) is shown as is, never looked up.
+                if addr == 0 {
+                    return "0x0".into();
+                }
                 let look = if i == 0 { addr } else { addr - 1 };
                 match self.lookup(look, pid) {
                     Some((name, off)) => format!("{name}+{}", off + (addr - look) as usize),

@@ -260,11 +260,17 @@ fn trace_stacks_name_frames_as_bpftrace() {
     // The kernel stack where the workload leaves the CPU (it sleeps at least once, for 500 ms), 2 frames
     // from the scheduler. (Not a system call's tracepoint: before 6.x those run with the user's registers
     // and have no kernel stack, found on 6.1.)
-    // @k[\n    __schedule+N\n    FRAME\n]: N
+    // @k[\n    __schedule+N\n    FRAME\n]: N. While any other probe is on the tracepoint (any ftrace event
+    // enabled on the machine: ftrace then records comms at every switch), the tracepoint calls its probes
+    // through __traceiter_sched_switch, which is then the innermost frame, as in bpftrace.
     let lines: Vec<&str> = out.lines().collect();
     let at = lines
         .windows(2)
-        .position(|w| w[0] == "@k[" && w[1].starts_with("    __schedule+"))
+        .position(|w| {
+            w[0] == "@k["
+                && (w[1].starts_with("    __schedule+")
+                    || w[1].starts_with("    __traceiter_sched_switch+"))
+        })
         .unwrap_or_else(|| panic!("{out}"));
     let k = &lines[at..at + 4];
     assert!(frame(k[1]) && frame(k[2]), "{out}");
