@@ -224,6 +224,7 @@ pub fn run(cfg: &BiolatencyConfig) -> Result<()> {
     let mut before = Snapshot::default();
     let mut printed = 0u64;
     let mut heat = cfg.heatmap.as_ref().map(|_| HeatColumns::default());
+    let (mut gone, mut said_gone) = (false, false);
     loop {
         let deadline = cfg
             .interval
@@ -235,8 +236,8 @@ pub fn run(cfg: &BiolatencyConfig) -> Result<()> {
                     .checked_add(cfg.heatmap_every.saturating_mul(h.columns.len() as u32 + 1));
                 match column_end {
                     Some(c) if deadline.map_or(true, |d| c < d) => {
-                        wait_until(&stop, Some(c));
-                        if stop.raised() {
+                        gone = gone || wait_watching(&stop, Some(c), dev);
+                        if stop.raised() || gone {
                             break;
                         }
                         h.take(cfg, &Snapshot::read(&skel.maps.hists)?);
@@ -245,8 +246,15 @@ pub fn run(cfg: &BiolatencyConfig) -> Result<()> {
                 }
             }
         }
-        wait_until(&stop, deadline);
-        let last = stop.raised() || cfg.count.is_some_and(|c| printed + 1 >= c);
+        gone = gone || wait_watching(&stop, deadline, dev);
+        if gone && !said_gone {
+            said_gone = true;
+            eprintln!(
+                "bpfprof: disk {} went away during the trace (detached or removed): tracing ended",
+                cfg.disk.as_deref().unwrap_or("?")
+            );
+        }
+        let last = stop.raised() || gone || cfg.count.is_some_and(|c| printed + 1 >= c);
         if last {
             // The stamping hooks were attached last: detach them first, so that requests already stamped
             // can still complete and be counted.
@@ -495,6 +503,31 @@ fn load_and_attach<'o>(
 /// The kernel's dev_t of a block device: major << 20 | minor.
 fn kernel_dev(major: u32, minor: u32) -> u32 {
     major << 20 | minor
+}
+
+/// Whether the disk with kernel dev_t `dev` is still there: its device exists and has a size (a detached
+/// loop device keeps its node, with size 0).
+fn disk_present(dev: u32) -> bool {
+    let sys = format!("/sys/dev/block/{}:{}/size", dev >> 20, dev & 0xf_ffff);
+    std::fs::read_to_string(sys)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .is_some_and(|size| size > 0)
+}
+
+/// Waits until `deadline` (None: until a signal), a signal, or (with -d) the disk going away; true when it
+/// went away.
+fn wait_watching(stop: &StopFlag, deadline: Option<Instant>, disk: Option<u32>) -> bool {
+    loop {
+        if disk.is_some_and(|d| !disk_present(d)) {
+            return true;
+        }
+        let step = Instant::now() + Duration::from_millis(250);
+        wait_until(stop, Some(deadline.map_or(step, |d| d.min(step))));
+        if stop.raised() || deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+    }
 }
 
 /// Names of block devices by kernel dev_t, from /sys/class/block/*/dev.

@@ -2,8 +2,7 @@
 //! naming stack parts, merging folded lines, writing flame graphs, and phase timing.
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::BufWriter;
+use std::fs::OpenOptions;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -82,6 +81,9 @@ pub struct Collector {
     procs: ProcWatcher,
     book: Rc<RefCell<StackBook>>,
     pub syms: Symbolizer,
+    /// -p's processes: once all have exited, tracing ends (as perf record -p).
+    targets: Vec<u32>,
+    targets_exited: bool,
 }
 
 impl Collector {
@@ -109,12 +111,41 @@ impl Collector {
             procs: ProcWatcher::start(proc_events, unwinder)?,
             book,
             syms,
+            targets: pids.to_vec(),
+            targets_exited: false,
         })
     }
 
-    /// Collects until the deadline passes or a signal arrives.
+    /// Whether every -p process has exited (tracing then ends).
+    pub fn targets_exited(&self) -> bool {
+        self.targets_exited
+    }
+
+    /// Says on stderr that the -p processes exited, if they did.
+    pub fn say_if_targets_exited(&self) {
+        if self.targets_exited {
+            let list: Vec<String> = self.targets.iter().map(u32::to_string).collect();
+            let what = if list.len() == 1 {
+                "process"
+            } else {
+                "processes"
+            };
+            eprintln!(
+                "bpfprof: {what} {} exited during the trace: tracing ended",
+                list.join(", ")
+            );
+        }
+    }
+
+    /// Collects until the deadline passes, a signal arrives, or every -p process has exited.
     pub fn run(&mut self, stop: &StopFlag, deadline: Option<Instant>) {
         while !stop.raised() {
+            if !self.targets.is_empty()
+                && !self.targets.iter().any(|&p| crate::util::process_alive(p))
+            {
+                self.targets_exited = true;
+                break;
+            }
             let wait = match deadline {
                 Some(d) => match d.checked_duration_since(Instant::now()) {
                     Some(left) => left.min(Duration::from_millis(100)),
@@ -360,8 +391,20 @@ pub fn write_svg_file(path: &Path, spec: &FlameGraphSpec, lines: &[String]) -> R
     if lines.is_empty() {
         bail!("no stacks were recorded: {} not written", path.display());
     }
-    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    write_svg(spec, lines, BufWriter::new(file))
+    // Drawn in memory, then written whole: a BufWriter would lose a full disk's error when dropped.
+    let mut svg = Vec::new();
+    write_svg(spec, lines, &mut svg)?;
+    if let Err(e) = write_file_atomically(path, &svg) {
+        // The trace is not lost with the file: its folded stacks go to stdout.
+        let mut text = lines.join("\n");
+        text.push('\n');
+        let _ = crate::util::write_stdout(&text);
+        return Err(e.context(format!(
+            "{} not written (its folded stacks are on stdout)",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// One pprof sample: its stack, its values, its labels.
@@ -420,11 +463,27 @@ pub fn pprof_bytes(
 }
 
 /// Writes `data` to `path` through a temporary file, renamed: a reader never sees half a file.
+/// A file that could not be written (a full disk, a removed directory): the error, saying where the
+/// report went instead (`other_output`: another output holds it; else the text report is printed).
+pub fn not_written(e: anyhow::Error, path: &Path, other_output: bool) -> anyhow::Error {
+    if other_output {
+        e.context(format!("{} not written", path.display()))
+    } else {
+        e.context(format!(
+            "{} not written (the text report is on stdout)",
+            path.display()
+        ))
+    }
+}
+
 pub fn write_file_atomically(path: &Path, data: &[u8]) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
+    if let Err(e) = std::fs::write(&tmp, data) {
+        let _ = std::fs::remove_file(&tmp); // a full disk leaves a partial file
+        return Err(e).with_context(|| format!("writing {}", tmp.display()));
+    }
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 

@@ -117,7 +117,10 @@ impl WindowClock {
             let due = self.started + self.every * (next + 1) + WINDOW_GRACE;
             let deadline = end.map_or(due, |e| e.min(due));
             collector.run(stop, Some(deadline));
-            if stop.raised() || end.is_some_and(|e| Instant::now() >= e) {
+            if stop.raised()
+                || collector.targets_exited()
+                || end.is_some_and(|e| Instant::now() >= e)
+            {
                 break;
             }
             hand_on(&mut sink, drain(collector, Some(next))?)?;

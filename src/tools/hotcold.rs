@@ -244,6 +244,7 @@ pub fn run(cfg: &HotColdConfig) -> Result<()> {
     print_header(&cfg.header(), table_on_stdout)?;
 
     collector.run(&stop, cfg.duration.and_then(|d| started.checked_add(d)));
+    collector.say_if_targets_exited();
     with_bss(pskel.maps.bss_data.as_deref_mut(), |b| b.window_end = 0)?;
     with_bss(oskel.maps.bss_data.as_deref_mut(), |b| b.window_end = 0)?;
     let elapsed = started.elapsed();

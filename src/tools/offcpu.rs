@@ -12,10 +12,10 @@ use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::common::{
-    check_targets, check_writable, comm_str, fill_filters, merge_folded, pprof_bytes, print_header,
-    report_unwinding, stack_part, start_unwinder, sum_ascending, unwind_desc, window_end_ns,
-    with_bss, write_file_atomically, write_svg_file, Collector, PprofSample, PprofStack, Timing,
-    UnwindMaps,
+    check_targets, check_writable, comm_str, fill_filters, merge_folded, not_written, pprof_bytes,
+    print_header, report_unwinding, stack_part, start_unwinder, sum_ascending, unwind_desc,
+    window_end_ns, with_bss, write_file_atomically, write_svg_file, Collector, PprofSample,
+    PprofStack, Timing, UnwindMaps,
 };
 use super::continuous::{report_windows, ContinuousConfig, Sink, WindowClock, WindowProfile};
 use crate::bpf::skel::offcpu::types::{wait_key, wait_side, wait_val};
@@ -267,6 +267,7 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
                 })
             },
         );
+        collector.say_if_targets_exited();
         while let Some(link) = links.pop() {
             drop(link);
         }
@@ -283,6 +284,7 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
     // A duration too large for the clock means "until Ctrl-C".
     collector.run(&stop, cfg.duration.and_then(|d| started.checked_add(d)));
     timing.mark("tracing");
+    collector.say_if_targets_exited();
     // The window ends here at Ctrl-C (the programs closed it themselves at the duration's end), before the
     // (slow) detaching.
     with_bss(skel.maps.bss_data.as_deref_mut(), |b| b.window_end = 0)?;
@@ -330,11 +332,14 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
         blocked_ns as f64 / 1e9,
         cfg.sample_note(),
     );
+    let mut pprof_failed = None;
     if let Some(path) = &cfg.pprof {
         let spec = pprof_spec(cfg, started_wall, elapsed, &subtitle);
         let samples = pprof_samples(cfg, &style, &counts, &book);
-        write_file_atomically(path, &pprof_bytes(&spec, &samples, &syms)?)?;
-        eprintln!("bpfprof: wrote {}", path.display());
+        match write_file_atomically(path, &pprof_bytes(&spec, &samples, &syms)?) {
+            Ok(()) => eprintln!("bpfprof: wrote {}", path.display()),
+            Err(e) => pprof_failed = Some(not_written(e, path, cfg.fold_lines())),
+        }
     }
     let shown = if let Some(path) = &cfg.svg {
         let spec = FlameGraphSpec {
@@ -353,7 +358,7 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
         }
         write_stdout(&text)?;
         lines.len()
-    } else if !cfg.text_report() {
+    } else if !cfg.text_report() && pprof_failed.is_none() {
         counts.len()
     } else {
         // bcc prints an empty line when tracing ends, before the stacks.
@@ -391,7 +396,7 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
     );
     // Detached and printed: the rest only owns memory, which the kernel reclaims at exit faster.
     std::mem::forget((book, rb, syms));
-    Ok(())
+    pprof_failed.map_or(Ok(()), Err)
 }
 
 /// Loads and attaches with the cheapest scheduler hooks the kernel has: BTF tracepoints (5.5+; with the

@@ -11,9 +11,10 @@ use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::common::{
-    check_targets, check_writable, comm_str, fill_filters, merge_folded, pprof_bytes, print_header,
-    report_unwinding, stack_part, start_unwinder, unwind_desc, window_end_ns, with_bss,
-    write_file_atomically, write_svg_file, Collector, PprofSample, PprofStack, Timing, UnwindMaps,
+    check_targets, check_writable, comm_str, fill_filters, merge_folded, not_written, pprof_bytes,
+    print_header, report_unwinding, stack_part, start_unwinder, unwind_desc, window_end_ns,
+    with_bss, write_file_atomically, write_svg_file, Collector, PprofSample, PprofStack, Timing,
+    UnwindMaps,
 };
 use super::continuous::{report_windows, ContinuousConfig, Sink, WindowClock, WindowProfile};
 use crate::bpf::skel::profile::types::sample_key;
@@ -240,6 +241,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
                 })
             },
         );
+        collector.say_if_targets_exited();
         drop(samplers);
         let stats = read_stats(&skel.maps.stats)?;
         for line in loss_report(&stats, cfg.stack_storage_size) {
@@ -253,6 +255,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     // A duration too large for the clock means "until Ctrl-C".
     collector.run(&stop, cfg.duration.and_then(|d| started.checked_add(d)));
     with_bss(skel.maps.bss_data.as_deref_mut(), |b| b.window_end = 0)?;
+    collector.say_if_targets_exited();
     timing.mark("sampling");
     drop(samplers); // detach: no samples arrive while the maps are read
     timing.mark("detach");
@@ -292,11 +295,14 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         elapsed.as_secs_f64(),
         stats[stat::SAMPLES]
     );
+    let mut pprof_failed = None;
     if let Some(path) = &cfg.pprof {
         let data = profile_pprof(cfg, &records, &syms, started_wall, elapsed, &subtitle)?;
-        write_file_atomically(path, &data)?;
+        match write_file_atomically(path, &data) {
+            Ok(()) => eprintln!("bpfprof: wrote {}", path.display()),
+            Err(e) => pprof_failed = Some(not_written(e, path, cfg.folded || cfg.svg.is_some())),
+        }
         timing.mark("pprof");
-        eprintln!("bpfprof: wrote {}", path.display());
     }
     let mut shown = records.len(); // stacks in the output, after merging those that read the same
                                    // Folded lines serve both the folded output and the flame graph.
@@ -324,7 +330,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
             text.push('\n');
         }
         write_stdout(&text)?;
-    } else if cfg.text_report() {
+    } else if cfg.text_report() || pprof_failed.is_some() {
         sort_ascending(&mut records); // folded lines are sorted once merged
         let blocks: Vec<String> = records
             .par_iter()
@@ -358,7 +364,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     // and file handles, tens of thousands of small allocations for a large profile: freeing them one by one
     // would add ~10 ms before the process exits, and the kernel reclaims them at exit anyway.
     std::mem::forget((book, rb, syms, records));
-    Ok(())
+    pprof_failed.map_or(Ok(()), Err)
 }
 
 /// The online CPUs, or the one asked for with -C (which must be online).
