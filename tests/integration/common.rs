@@ -480,6 +480,12 @@ impl Running {
         }
     }
 
+    /// SIGKILL: no chance to clean up. Waits until it is gone.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends Ctrl-C (when `interrupt`; else it must end by itself), asserts success, and returns what it
     /// printed after the header on stdout, and its stderr.
     pub fn finish(mut self, interrupt: bool) -> (String, String) {

@@ -4,6 +4,7 @@
 //! Without root they fail when CI=true and say they skipped otherwise.
 mod biolatency;
 mod common;
+mod faults;
 mod funccount;
 mod golden;
 mod kernel_functions;
