@@ -65,6 +65,59 @@ pub enum Command {
     /// ends where it does)
     #[command(name = "unwind-table")]
     UnwindTable(UnwindTableArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to standard output
+    #[command(hide = true)]
+    Completions(CompletionsArgs),
+    /// Write man pages (bpfprof.1 and one per subcommand) to a directory
+    #[command(hide = true)]
+    Manpages(ManpagesArgs),
+}
+
+/// completions' arguments.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+/// manpages' arguments.
+#[derive(Debug, Args)]
+pub struct ManpagesArgs {
+    /// The directory to write bpfprof.1 and bpfprof-TOOL.1 to
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// Prints `shell`'s completion script for bpfprof.
+pub fn print_completions(shell: clap_complete::Shell) -> Result<()> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "bpfprof", &mut out);
+    crate::util::write_stdout(&String::from_utf8_lossy(&out))
+}
+
+/// Writes bpfprof.1 and a page per visible subcommand (bpfprof-profile.1, ...) to `dir`.
+pub fn write_manpages(dir: &std::path::Path) -> Result<()> {
+    use anyhow::Context;
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let cmd = Cli::command();
+    let mut pages = vec![("bpfprof".to_string(), cmd.clone())];
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("bpfprof-{}", sub.get_name());
+        pages.push((name.clone(), sub.clone().name(name)));
+    }
+    for (name, page) in pages {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(page)
+            .render(&mut out)
+            .context("rendering a man page")?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, out).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 const REPORT_EXAMPLES: &str = "Examples:

@@ -41,6 +41,8 @@ fn main() -> ExitCode {
         cli::Command::HotCold(args) => args.into_config().and_then(|cfg| tools::hotcold::run(&cfg)),
         cli::Command::Report(args) => tools::report::run(&args.into_config()),
         cli::Command::UnwindTable(args) => unwind::table::show(&args.file, &args.addrs),
+        cli::Command::Completions(args) => cli::print_completions(args.shell),
+        cli::Command::Manpages(args) => cli::write_manpages(&args.dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
