@@ -1,6 +1,8 @@
 //! bpfprof: parse the command line, dispatch to a tool, and turn errors into one line and a non-zero exit.
 mod bpf;
 mod cli;
+#[cfg(test)]
+mod fuzz;
 mod oneliner;
 mod probes;
 mod render;

@@ -305,10 +305,10 @@ fn stapsdt_notes(file: &object::File<'_>, m: &Matcher) -> Result<Vec<StapsdtNote
 }
 
 /// One ELF note: owner (without its NUL), type, descriptor.
-type Note<'a> = (&'a [u8], u32, &'a [u8]);
+pub(crate) type Note<'a> = (&'a [u8], u32, &'a [u8]);
 
 /// ELF notes: 4-byte sizes and type, each part padded to 4.
-fn parse_notes(mut data: &[u8], little: bool) -> Result<Vec<Note<'_>>> {
+pub(crate) fn parse_notes(mut data: &[u8], little: bool) -> Result<Vec<Note<'_>>> {
     let word = |b: &[u8]| {
         let a: [u8; 4] = b[..4].try_into().expect("4 bytes");
         if little {
