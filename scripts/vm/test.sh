@@ -40,7 +40,7 @@ echo "vm-test: running $bin in the guest (kernel ${BPFPROF_VM_KERNEL:-6.1})" >&2
 filters=("$@")
 if [[ ${#filters[@]} -eq 0 && ${BPFPROF_VM_ALL:-0} != 1 ]]; then
   filters=(funccount:: kernel_functions:: trace:: unwind:: offcpu::stack_memos
-    pprof::continuous_mode_loads views::hotcold_splits)
+    pprof::continuous_mode_loads views::hotcold_loads)
   # 5.10's block tracepoints and BTF differ from 6.1's and this machine's 6.18; 6.1's are 6.18's. Not the
   # heat map's test: its slow phase needs loop's per-cgroup workers (5.12+) to throttle a loop device's
   # reads by the reader's cgroup, and it draws from the same histograms as the others.
