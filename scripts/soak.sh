@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Soak: each tool runs for a long time (10 minutes by default) under a load that starts and ends thousands
 # of processes whose stacks keep changing, while its RSS and CPU time are recorded every 10 s. Passes
-# when, for every tool, the RSS after warm-up (the first fifth of the run) stays within SOAK_RSS_SLACK_MIB
+# when, for every tool, the RSS after warm-up (the first fifth of the run, half of a short one) stays within SOAK_RSS_SLACK_MIB
 # (64) of the warm-up's, the tool exits 0 on Ctrl-C with its report, and every loss it had is said (its
 # WARNING lines are printed here). As root.
 #
@@ -20,8 +20,12 @@ if [[ ${1:-} == --short ]]; then
   shift
   secs=${SOAK_SECS:-40}
   every=${SOAK_EVERY:-4}
+  SOAK_WARM_DIV=${SOAK_WARM_DIV:-2}
 fi
 slack=${SOAK_RSS_SLACK_MIB:-64}
+# Warm-up: the first fifth (the first half of a short run), while the stack tools' books fill up with the
+# stacks they meet (at most --stack-storage-size of them).
+warm_div=${SOAK_WARM_DIV:-5}
 tools=("$@")
 [[ ${#tools[@]} -gt 0 ]] || tools=(profile offcpu hotcold biolatency funccount trace)
 
@@ -96,7 +100,7 @@ for tool in "${tools[@]}"; do
   pids+=("$tpid")
   echo "soak: $tool for $secs s (bpfprof ${words[*]})"
   printf '%8s %10s %8s %10s\n' "t (s)" "RSS (MiB)" "CPU (s)" "processes"
-  warm_at=$((secs / 5))
+  warm_at=$((secs / warm_div))
   warm_rss=0 max_after=0 t=0
   while ((t < secs)); do
     sleep "$every"

@@ -44,6 +44,10 @@ pub struct Symbolizer {
     build_ids: HashMap<String, Option<String>>,
     /// Exited processes forgotten since blazesym was last started afresh (its caches keep them).
     forgotten: usize,
+    /// Processes seen gone at the last `forget_exited_seen_twice` (forgotten if still gone at the next).
+    seen_gone: HashSet<u32>,
+    /// Whether any exited process was forgotten (its stacks named later show [unknown]).
+    forgot_any: bool,
 }
 
 /// The name of a frame no symbol covers.
@@ -67,7 +71,43 @@ impl Symbolizer {
             files: HashMap::new(),
             build_ids: HashMap::new(),
             forgotten: 0,
+            seen_gone: HashSet::new(),
+            forgot_any: false,
         }
+    }
+
+    /// For one-shot runs, called every few seconds once every announced stack is named: forgets the
+    /// processes that were already gone at the previous call (their stacks announced since have been
+    /// named), so that memory does not grow with every process that ever ran.
+    pub fn forget_exited_seen_twice(&mut self) {
+        let gone: HashSet<u32> = self
+            .modules
+            .keys()
+            .copied()
+            .filter(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+            .collect();
+        let twice: Vec<u32> = gone.intersection(&self.seen_gone).copied().collect();
+        for pid in &twice {
+            self.modules.remove(pid);
+            self.cached.remove(pid);
+        }
+        self.forgot_any |= !twice.is_empty();
+        self.forgotten += twice.len();
+        self.seen_gone = gone;
+        for pid in &twice {
+            self.seen_gone.remove(pid);
+        }
+        if self.forgotten > 128 {
+            self.blaze = Self::new().blaze;
+            self.cached.clear();
+            self.files.clear(); // a cache: the origins keep the mappings they name
+            self.forgotten = 0;
+        }
+    }
+
+    /// Whether an exited process was forgotten during the run.
+    pub fn forgot_any(&self) -> bool {
+        self.forgot_any
     }
 
     /// Caches what symbolizing `pid` needs, while it lives. Best effort: a process that is already gone

@@ -84,6 +84,7 @@ pub struct Collector {
     /// -p's processes: once all have exited, tracing ends (as perf record -p).
     targets: Vec<u32>,
     targets_exited: bool,
+    last_forget: Instant,
 }
 
 impl Collector {
@@ -113,6 +114,7 @@ impl Collector {
             syms,
             targets: pids.to_vec(),
             targets_exited: false,
+            last_forget: Instant::now(),
         })
     }
 
@@ -157,6 +159,12 @@ impl Collector {
             let _ = self.rb.poll(wait);
             self.take_announced();
             self.book.borrow_mut().name_pending(&mut self.syms);
+            // What is kept of exited processes, once their stacks are named, is dropped: a long run
+            // under process churn would otherwise grow with every process that ever ran.
+            if self.last_forget.elapsed() >= Duration::from_secs(5) {
+                self.syms.forget_exited_seen_twice();
+                self.last_forget = Instant::now();
+            }
         }
     }
 
@@ -463,6 +471,16 @@ pub fn pprof_bytes(
 }
 
 /// Writes `data` to `path` through a temporary file, renamed: a reader never sees half a file.
+/// Says when stacks of exited processes may have lost their names: the ring of new stacks overflowed
+/// (those stacks were named at the end, from the map) and what was kept of exited processes had been
+/// dropped meanwhile.
+pub fn warn_if_names_lost(stats: &[u64], syms: &crate::symbolize::Symbolizer) {
+    let late = stats[crate::bpf::stacks::stat::STACK_EVENTS_LOST];
+    if late > 0 && syms.forgot_any() {
+        eprintln!("WARNING: {late} new stacks were named only at the end (their ring was full): those of processes that had exited by then show [unknown] frames");
+    }
+}
+
 /// A file that could not be written (a full disk, a removed directory): the error, saying where the
 /// report went instead (`other_output`: another output holds it; else the text report is printed).
 pub fn not_written(e: anyhow::Error, path: &Path, other_output: bool) -> anyhow::Error {

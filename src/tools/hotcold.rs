@@ -283,7 +283,7 @@ pub fn run(cfg: &HotColdConfig) -> Result<()> {
     let (k2, u2) = offcpu::stack_ids(&off);
     kernel_ids.extend(k2);
     user_pairs.extend(u2);
-    let (book, _syms, _rb) = collector.finish(&kernel_ids, &user_pairs, &pskel.maps.stacks)?;
+    let (book, syms, _rb) = collector.finish(&kernel_ids, &user_pairs, &pskel.maps.stacks)?;
     let on_records = profile::build_records(merged, &book);
     let off_records = offcpu::offcpu_records(&off, &book);
     let lines = hotcold_lines(cfg, &on_records, &off_records);
@@ -325,6 +325,7 @@ pub fn run(cfg: &HotColdConfig) -> Result<()> {
     for line in loss_report(&stats, cfg.stack_storage_size) {
         eprintln!("{line}");
     }
+    super::common::warn_if_names_lost(&stats, &syms);
     report_unwinding(
         &stats,
         unwind_stats.as_ref(),
@@ -340,7 +341,7 @@ pub fn run(cfg: &HotColdConfig) -> Result<()> {
         cfg.period_ns() as f64 / 1e6,
         lines.len()
     );
-    std::mem::forget(book);
+    std::mem::forget((book, syms));
     Ok(())
 }
 

@@ -348,6 +348,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
     for line in loss_report(&stats, cfg.stack_storage_size) {
         eprintln!("{line}");
     }
+    super::common::warn_if_names_lost(&stats, &syms);
     report_unwinding(
         &stats,
         unwind_stats.as_ref(),
