@@ -119,6 +119,9 @@ fn every_tool_survives_stdout_closed_early() {
     let Some(_lock) = bpf_test("every_tool_survives_stdout_closed_early") else {
         return;
     };
+    // Something to sample and to block, so that every tool has a report to write.
+    let _busy = Workload::start(&workload("burn"), &["cpu", "600"]);
+    let _napping = Workload::start(&workload("blocker"), &["pipe", "20"]);
     let cases: &[&[&str]] = &[
         &["profile", "1"],
         &["profile", "-f", "1"],
