@@ -48,6 +48,27 @@ pub fn bpf_test(name: &str) -> Option<MutexGuard<'static, ()>> {
 
 /// Builds a workload from tests/workloads/ once per test run, with frame pointers in every function:
 /// NAME.c with clang, NAME.cc with clang++, NAME.rs with rustc.
+/// Whether the workload `out` was built after every source of `name` in `dir` was last changed: the VM
+/// suites then use what the host built (a compiler in the emulated guest is slow, and twice a guest hung
+/// while one wrote its output over 9p).
+fn up_to_date(out: &Path, dir: &Path, name: &str) -> bool {
+    let built = match std::fs::metadata(out).and_then(|m| m.modified()) {
+        Ok(t) => t,
+        Err(_) => return false,
+    };
+    let mut sources = ["c", "cc", "rs"]
+        .iter()
+        .map(|ext| dir.join(format!("{name}.{ext}")))
+        .filter(|p| p.exists())
+        .peekable();
+    sources.peek().is_some()
+        && sources.all(|p| {
+            std::fs::metadata(&p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t <= built)
+        })
+}
+
 pub fn workload(name: &str) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
@@ -62,6 +83,10 @@ pub fn workload(name: &str) -> PathBuf {
         "-mno-omit-leaf-frame-pointer",
         "-fno-optimize-sibling-calls",
     ];
+    if up_to_date(&out, &dir, name) {
+        built.push(name.to_string());
+        return out;
+    }
     let mut cmd = if dir.join(format!("{name}.c")).exists() {
         let mut c = Command::new("clang");
         c.args(["-O1", "-g"])
@@ -106,6 +131,10 @@ pub fn workload_nofp(name: &str, shared: bool) -> PathBuf {
         return out;
     }
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/workloads/{name}.c"));
+    if up_to_date(&out, src.parent().expect("tests/workloads"), name) {
+        built.push(file);
+        return out;
+    }
     let mut cmd = Command::new("gcc");
     cmd.args(["-O2", "-g", "-fomit-frame-pointer"]);
     if shared {
