@@ -80,23 +80,33 @@ impl Symbolizer {
     /// processes that were already gone at the previous call (their stacks announced since have been
     /// named), so that memory does not grow with every process that ever ran.
     pub fn forget_exited_seen_twice(&mut self) {
-        let gone: HashSet<u32> = self
-            .modules
+        let mut gone: HashSet<u32> = self.exited().collect();
+        let twice: Vec<u32> = gone.intersection(&self.seen_gone).copied().collect();
+        for pid in &twice {
+            gone.remove(pid);
+        }
+        self.seen_gone = gone;
+        self.forgot_any |= !twice.is_empty();
+        self.drop_processes(&twice);
+    }
+
+    /// The processes kept here that have exited.
+    fn exited(&self) -> impl Iterator<Item = u32> + '_ {
+        self.modules
             .keys()
             .copied()
             .filter(|pid| !Path::new(&format!("/proc/{pid}")).exists())
-            .collect();
-        let twice: Vec<u32> = gone.intersection(&self.seen_gone).copied().collect();
-        for pid in &twice {
+    }
+
+    /// Drops what was kept of `pids`. blazesym's caches keep them too (~10 KB each, measured as heap
+    /// growth on an idle host): it is started afresh once 128 are gone; live processes are then named
+    /// from their mapped files until cached again.
+    fn drop_processes(&mut self, pids: &[u32]) {
+        for pid in pids {
             self.modules.remove(pid);
             self.cached.remove(pid);
         }
-        self.forgot_any |= !twice.is_empty();
-        self.forgotten += twice.len();
-        self.seen_gone = gone;
-        for pid in &twice {
-            self.seen_gone.remove(pid);
-        }
+        self.forgotten += pids.len();
         if self.forgotten > 128 {
             self.blaze = Self::new().blaze;
             self.cached.clear();
@@ -149,27 +159,10 @@ impl Symbolizer {
     }
 
     /// Drops what was kept of processes that have exited (continuous mode: their stacks are named
-    /// already). blazesym's caches keep them too (~10 KB each, measured as heap growth on an idle host):
-    /// it is started afresh once 128 are gone; live processes are then named from their mapped files
-    /// until cached again.
+    /// already).
     pub fn forget_exited(&mut self) {
-        let gone: Vec<u32> = self
-            .modules
-            .keys()
-            .copied()
-            .filter(|pid| !Path::new(&format!("/proc/{pid}")).exists())
-            .collect();
-        for pid in &gone {
-            self.modules.remove(pid);
-            self.cached.remove(pid);
-        }
-        self.forgotten += gone.len();
-        if self.forgotten > 128 {
-            self.blaze = Self::new().blaze;
-            self.cached.clear();
-            self.files.clear(); // a cache: the origins keep the mappings they name
-            self.forgotten = 0;
-        }
+        let gone: Vec<u32> = self.exited().collect();
+        self.drop_processes(&gone);
     }
 
     /// Makes sure the cached mappings of `pid` cover every address of `stacks`: code mapped after the process
