@@ -5,90 +5,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::common::{assert_nothing_left_attached, bpf_test, bpfprof, workload, Running, Workload};
-
-/// A loop device over a sparse 64 MiB file, detached and removed when dropped.
-struct LoopDevice {
-    dev: String,
-    backing: PathBuf,
-}
-
-impl LoopDevice {
-    fn new(tag: &str) -> Self {
-        let backing = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bio-{tag}.img"));
-        std::fs::File::create(&backing)
-            .and_then(|f| f.set_len(64 << 20))
-            .expect("creating the loop device's file");
-        let out = Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(&backing)
-            .output()
-            .expect("running losetup (scripts/setup.sh installs util-linux)");
-        assert!(
-            out.status.success(),
-            "losetup: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        Self { dev, backing }
-    }
-
-    /// The disk's name as biolatency prints it (`loop3`).
-    fn name(&self) -> &str {
-        self.dev.trim_start_matches("/dev/")
-    }
-}
-
-impl LoopDevice {
-    /// A loop device over a 16 MiB file of data that it reads with O_DIRECT (--direct-io=on): each of
-    /// its reads is a read of the disk holding the file, made on behalf of the reader's cgroup.
-    fn direct(tag: &str) -> Self {
-        let backing = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bio-{tag}.img"));
-        // Data, not holes: a hole is read without touching the disk.
-        let block: Vec<u8> = (0..1 << 20)
-            .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-            .collect();
-        let mut data = Vec::with_capacity(16 << 20);
-        for _ in 0..16 {
-            data.extend_from_slice(&block);
-        }
-        std::fs::write(&backing, &data).expect("writing the loop device's file");
-        let f = std::fs::File::open(&backing).expect("the loop device's file");
-        f.sync_all().expect("syncing the loop device's file");
-        let out = Command::new("losetup")
-            .args(["-f", "--show", "--direct-io=on"])
-            .arg(&backing)
-            .output()
-            .expect("running losetup (scripts/setup.sh installs util-linux)");
-        assert!(
-            out.status.success(),
-            "losetup --direct-io=on: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        Self { dev, backing }
-    }
-
-    /// MAJ:MIN of the whole disk under the loop device's file.
-    fn backing_disk(&self) -> String {
-        use std::os::unix::fs::MetadataExt;
-        let d = std::fs::metadata(&self.backing).expect("the file").dev();
-        let (major, minor) = (libc::major(d), libc::minor(d));
-        let sys = PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
-        if sys.join("partition").exists() {
-            let parent = std::fs::read_to_string(sys.join("../dev")).expect("the partition's disk");
-            return parent.trim().to_string();
-        }
-        format!("{major}:{minor}")
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-        let _ = std::fs::remove_file(&self.backing);
-    }
-}
+use crate::common::{
+    assert_nothing_left_attached, bpf_test, bpfprof, workload, LoopDevice, Running, Workload,
+};
 
 /// The directio workload on a device, gated: it issues its I/O after `go`.
 fn io_workload(dev: &LoopDevice, reads: u32, writes: u32, batches: u32) -> Workload {

@@ -65,22 +65,8 @@ fn biolatency_ends_when_its_disk_goes_away() {
     let Some(_lock) = bpf_test("biolatency_ends_when_its_disk_goes_away") else {
         return;
     };
-    let backing = temp("bio-gone.img");
-    std::fs::File::create(&backing)
-        .and_then(|f| f.set_len(16 << 20))
-        .unwrap();
-    let out = Command::new("losetup")
-        .args(["-f", "--show"])
-        .arg(&backing)
-        .output()
-        .expect("losetup");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let name = dev.trim_start_matches("/dev/").to_string();
+    let disk = LoopDevice::new("gone");
+    let (dev, name) = (disk.dev.clone(), disk.name().to_string());
     let t = Running::start(
         &["biolatency", "-d", &name],
         &[],
@@ -94,7 +80,7 @@ fn biolatency_ends_when_its_disk_goes_away() {
     let detached = Command::new("losetup").args(["-d", &dev]).status().unwrap();
     assert!(detached.success());
     let (out, err) = t.finish(false);
-    let _ = std::fs::remove_file(&backing);
+    drop(disk); // its file goes (detaching it again only fails)
     assert!(started.elapsed() < Duration::from_secs(10), "{err}");
     assert!(
         err.contains(&format!(
