@@ -262,12 +262,14 @@ pub struct UnwindMaps<'a, 'obj> {
 /// `pids` (or the processes of `tids`), or every process when neither is given. None with --unwind fp.
 pub fn start_unwinder(
     mode: UnwindMode,
+    kernel_stacks_only: bool,
     memory_mib: u32,
     maps: UnwindMaps,
     pids: &[u32],
     tids: &[u32],
 ) -> Result<Option<Unwinder>> {
-    if mode == UnwindMode::Fp {
+    // No tables where no user stack is walked with them.
+    if mode == UnwindMode::Fp || kernel_stacks_only {
         return Ok(None);
     }
     let mut unwinder = Unwinder::new(

@@ -202,21 +202,18 @@ pub fn run(cfg: &HotColdConfig) -> Result<()> {
         offcpu::load_first_that_works(&wcfg, &mut storage, Some(&share))?
     };
 
-    let unwinder = if cfg.kernel_stacks_only {
-        None
-    } else {
-        start_unwinder(
-            cfg.unwind,
-            cfg.unwind_memory_mib,
-            UnwindMaps {
-                procs: &pskel.maps.unwind_procs,
-                mappings: &pskel.maps.unwind_mappings,
-                chunks: &pskel.maps.unwind_chunks,
-            },
-            &cfg.pids,
-            &cfg.tids,
-        )?
-    };
+    let unwinder = start_unwinder(
+        cfg.unwind,
+        cfg.kernel_stacks_only,
+        cfg.unwind_memory_mib,
+        UnwindMaps {
+            procs: &pskel.maps.unwind_procs,
+            mappings: &pskel.maps.unwind_mappings,
+            chunks: &pskel.maps.unwind_chunks,
+        },
+        &cfg.pids,
+        &cfg.tids,
+    )?;
     let mut collector = Collector::new(
         &pskel.maps.proc_events,
         &pskel.maps.stack_events,

@@ -172,21 +172,18 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
 
     // The tables of the processes running now, before the first sample (new ones are loaded as they
     // are announced).
-    let unwinder = if cfg.kernel_stacks_only {
-        None
-    } else {
-        start_unwinder(
-            cfg.unwind,
-            cfg.unwind_memory_mib,
-            UnwindMaps {
-                procs: &skel.maps.unwind_procs,
-                mappings: &skel.maps.unwind_mappings,
-                chunks: &skel.maps.unwind_chunks,
-            },
-            &cfg.pids,
-            &cfg.tids,
-        )?
-    };
+    let unwinder = start_unwinder(
+        cfg.unwind,
+        cfg.kernel_stacks_only,
+        cfg.unwind_memory_mib,
+        UnwindMaps {
+            procs: &skel.maps.unwind_procs,
+            mappings: &skel.maps.unwind_mappings,
+            chunks: &skel.maps.unwind_chunks,
+        },
+        &cfg.pids,
+        &cfg.tids,
+    )?;
     timing.mark("unwind tables");
     let mut collector = Collector::new(
         &skel.maps.proc_events,
