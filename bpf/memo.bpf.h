@@ -29,6 +29,7 @@ struct kmemo_scratch {
 	__s32 pos;                   /* bpfprof_kmemo_find: search above this index; out: where found, or -1 */
 	__s32 end;                   /* words copied, less the entry frame's */
 	__u32 skip;                  /* kmemo_fill: frames below the anchor */
+	__s32 lo;                    /* kmemo_fill: frames are sought from this word above the anchor up */
 	__u64 hash;                  /* bpfprof_kmemo_hash's */
 	struct kstack_memo memo;     /* in and out */
 };
@@ -215,7 +216,7 @@ __noinline int bpfprof_kmemo_skip(void)
 	for (skip = 0; skip < MAX_STACK_DEPTH; skip++) {
 		if (skip >= s->nr)
 			return 0;
-		s->pos = -1;
+		s->pos = s->lo - 1;
 		s->target = ev->st.ips[skip];
 		bpfprof_kmemo_find();
 		if (s->pos >= 0) {
@@ -239,7 +240,7 @@ __noinline int bpfprof_kmemo_note(void)
 	if (!s || !ev)
 		return 0;
 	s->memo.n = 0;
-	s->pos = -1;
+	s->pos = s->lo - 1;
 	for (i = 0; i < KMEMO_WORDS; i++) {
 		k = (__u64)s->skip + i;
 		if (k >= s->nr)
@@ -273,10 +274,11 @@ __noinline int bpfprof_kmemo_note(void)
  * they are not noted, and need not be: they are the same at every switch.
  */
 
-/* Whether `memo` holds the current task's kernel stack now; *id is then that stack. */
-static __always_inline bool kmemo_check(__u64 anchor, struct kstack_memo *memo, __u64 *id)
+/* Whether `memo` holds task t's kernel stack now; *id is then that stack. t is the current task (the
+ * anchor in the tracing program's frame), or a task switched out (the anchor: its saved stack pointer,
+ * which its innermost frame, __schedule's, lies just above). */
+static __always_inline bool kmemo_check(struct task_struct *t, __u64 anchor, struct kstack_memo *memo, __u64 *id)
 {
-	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
 	__u32 zero = 0;
 	struct kmemo_scratch *s;
 
@@ -286,7 +288,6 @@ static __always_inline bool kmemo_check(__u64 anchor, struct kstack_memo *memo, 
 	if (!s)
 		return false;
 	s->sp = anchor;
-	s->topaddr = kstack_top(t);
 	__builtin_memcpy(&s->memo, memo, sizeof(*memo));
 	if (!bpfprof_kmemo_check())
 		return false;
@@ -295,10 +296,12 @@ static __always_inline bool kmemo_check(__u64 anchor, struct kstack_memo *memo, 
 	return true;
 }
 
-/* Remembers the current task's kernel stack (`nr` frames in stack_scratch, stored as `id`) in `memo`. */
-static __always_inline void kmemo_fill(__u64 anchor, struct kstack_memo *memo, __u32 nr, __u64 id)
+/* Remembers task t's kernel stack (`nr` frames in stack_scratch, stored as `id`) in `memo` (t and the
+ * anchor as for kmemo_check), noting only return addresses `lo` bytes or more above the anchor (the frames
+ * below are implied by those above, as the anchor's own). */
+static __always_inline void kmemo_fill(struct task_struct *t, __u64 anchor, struct kstack_memo *memo, __u32 nr,
+				       __u64 id, __u32 lo)
 {
-	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
 	__u32 zero = 0;
 	struct kmemo_scratch *s = bpf_map_lookup_elem(&kmemo_buf, &zero);
 
@@ -308,6 +311,7 @@ static __always_inline void kmemo_fill(__u64 anchor, struct kstack_memo *memo, _
 	s->sp = anchor;
 	s->topaddr = kstack_top(t);
 	s->nr = nr;
+	s->lo = lo < KMEMO_SPAN ? lo / 8 : KMEMO_SPAN / 8;
 	bpfprof_kmemo_skip();
 	if (s->skip >= MAX_STACK_DEPTH)
 		return;
@@ -318,6 +322,7 @@ static __always_inline void kmemo_fill(__u64 anchor, struct kstack_memo *memo, _
 	bpfprof_kmemo_hash();
 	s->memo.hash = s->hash;
 	s->memo.id = id;
+	s->memo.live = lo > 0;
 	__builtin_memcpy(memo, &s->memo, sizeof(*memo));
 }
 

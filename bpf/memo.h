@@ -43,7 +43,7 @@ struct kstack_memo {
 	__u16 skip; /* innermost frames below the anchor: the tracing program's own, the same each time */
 	__u16 span; /* bytes above the anchor that hold those noted */
 	__u16 off[KMEMO_WORDS];
-	__u16 _pad;
+	__u16 live; /* 1: noted above where the task's switch overwrites: checkable when it is switched back in */
 };
 
 #endif

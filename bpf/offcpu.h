@@ -51,10 +51,17 @@ struct memo_pair {
 /* A thread that switched out: when, and (offcpu, offwake) with what stacks; and the memos of the stacks it
  * blocked with last, at two places, `slot` the one of this block. `ts` is 0 while the thread is on a CPU. */
 struct block_start {
+	/* What every switch reads and writes first, in one cache line. */
 	__u64 ts;
-	struct wait_side side;
 	__u32 slot;
+	__u32 deferred;   /* 1: this block's stacks are taken when it ends, not when it begins */
+	__u32 kdone;      /* a deferred block whose kernel stack was taken when it began */
 	__u32 _pad;
+	__u64 uip, usp, ubp; /* a deferred block's user registers when it began */
+	__u64 kanchor;    /* where the program's frame was at the block's switch-out (bpf/memo.bpf.h) */
+	__u64 pending_ns; /* a deferred block that ended and counts, waiting for its user stack (0: none) */
+	__u64 pending_end;
+	struct wait_side side;
 	struct memo_pair memo[MEMO_SLOTS];
 };
 

@@ -209,4 +209,26 @@ static __always_inline long stack_capture(void *ctx, __u64 flags, __u32 pid, __u
 	return stack_store_scratch(n / sizeof(__u64), pid, flags & BPF_F_USER_STACK, id);
 }
 
+/* As stack_capture, the kernel stack of a task switched out (bpf_get_task_stack, 5.9+: from where it
+ * called into the scheduler). Only for programs whose task pointers the verifier trusts (tp_btf). */
+static __always_inline long task_stack_capture(struct task_struct *task, __u32 pid, __u64 *id, __u32 lost_stat)
+{
+	__u32 zero = 0;
+	struct new_stack_event *ev;
+	long n;
+
+	*id = 0;
+	ev = bpf_map_lookup_elem(&stack_scratch, &zero);
+	if (!ev)
+		return -EFAULT;
+	n = bpf_get_task_stack(task, ev->st.ips, stack_depth() * sizeof(__u64), 0);
+	if (n == -EFAULT || n == 0)
+		return 0;
+	if (n < 0) {
+		stat_inc(lost_stat);
+		return n;
+	}
+	return stack_store_scratch(n / sizeof(__u64), pid, false, id);
+}
+
 #endif

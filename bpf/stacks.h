@@ -53,6 +53,9 @@ enum stat_idx {
 	STAT_UMEMO_HITS = STAT_UNWIND_END + 10, /* (after UNWIND_REASONS) user stacks reused from a memo */
 	STAT_KMEMO_HITS,        /* kernel stacks reused from a memo (bpf/memo.h) */
 	STAT_UNENDED,           /* off-CPU tools: blocks lost, their thread back on a CPU unseen by sched_switch */
+	STAT_LATE_USTACK,       /* offcpu: blocks counted without their user stack, taken late (offcpu.bpf.c) */
+	STAT_KSTACK_LATE,       /* offcpu: kernel stacks taken at a switch-in, without the scheduler's frames */
+	STAT_DEFERRED,          /* offcpu: blocks counted whose stacks were taken when they ended */
 	STAT_MAX,
 };
 

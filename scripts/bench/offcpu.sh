@@ -6,10 +6,12 @@
 #   workload  pingpong.c: two threads bouncing a byte over two pipes, pinned to CPU 0, so that every round
 #             is two direct context switches (over a million a second on a fast machine untraced)
 #   measures  the workload's wall time untraced, under `bpfprof offcpu` with default flags, with -m 1000
-#             (every block shorter: nothing counted), with -p of an idle process, with --sample 100, with
+#             (every block shorter: nothing counted), the same with stacks taken when blocks begin
+#             (BPFPROF_NO_DEFER: as before they were taken when blocks end), with -p of an idle process, with --sample 100, with
 #             programs that return at once (BPFPROF_BENCH_EMPTY: the tracepoint's dispatch alone, the floor
 #             under any flag), and under `bpftrace offcpu.bt`; runs interleaved, the median of BENCH_REPS; each one's slowdown
 #             (wall / untraced wall), its added time over bpftrace's, and the BPF time per sched_switch run
+#             (bpfprof's rseq_update program's time included)
 #             (kernel.bpf_stats_enabled: run_time_ns / run_cnt). The statistics cost two clock reads per
 #             program run (~4 % of a 1.3 us switch): walls are timed with them off, and the BPF time read in
 #             one more run of each tracer with them on
@@ -61,10 +63,16 @@ tracepoint:sched:sched_switch
 }
 EOF
 
-# bpf_ns_per_run NAME_REGEX: run time per run of the matching BPF programs that ran at least 1000 times.
+# bpf_ns_per_run NAME_REGEX [EXTRA_REGEX]: run time per run of the matching BPF programs that ran at
+# least 1000 times, with the time of those matching EXTRA_REGEX added (programs on other hooks that run
+# for each switch: bpfprof's rseq_update one, which takes deferred stacks).
 bpf_ns_per_run() {
-  local t c
+  local t c t2 c2
   read -r t c <<<"$(bench_bpf_stats "$1" 1000)"
+  if [ -n "${2:-}" ]; then
+    read -r t2 c2 <<<"$(bench_bpf_stats "$2" 1000)"
+    t=$(bench_add "$t" "$t2")
+  fi
   bench_div "$t" "$c"
 }
 
@@ -74,11 +82,12 @@ bench_spawn IDLE_PID sleep 3600
 declare -A ARGS=(
   [bpfprof]=""
   [bpfprof-m1000]="-m 1000"
+  [bpfprof-m1000-begin]="-m 1000"
   [bpfprof-p-idle]="-p $IDLE_PID"
   [bpfprof-sample100]="--sample 100"
   [bpfprof-empty]=""
 )
-TOOLS=(none bpfprof bpfprof-m1000 bpfprof-p-idle bpfprof-sample100 bpfprof-empty bpftrace)
+TOOLS=(none bpfprof bpfprof-m1000 bpfprof-m1000-begin bpfprof-p-idle bpfprof-sample100 bpfprof-empty bpftrace)
 
 # once TOOL [ns]: one timed run; sets R_WALL, R_SWITCHES, R_SEEN (what the tracer saw), and with `ns`
 # R_NS (BPF ns per run, kernel.bpf_stats_enabled on for this run only).
@@ -93,8 +102,10 @@ once() {
     *)
       read -r -a words <<<"${ARGS[$tool]}"
       if [ "$tool" = bpfprof-empty ]; then export BPFPROF_BENCH_EMPTY=1; else unset BPFPROF_BENCH_EMPTY; fi
+      # Stacks taken when blocks begin, as before issue 16's deferral: the comparison row.
+      if [ "$tool" = bpfprof-m1000-begin ]; then export BPFPROF_NO_DEFER=1; else unset BPFPROF_NO_DEFER; fi
       BPFPROF_TIMING=1 bench_spawn tracer "$BPFPROF" offcpu "${words[@]}" >"$dir/out" 2>"$dir/err"
-      unset BPFPROF_BENCH_EMPTY
+      unset BPFPROF_BENCH_EMPTY BPFPROF_NO_DEFER
       ;;
   esac
   if [ -n "$tracer" ]; then
@@ -107,7 +118,7 @@ once() {
   if [ -n "$tracer" ] && [ "${2:-}" = ns ]; then
     case "$tool" in
       bpftrace) R_NS=$(bpf_ns_per_run 'sched_switch') ;;
-      *) R_NS=$(bpf_ns_per_run 'switch_tp|switch_btf|switch_raw') ;;
+      *) R_NS=$(bpf_ns_per_run 'switch_tp|switch_btf|switch_raw' 'rseq_btf') ;;
     esac
   fi
   if [ -n "$tracer" ]; then
@@ -168,6 +179,7 @@ for tool in "${TOOLS[@]}"; do
   case "$tool" in none | bpftrace) ;; *) flags=${ARGS[$tool]:-(default)} ;; esac
   [ "$tool" != bpfprof-p-idle ] || flags="-p IDLE"
   [ "$tool" != bpfprof-empty ] || flags="(floor: empty programs)"
+  [ "$tool" != bpfprof-m1000-begin ] || flags="-m 1000, stacks at block start"
   bench_table_add "${tool%%-*}|$flags|$(bench_fmt "$wall" 3)|$(bench_fmt "$slow" 2)x|$(bench_fmt "$added" 2)|$(bench_fmt "$ns" 0)|${SEEN[$tool]}|${TARGET[$tool]:-}"
   bench_result "$tool.wall_s" "$(bench_fmt "$wall" 4)"
   bench_result "$tool.slowdown" "$(bench_fmt "$slow" 3)"

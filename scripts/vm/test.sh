@@ -11,7 +11,8 @@
 #
 # The default set is what differs between kernels: every funccount, kernel-function, trace and unwind
 # test (kprobes, fentry, cookies, the verifiers of the one-liner compiler and of the unwinder, pt_regs
-# before 5.15), the off-CPU stack memos (each kernel's stack layout and verifier), --continuous's window
+# before 5.15), the off-CPU stack memos (each kernel's stack layout and verifier) and stacks taken when
+# blocks end (rseq_update, task storage from 5.12, bpf_task_pt_regs from 5.15), --continuous's window
 # arithmetic in profile's and offcpu's programs (dead code, so unverified, without it), hotcold (the
 # off-CPU object loaded on the profile object's maps), and on 5.10 also biolatency's (the block tracepoints' older arguments) and one test of each
 # stack tool's hooks (offwake's tp_btf and raw_tp paths, profile's perf_event program and its -p filter).
@@ -40,7 +41,7 @@ echo "vm-test: running $bin in the guest (kernel ${BPFPROF_VM_KERNEL:-6.1})" >&2
 filters=("$@")
 if [[ ${#filters[@]} -eq 0 && ${BPFPROF_VM_ALL:-0} != 1 ]]; then
   filters=(funccount:: kernel_functions:: trace:: unwind:: offcpu::stack_memos
-    pprof::continuous_mode_loads views::hotcold_loads)
+    offcpu::stacks_taken_when_blocks_end pprof::continuous_mode_loads views::hotcold_loads)
   # 5.10's block tracepoints and BTF differ from 6.1's and this machine's 6.18; 6.1's are 6.18's. Not the
   # heat map's test: its slow phase needs loop's per-cgroup workers (5.12+) to throttle a loop device's
   # reads by the reader's cgroup, and it draws from the same histograms as the others.

@@ -34,7 +34,15 @@ pub mod stat {
     pub const KMEMO_HITS: usize = UMEMO_HITS + 1;
     /// Off-CPU tools: blocks whose end no sched_switch reported (the thread was stamped again first).
     pub const UNENDED: usize = UMEMO_HITS + 2;
-    pub const MAX: usize = UMEMO_HITS + 3;
+    /// offcpu: blocks counted without their user stack: the thread's user state changed before the
+    /// stack, taken when it returned to user space, could be (a signal), or it never returned (killed).
+    pub const LATE_USTACK: usize = UMEMO_HITS + 3;
+    /// offcpu: kernel stacks taken when their block ended (bpf_get_task_stack), which leaves out the
+    /// scheduler's own functions: where a thread blocked with the same user registers another way.
+    pub const KSTACK_LATE: usize = UMEMO_HITS + 4;
+    /// offcpu: blocks counted whose stacks were taken when they ended (BPFPROF_TIMING's report).
+    pub const DEFERRED: usize = UMEMO_HITS + 5;
+    pub const MAX: usize = UMEMO_HITS + 6;
 }
 
 /// `enum proc_event_kind` (bpf/stacks.h): a process first seen, or one to read the mappings of again.
@@ -193,6 +201,10 @@ pub fn loss_report(stats: &[u64; stat::MAX], stack_storage_size: u32) -> Vec<Str
         "blocks lost: their threads came back on a CPU without a sched_switch event (the kernel did not report the switch)".into(),
     );
     say(
+        stats[stat::LATE_USTACK],
+        "blocks counted without their user stack (shown as [Missed User Stack]): taken when the thread returned to user space, it was gone (a signal handler ran first, or the thread was killed while blocked)".into(),
+    );
+    say(
         stats[stat::WAKER_FULL],
         "wakers not recorded (shown without a waker): too many wakeups pending at once".into(),
     );
@@ -228,6 +240,12 @@ pub fn unwind_report(stats: &[u64; stat::MAX]) -> Vec<String> {
         lines.push(format!(
             "bpfprof: {} user stacks walked with frame pointers: their process's unwind tables were not loaded yet",
             stats[stat::FP_WHOLE]
+        ));
+    }
+    if stats[stat::KSTACK_LATE] > 0 {
+        lines.push(format!(
+            "bpfprof: {} kernel stacks taken when their block ended begin at the first function outside the scheduler (their thread had blocked there another way before)",
+            stats[stat::KSTACK_LATE]
         ));
     }
     if stats[stat::FP_FRAMES] > 0 {

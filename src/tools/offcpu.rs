@@ -203,6 +203,7 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
 
     let mut storage: [MaybeUninit<OpenObject>; 3] = [const { MaybeUninit::uninit() }; 3];
     let (mut skel, mut links, hooks) = load_first_that_works(cfg, &mut storage, None)?;
+    let hooks_desc = hooks_desc(&skel, hooks);
     timing.mark("load+attach");
 
     let unwinder = start_unwinder(
@@ -363,7 +364,7 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
         blocks.len()
     };
     timing.mark("render+write");
-    timing.report(&format!("hooks {}", hooks.name()));
+    timing.report(&hooks_desc);
     for line in loss_report(&stats, cfg.stack_storage_size) {
         eprintln!("{line}");
     }
@@ -382,6 +383,10 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
             "bpfprof: stacks reused from threads' memos, not walked: {} user, {} kernel",
             stats[stat::UMEMO_HITS],
             stats[stat::KMEMO_HITS]
+        );
+        eprintln!(
+            "bpfprof: blocks whose stacks were taken when they ended: {}",
+            stats[stat::DEFERRED]
         );
     }
     // Last on stderr (stdout stays clean for pipes): what was counted.
@@ -413,6 +418,46 @@ pub(super) fn load_first_that_works<'o>(
         |hooks, obj| load_and_attach(cfg, obj, hooks, share),
     )?;
     Ok((skel, links, hooks))
+}
+
+/// What the loaded programs hook and how (BPFPROF_TIMING's report: tests check which path ran).
+pub(super) fn hooks_desc(skel: &OffcpuSkel<'_>, hooks: Hooks) -> String {
+    let mut desc = format!("hooks {}", hooks.name());
+    if let Some(r) = skel.maps.rodata_data {
+        if r.defer_stacks {
+            desc.push_str(", stacks taken when blocks end");
+        }
+        if r.task_storage {
+            desc.push_str(", task storage");
+        }
+    }
+    desc
+}
+
+/// Whether blocks' stacks can be taken when they end (bpf/offcpu.bpf.c, `defer_stacks`): the kernel
+/// reports threads' returns to user space (the rseq_update tracepoint, with BTF). BPFPROF_NO_DEFER=1 says
+/// no: every stack is then taken when its block begins (benchmarks compare the two).
+fn kernel_defers_stacks() -> bool {
+    std::env::var_os("BPFPROF_NO_DEFER").is_none()
+        && bpf::kernel_has_btf_tracepoint("rseq_update")
+        && bpf::kernel_has_btf_tracepoint("signal_deliver")
+}
+
+/// Whether the kernel has task-local storage maps, which tracing programs can use from 5.12 on (the map
+/// type came in 5.11, for LSM programs only: a 5.11 kernel fails the tp_btf load, and the classic
+/// tracepoint is used). BPFPROF_NO_TASK_STORAGE=1 says no (tests cover the hash's path on any kernel).
+fn kernel_has_task_storage() -> bool {
+    if std::env::var_os("BPFPROF_NO_TASK_STORAGE").is_some() {
+        return false;
+    }
+    // SAFETY: a probe that creates and closes a map; no pointers are passed.
+    let ok = unsafe {
+        libbpf_sys::libbpf_probe_bpf_map_type(
+            libbpf_sys::BPF_MAP_TYPE_TASK_STORAGE,
+            std::ptr::null(),
+        )
+    };
+    ok == 1
 }
 
 /// Before loading: makes the object use maps another loaded object already has (hotcold shares the
@@ -470,7 +515,12 @@ fn load_and_attach<'o>(
     open.maps
         .counts
         .set_max_entries(cfg.stack_storage_size.saturating_mul(4))?;
-    open.maps.start.set_max_entries(MAX_BLOCKED_THREADS)?;
+    // Threads' block stamps: in task storage where the kernel lets tp_btf programs use it, else a hash.
+    let task_storage = hooks == Hooks::TpBtf && kernel_has_task_storage();
+    open.maps.starts.set_autocreate(task_storage)?;
+    open.maps
+        .start
+        .set_max_entries(if task_storage { 1 } else { MAX_BLOCKED_THREADS })?;
     let wokeby = if cfg.mode == WaitMode::OffWake {
         MAX_BLOCKED_THREADS
     } else {
@@ -489,6 +539,19 @@ fn load_and_attach<'o>(
     open.progs.waking_btf.set_autoload(btf && wake);
     open.progs.switch_raw.set_autoload(raw);
     open.progs.waking_raw.set_autoload(raw && wake);
+    let defer = btf && cfg.mode == WaitMode::OffCpu && kernel_defers_stacks();
+    open.progs.rseq_btf.set_autoload(defer);
+    open.progs.signal_btf.set_autoload(defer);
+    open.maps
+        .rodata_data
+        .as_deref_mut()
+        .context("the offcpu BPF object has no read-only data")?
+        .defer_stacks = defer;
+    open.maps
+        .rodata_data
+        .as_deref_mut()
+        .context("the offcpu BPF object has no read-only data")?
+        .task_storage = task_storage;
     if let Some(share) = share {
         share(&mut open)?;
     }
@@ -516,6 +579,18 @@ fn load_and_attach<'o>(
     if wake {
         links.push(waking.attach(hooks, what)?);
     }
+    // Before the switches: a block deferred at a switch must find the hook that finishes it.
+    if defer {
+        for (prog, name) in [
+            (&p.rseq_btf, "rseq_update"),
+            (&p.signal_btf, "signal_deliver"),
+        ] {
+            links.push(prog.attach_trace().map_err(|e| {
+                anyhow::Error::new(e)
+                    .context(format!("attaching to the {name} tracepoint ({what})"))
+            })?);
+        }
+    }
     links.push(switch.attach(hooks, what)?);
     Ok((skel, links))
 }
@@ -525,7 +600,9 @@ pub(super) fn recursion_misses(skel: &OffcpuSkel<'_>, hooks: Hooks) -> u64 {
     let p = &skel.progs;
     match hooks {
         Hooks::Tp => bpf::recursion_misses(&[&p.switch_tp, &p.waking_tp]),
-        Hooks::TpBtf => bpf::recursion_misses(&[&p.switch_btf, &p.waking_btf]),
+        Hooks::TpBtf => {
+            bpf::recursion_misses(&[&p.switch_btf, &p.waking_btf, &p.rseq_btf, &p.signal_btf])
+        }
         Hooks::RawTp => bpf::recursion_misses(&[&p.switch_raw, &p.waking_raw]),
     }
 }
