@@ -7,9 +7,10 @@ set -euo pipefail
 # Tests: clang builds the workloads with frame pointers (and USDT probes: sys/sdt.h from systemtap-sdt-dev);
 # bpftool checks nothing stays loaded; setpriv drops root; losetup makes loop devices; xz and python3:
 # Debian binaries without frame pointers, whose stacks the unwind tests walk; golang-go: `go tool pprof`
-# reads back the --pprof profiles; bpftrace shares a hook with two bpfprofs in a fault test.
+# reads back the --pprof profiles; bpftrace shares a hook with two bpfprofs in a fault test; libc6-dbg:
+# libc's detached debug file (/usr/lib/debug/.build-id/), whose internal names frames must not show.
 build_pkgs=(clang llvm make pkg-config gcc libelf-dev zlib1g-dev linux-libc-dev bpftool util-linux systemtap-sdt-dev
-  xz-utils python3-minimal golang-go bpftrace)
+  xz-utils python3-minimal golang-go bpftrace libc6-dbg)
 # Benchmarks against the peers (also: bpftool regenerates bpf/x86/vmlinux.h).
 extra_pkgs=(linux-perf)
 # The second-kernel test guest (scripts/vm/): qemu, a static busybox for its initramfs, cpio, xz.

@@ -6,6 +6,8 @@ use std::collections::{HashMap, HashSet};
 use blazesym::symbolize::source::{Kernel, Process, Source};
 use blazesym::symbolize::{cache, Input, Symbolized, Symbolizer};
 use blazesym::Pid;
+
+use crate::symbolize::elfnames::ElfNames;
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use super::maps::STACK_DEPTH;
@@ -37,6 +39,8 @@ pub struct Live<'a> {
     cached: RefCell<HashSet<u32>>,
     /// (process or the kernel, address) -> function and offset, once looked up.
     names: RefCell<HashMap<Place, Option<Named>>>,
+    /// What each user binary says of its names beyond blazesym (PLT stubs, public aliases).
+    elf_names: RefCell<HashMap<String, Option<std::sync::Arc<ElfNames>>>>,
 }
 
 impl<'a> Live<'a> {
@@ -55,6 +59,7 @@ impl<'a> Live<'a> {
                 .build(),
             cached: RefCell::new(HashSet::new()),
             names: RefCell::new(HashMap::new()),
+            elf_names: RefCell::new(HashMap::new()),
         }
     }
 
@@ -85,7 +90,22 @@ impl<'a> Live<'a> {
             }
         };
         let name = match self.blaze.symbolize_single(&src, Input::AbsAddr(addr)) {
-            Ok(Symbolized::Sym(s)) => Some((crate::symbolize::demangle(&s.name), s.offset)),
+            Ok(Symbolized::Sym(s)) => {
+                // In a user binary, the file's own word: a PLT stub, the public alias, not a data
+                // symbol (the frame is then unknown: its address).
+                let vaddr = s.addr + s.offset as u64;
+                let better = match (pid, s.module.as_deref()) {
+                    (Some(_), Some(module)) => self
+                        .elf_names_of(&module.to_string_lossy())
+                        .and_then(|n| n.better_at(vaddr, Some(&s.name))),
+                    _ => None,
+                };
+                match better {
+                    Some((b, _)) if b.is_empty() => None,
+                    Some((b, start)) => Some((b, (vaddr - start) as usize)),
+                    None => Some((crate::symbolize::demangle(&s.name), s.offset)),
+                }
+            }
             _ => None,
         };
         self.names.borrow_mut().insert((pid, addr), name.clone());
@@ -94,6 +114,14 @@ impl<'a> Live<'a> {
 }
 
 impl Live<'_> {
+    fn elf_names_of(&self, path: &str) -> Option<std::sync::Arc<ElfNames>> {
+        self.elf_names
+            .borrow_mut()
+            .entry(path.to_string())
+            .or_insert_with(|| ElfNames::read(std::path::Path::new(path)).map(std::sync::Arc::new))
+            .clone()
+    }
+
     /// A stack's frames from the stack map of its depth (bpf_get_stackid's ids).
     fn stack_map_frames(&self, id: i64, limit: usize) -> Vec<u64> {
         let Some(map) = self.stacks.get(&limit) else {

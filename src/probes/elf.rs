@@ -100,14 +100,10 @@ pub fn functions(path: &Path, m: &Matcher) -> Result<Functions> {
         }
     }
     found.stripped = !any_function;
-    let preference = |s: &String| {
-        let lead = s.len() - s.trim_start_matches('_').len();
-        (lead, s.len(), s.clone())
-    };
     let mut points: Vec<UserPoint> = by_offset
         .into_iter()
         .map(|(offset, (mut names, ifunc))| {
-            names.sort_by_key(preference);
+            names.sort_by_key(|n| crate::symbolize::elfnames::public_preference(n));
             let name = if ifunc {
                 names.join("/")
             } else {

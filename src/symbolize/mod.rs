@@ -4,6 +4,7 @@
 //! their memory mappings, and we keep their module list, so their frames still get names afterwards.
 //! A process whose mappings were read (`remember_seen`) but that was gone before blazesym could cache it
 //! is named from its mapped files themselves (file offsets in ELF files).
+pub mod elfnames;
 pub mod stackbook;
 
 use std::collections::{HashMap, HashSet};
@@ -17,6 +18,7 @@ use blazesym::Pid;
 use crate::render::pprof::{self, FileMapping, Origin};
 use crate::render::Frame;
 use crate::unwind::{marker_name, marker_reason};
+use elfnames::ElfNames;
 
 /// One mapped file of a process: [start, end), the file's offset there, its name and (a real file) path.
 #[derive(Clone, Debug)]
@@ -42,6 +44,8 @@ pub struct Symbolizer {
     /// Mapped files by path and where they were mapped, with their build-ids (read once each).
     files: HashMap<(String, u64), Arc<FileMapping>>,
     build_ids: HashMap<String, Option<String>>,
+    /// What each mapped file says of its code's names beyond blazesym (elfnames), read once each.
+    elf_names: HashMap<String, Option<Arc<ElfNames>>>,
     /// Exited processes forgotten since blazesym was last started afresh (its caches keep them).
     forgotten: usize,
     /// Processes seen gone at the last `forget_exited_seen_twice` (forgotten if still gone at the next).
@@ -70,6 +74,7 @@ impl Symbolizer {
             origins: HashMap::new(),
             files: HashMap::new(),
             build_ids: HashMap::new(),
+            elf_names: HashMap::new(),
             forgotten: 0,
             seen_gone: HashSet::new(),
             forgot_any: false,
@@ -111,6 +116,7 @@ impl Symbolizer {
             self.blaze = Self::new().blaze;
             self.cached.clear();
             self.files.clear(); // a cache: the origins keep the mappings they name
+            self.elf_names.clear();
             self.forgotten = 0;
         }
     }
@@ -289,10 +295,21 @@ impl Symbolizer {
         };
         let mut names = HashMap::with_capacity(lookup.len());
         for (i, &addr) in lookup.iter().enumerate() {
-            let name = match (results.get(i), from_files.get(&addr)) {
-                (Some(Symbolized::Sym(sym)), _) => demangle(&sym.name),
-                (_, Some(name)) => demangle(name),
-                _ => unknown_name(addr, modules),
+            let found = match (results.get(i), from_files.get(&addr)) {
+                (Some(Symbolized::Sym(sym)), _) => Some(&*sym.name),
+                (_, Some(name)) => Some(name.as_str()),
+                _ => None,
+            };
+            // The file's own word on it: a PLT stub, the public alias, or a data symbol's name.
+            let better = modules.and_then(|ms| module_at(ms, addr)).and_then(|m| {
+                let names = elf_names_of(&mut self.elf_names, m.path.as_deref()?)?;
+                names.better_name(addr - m.start + m.offset, found)
+            });
+            let name = match (better, found) {
+                (Some(b), _) if b.is_empty() => unknown_name(addr, modules),
+                (Some(b), _) => demangle(&b),
+                (None, Some(found)) => demangle(found),
+                (None, None) => unknown_name(addr, modules),
             };
             let frame = self
                 .interned
@@ -377,6 +394,17 @@ fn file_mapping(
         })
     });
     Some(Arc::clone(mapping))
+}
+
+/// What the file at `path` says of its names (read once; None if it is not an ELF file).
+fn elf_names_of(
+    cache: &mut HashMap<String, Option<Arc<ElfNames>>>,
+    path: &str,
+) -> Option<Arc<ElfNames>> {
+    cache
+        .entry(path.to_string())
+        .or_insert_with(|| ElfNames::read(Path::new(path)).map(Arc::new))
+        .clone()
 }
 
 /// The GNU build-id of an ELF file, in hex.

@@ -8,6 +8,7 @@ mod faults;
 mod funccount;
 mod golden;
 mod kernel_functions;
+mod names;
 mod offcpu;
 mod pprof;
 mod profile;

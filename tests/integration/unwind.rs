@@ -9,7 +9,7 @@ use crate::common::*;
 /// between sort_leaf and the comparator.
 const CPU_CHAIN: [&str; 8] = [
     "_start",
-    "__libc_start_main_impl",
+    "__libc_start_main",
     "__libc_start_call_main",
     "main",
     "run",
@@ -118,7 +118,7 @@ fn count_reaching_start(stacks: &[(Vec<String>, u64)]) -> u64 {
         .filter(|(f, _)| {
             f.len() > 3
                 && (f[1] == "_start" || f[1].starts_with("[unknown] ("))
-                && f[2] == "__libc_start_main_impl"
+                && f[2] == "__libc_start_main"
                 && f[3] == "__libc_start_call_main"
         })
         .map(|(_, n)| n)
@@ -190,7 +190,7 @@ fn blocked_stacks_show_the_callers_of_libc() {
         // the root.
         let napping = sum(&[
             "_start",
-            "__libc_start_main_impl",
+            "__libc_start_main",
             "__libc_start_call_main",
             "main",
             "nap_loop",
@@ -198,7 +198,7 @@ fn blocked_stacks_show_the_callers_of_libc() {
         ]);
         let reading = sum(&[
             "_start",
-            "__libc_start_main_impl",
+            "__libc_start_main",
             "__libc_start_call_main",
             "main",
             "pipe_loop",
@@ -226,6 +226,18 @@ fn blocked_stacks_show_the_callers_of_libc() {
         assert!(
             after("nap") && after("wait_byte"),
             "{tool}: libc's frame is not next:\n{}",
+            folded_text(&stacks)
+        );
+        // libc's frames by their public names (issue 19): libc6-dbg's symbols name them
+        // `__GI___clock_nanosleep` and `__GI___libc_read` too.
+        let names = |needle: &[&str]| count_with(&stacks, needle);
+        assert!(
+            names(&["nap", "nanosleep", "clock_nanosleep"]) > 0
+                && names(&["wait_byte", "read"]) > 0
+                && stacks
+                    .iter()
+                    .all(|(f, _)| f.iter().all(|x| !x.starts_with("__GI_"))),
+            "{tool}: not libc's public names:\n{}",
             folded_text(&stacks)
         );
     }
@@ -264,7 +276,7 @@ fn processes_started_and_libraries_loaded_during_the_trace_get_tables() {
         &stacks,
         &[
             "_start",
-            "__libc_start_main_impl",
+            "__libc_start_main",
             "__libc_start_call_main",
             "main",
             "dl_loop",
@@ -330,7 +342,7 @@ fn trace_ustack_walks_unwind_tables() {
         "run",
         "main",
         "__libc_start_call_main",
-        "__libc_start_main_impl",
+        "__libc_start_main",
         "_start",
     ];
     let run = |mode: &str| {
