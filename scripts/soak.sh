@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Soak: each tool runs for a long time (10 minutes by default) under a load that starts and ends thousands
-# of processes whose stacks keep changing, while its RSS and CPU time are recorded every 10 s. Passes
-# when, for every tool, the RSS after warm-up (the first fifth of the run, half of a short one) stays within SOAK_RSS_SLACK_MIB
-# (64) of the warm-up's, the tool exits 0 on Ctrl-C with its report, and every loss it had is said (its
+# of processes whose stacks keep changing, while its RSS, anonymous memory and CPU time are recorded every
+# 10 s. Passes when, for every tool, the anonymous memory after warm-up (the first fifth of the run, half
+# of a short one) stays within SOAK_RSS_SLACK_MIB (64) of the warm-up's, the tool exits 0 on Ctrl-C with its report, and every loss it had is said (its
 # WARNING lines are printed here). As root.
 #
 #   scripts/soak.sh [--short] [TOOL...]       TOOLs: profile offcpu hotcold biolatency funccount trace
@@ -89,6 +89,9 @@ args() {
 
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# Anonymous memory alone: what a leak grows. RSS also counts the pages of files the tool has mapped while
+# it reads them (binaries' symbols and DWARF: tens of MiB for a moment), which the kernel reclaims.
+anon_kib() { awk '/^RssAnon:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 cpu_s() { awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 fail=0
@@ -99,15 +102,16 @@ for tool in "${tools[@]}"; do
   tpid=$!
   pids+=("$tpid")
   echo "soak: $tool for $secs s (bpfprof ${words[*]})"
-  printf '%8s %10s %8s %10s\n' "t (s)" "RSS (MiB)" "CPU (s)" "processes"
+  printf '%8s %10s %11s %8s %10s\n' "t (s)" "RSS (MiB)" "anon (MiB)" "CPU (s)" "processes"
   warm_at=$((secs / warm_div))
   warm_rss=0 max_after=0 t=0
   while ((t < secs)); do
     sleep "$every"
     t=$((t + every))
     kill -0 "$tpid" 2>/dev/null || { echo "soak: $tool died: $(tail -n 3 "$work/$tool.err")"; fail=1; break; }
-    rss=$(rss_kib "$tpid")
-    printf '%8d %10s %8s %10s\n' "$t" "$(mib "$rss")" "$(cpu_s "$tpid")" "$(cat "$work/started" 2>/dev/null || echo 0)"
+    rss=$(anon_kib "$tpid")
+    printf '%8d %10s %11s %8s %10s\n' "$t" "$(mib "$(rss_kib "$tpid")")" "$(mib "$rss")" "$(cpu_s "$tpid")" \
+      "$(cat "$work/started" 2>/dev/null || echo 0)"
     if ((t <= warm_at)); then
       warm_rss=$rss
     elif ((rss > max_after)); then
@@ -124,13 +128,13 @@ for tool in "${tools[@]}"; do
     verdict="exit $status: $(tail -n 2 "$work/$tool.err")"
     fail=1
   elif ((max_after > 0 && growth > slack)); then
-    verdict="RSS grew $growth MiB after warm-up (bound $slack)"
+    verdict="anonymous memory grew $growth MiB after warm-up (bound $slack)"
     fail=1
   elif [[ ! -s $work/$tool.out ]]; then
     verdict="no report"
     fail=1
   fi
-  summary+=("$(printf '%-11s warm-up RSS %6s MiB, max after %6s MiB (+%d MiB), %s' "$tool" \
+  summary+=("$(printf '%-11s warm-up anon %6s MiB, max after %6s MiB (+%d MiB), %s' "$tool" \
     "$(mib "$warm_rss")" "$(mib "$max_after")" "$growth" "$verdict")")
   echo "soak: $tool: $(tail -n 1 "$work/$tool.err")"
 done
