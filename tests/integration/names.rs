@@ -11,13 +11,14 @@ fn plt_stubs_are_named_func_at_plt() {
     };
     let w = Workload::start(&workload("names"), &["plt"]);
     let pid = w.pid().to_string();
-    let stacks = parse_folded(&run_ok(&["profile", "-F", "999", "-f", "-p", &pid, "2"]).stdout);
+    let stacks = parse_folded(&run_ok(&["profile", "-F", "999", "-f", "-p", &pid, "4"]).stdout);
     let total: u64 = stacks.iter().map(|(_, n)| n).sum();
     let in_stub = count_with(&stacks, &["main", "plt_loop", "abs@plt"]);
     let in_abs = count_with(&stacks, &["main", "plt_loop", "abs"]);
-    // The stub is two of the loop's ~ten instructions: a few percent of the samples at least.
+    // The stub is one jump: 0.6 % of the samples in a run here (12 of 1998 in 2 s: the cpu-clock
+    // timer's interrupt lands after the instruction it interrupted, rarely on a jump), ~24 in 4 s.
     assert!(
-        total > 100 && in_stub * 50 >= total,
+        total > 1000 && in_stub >= 1,
         "{in_stub} of {total} samples in abs@plt: {stacks:?}"
     );
     assert!(in_abs > 0, "no samples in libc's abs: {stacks:?}");
@@ -28,7 +29,7 @@ fn plt_stubs_are_named_func_at_plt() {
 
     // trace's ustack the same, as `abs@plt+OFFSET`.
     let program = format!("profile:hz:999 /pid == {pid}/ {{ @[ustack] = count(); }}");
-    let out = run_ok(&["trace", "-d", "2", "-e", &program]);
+    let out = run_ok(&["trace", "-d", "4", "-e", &program]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.lines().any(|l| l.trim().starts_with("abs@plt+")) && !text.contains("_init+"),
