@@ -106,11 +106,7 @@ static __always_inline long user_stack_capture_memo(void *ctx, __u32 pid, struct
 /* The top of a task's kernel stack: where its pt_regs begin (x86-64: no padding above them). */
 static __always_inline __u64 kstack_top(struct task_struct *t)
 {
-	void *stack = BPF_CORE_READ(t, stack);
-
-	if (!stack)
-		return 0;
-	return (__u64)stack + X86_THREAD_SIZE - sizeof(struct pt_regs);
+	return (__u64)task_regs_at(t);
 }
 
 /* The hash of a kernel memo begins with its counts, then mixes each return address and where it lies. */

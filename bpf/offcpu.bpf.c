@@ -377,9 +377,7 @@ static __always_inline void finish_pending(void *ctx, struct block_start *b, str
 static __always_inline bool defer_block(struct block_start *b, struct task_struct *t)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct walk_state *st;
 	struct pt_regs *regs;
-	void *stack;
 	long nr;
 
 	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs)) {
@@ -392,14 +390,13 @@ static __always_inline bool defer_block(struct block_start *b, struct task_struc
 		b->ubp = regs->bp;
 		nr = regs->orig_ax;
 	} else {
-		st = current_regs();
-		if (!st)
+		regs = task_regs_at(t);
+		if (!regs)
 			return false;
-		b->uip = st->pc;
-		b->usp = st->sp;
-		b->ubp = st->bp;
-		stack = BPF_CORE_READ(t, stack);
-		nr = stack ? BPF_CORE_READ((struct pt_regs *)(stack + X86_THREAD_SIZE) - 1, orig_ax) : -1;
+		b->uip = BPF_CORE_READ(regs, ip);
+		b->usp = BPF_CORE_READ(regs, sp);
+		b->ubp = BPF_CORE_READ(regs, bp);
+		nr = BPF_CORE_READ(regs, orig_ax);
 	}
 	/* Blocked in a system call after which its user stack is gone (execve, execveat: another program;
 	 * exit, exit_group: none): taken now, as elsewhere. x86-64's numbers. */

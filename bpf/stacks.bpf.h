@@ -182,6 +182,19 @@ static __always_inline __u32 stack_depth(void)
 	return depth;
 }
 
+/* Stores the stack a bpf_get_stack-like helper wrote to stack_scratch, given what it returned (`n`:
+ * bytes, or an errno). As stack_capture returns. */
+static __always_inline long stack_store_captured(long n, __u32 pid, bool user, __u64 *id, __u32 lost_stat)
+{
+	if (n == -EFAULT || n == 0)
+		return 0; /* no stack of this kind: not a loss */
+	if (n < 0) {
+		stat_inc(lost_stat);
+		return n;
+	}
+	return stack_store_scratch(n / sizeof(__u64), pid, user, id);
+}
+
 /*
  * Captures the current stack with bpf_get_stack (BPF_F_USER_STACK in flags for the user one: frame
  * pointers) of process `pid` and stores it. Returns 0 with *id = 0 when there is no stack (a kernel
@@ -200,13 +213,7 @@ static __always_inline long stack_capture(void *ctx, __u64 flags, __u32 pid, __u
 	if (!ev)
 		return -EFAULT;
 	n = bpf_get_stack(ctx, ev->st.ips, stack_depth() * sizeof(__u64), flags);
-	if (n == -EFAULT || n == 0)
-		return 0; /* no stack of this kind: not a loss */
-	if (n < 0) {
-		stat_inc(lost_stat);
-		return n;
-	}
-	return stack_store_scratch(n / sizeof(__u64), pid, flags & BPF_F_USER_STACK, id);
+	return stack_store_captured(n, pid, flags & BPF_F_USER_STACK, id, lost_stat);
 }
 
 /* As stack_capture, the kernel stack of a task switched out (bpf_get_task_stack, 5.9+: from where it
@@ -222,13 +229,7 @@ static __always_inline long task_stack_capture(struct task_struct *task, __u32 p
 	if (!ev)
 		return -EFAULT;
 	n = bpf_get_task_stack(task, ev->st.ips, stack_depth() * sizeof(__u64), 0);
-	if (n == -EFAULT || n == 0)
-		return 0;
-	if (n < 0) {
-		stat_inc(lost_stat);
-		return n;
-	}
-	return stack_store_scratch(n / sizeof(__u64), pid, false, id);
+	return stack_store_captured(n, pid, false, id, lost_stat);
 }
 
 #endif

@@ -376,6 +376,15 @@ fallback:
 	return 1;
 }
 
+/* task_pt_regs() on x86-64, for any task pointer (probe-read): the top of the task's kernel stack
+ * (TOP_OF_KERNEL_STACK_PADDING 0), where its user registers are saved. NULL if it has no stack. */
+static __always_inline struct pt_regs *task_regs_at(struct task_struct *task)
+{
+	void *stack = BPF_CORE_READ(task, stack);
+
+	return stack ? (struct pt_regs *)(stack + X86_THREAD_SIZE) - 1 : NULL;
+}
+
 /* Reads the user registers the task entered the kernel with (a syscall, an interrupt, a fault). */
 static __always_inline bool user_regs(struct task_struct *task, struct walk_state *st)
 {
@@ -385,12 +394,9 @@ static __always_inline bool user_regs(struct task_struct *task, struct walk_stat
 	    bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
 		regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	} else {
-		/* task_pt_regs() on x86-64: the top of the task's kernel stack (TOP_OF_KERNEL_STACK_PADDING 0). */
-		void *stack = BPF_CORE_READ(task, stack);
-
-		if (!stack)
+		regs = task_regs_at(task);
+		if (!regs)
 			return false;
-		regs = (struct pt_regs *)(stack + X86_THREAD_SIZE) - 1;
 	}
 	st->pc = BPF_CORE_READ(regs, ip);
 	st->sp = BPF_CORE_READ(regs, sp);
