@@ -7,7 +7,7 @@ use blazesym::symbolize::source::{Kernel, Process, Source};
 use blazesym::symbolize::{cache, Input, Symbolized, Symbolizer};
 use blazesym::Pid;
 
-use crate::symbolize::elfnames::ElfNames;
+use crate::symbolize::elfnames;
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use super::maps::STACK_DEPTH;
@@ -40,7 +40,7 @@ pub struct Live<'a> {
     /// (process or the kernel, address) -> function and offset, once looked up.
     names: RefCell<HashMap<Place, Option<Named>>>,
     /// What each user binary says of its names beyond blazesym (PLT stubs, public aliases).
-    elf_names: RefCell<HashMap<String, Option<std::sync::Arc<ElfNames>>>>,
+    elf_names: RefCell<elfnames::Cache>,
 }
 
 impl<'a> Live<'a> {
@@ -95,9 +95,11 @@ impl<'a> Live<'a> {
                 // symbol (the frame is then unknown: its address).
                 let vaddr = s.addr + s.offset as u64;
                 let better = match (pid, s.module.as_deref()) {
-                    (Some(_), Some(module)) => self
-                        .elf_names_of(&module.to_string_lossy())
-                        .and_then(|n| n.better_at(vaddr, Some(&s.name))),
+                    (Some(_), Some(module)) => elfnames::cached(
+                        &mut self.elf_names.borrow_mut(),
+                        &module.to_string_lossy(),
+                    )
+                    .and_then(|n| n.better_at(vaddr, Some(&s.name))),
                     _ => None,
                 };
                 match better {
@@ -114,14 +116,6 @@ impl<'a> Live<'a> {
 }
 
 impl Live<'_> {
-    fn elf_names_of(&self, path: &str) -> Option<std::sync::Arc<ElfNames>> {
-        self.elf_names
-            .borrow_mut()
-            .entry(path.to_string())
-            .or_insert_with(|| ElfNames::read(std::path::Path::new(path)).map(std::sync::Arc::new))
-            .clone()
-    }
-
     /// A stack's frames from the stack map of its depth (bpf_get_stackid's ids).
     fn stack_map_frames(&self, id: i64, limit: usize) -> Vec<u64> {
         let Some(map) = self.stacks.get(&limit) else {

@@ -9,6 +9,7 @@
 //!   symbol before it (`_PyRuntime`); such a frame is unknown, not misnamed.
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use object::elf::{R_X86_64_GLOB_DAT, R_X86_64_JUMP_SLOT};
 use object::read::elf::{ElfFile64, FileHeader, ProgramHeader, Rela, SectionHeader};
@@ -224,6 +225,17 @@ impl ElfNames {
             _ => None,
         }
     }
+}
+
+/// Files' names by path, each read once (None: not an ELF file).
+pub type Cache = HashMap<String, Option<Arc<ElfNames>>>;
+
+/// What the file at `path` says of its names, read once into `cache`.
+pub fn cached(cache: &mut Cache, path: &str) -> Option<Arc<ElfNames>> {
+    cache
+        .entry(path.to_string())
+        .or_insert_with(|| ElfNames::read(Path::new(path)).map(Arc::new))
+        .clone()
 }
 
 fn map_file(path: &Path) -> Option<memmap2::Mmap> {

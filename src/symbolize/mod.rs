@@ -18,7 +18,6 @@ use blazesym::Pid;
 use crate::render::pprof::{self, FileMapping, Origin};
 use crate::render::Frame;
 use crate::unwind::{marker_name, marker_reason};
-use elfnames::ElfNames;
 
 /// One mapped file of a process: [start, end), the file's offset there, its name and (a real file) path.
 #[derive(Clone, Debug)]
@@ -45,7 +44,7 @@ pub struct Symbolizer {
     files: HashMap<(String, u64), Arc<FileMapping>>,
     build_ids: HashMap<String, Option<String>>,
     /// What each mapped file says of its code's names beyond blazesym (elfnames), read once each.
-    elf_names: HashMap<String, Option<Arc<ElfNames>>>,
+    elf_names: elfnames::Cache,
     /// Exited processes forgotten since blazesym was last started afresh (its caches keep them).
     forgotten: usize,
     /// Processes seen gone at the last `forget_exited_seen_twice` (forgotten if still gone at the next).
@@ -302,7 +301,7 @@ impl Symbolizer {
             };
             // The file's own word on it: a PLT stub, the public alias, or a data symbol's name.
             let better = modules.and_then(|ms| module_at(ms, addr)).and_then(|m| {
-                let names = elf_names_of(&mut self.elf_names, m.path.as_deref()?)?;
+                let names = elfnames::cached(&mut self.elf_names, m.path.as_deref()?)?;
                 names.better_name(addr - m.start + m.offset, found)
             });
             let name = match (better, found) {
@@ -394,17 +393,6 @@ fn file_mapping(
         })
     });
     Some(Arc::clone(mapping))
-}
-
-/// What the file at `path` says of its names (read once; None if it is not an ELF file).
-fn elf_names_of(
-    cache: &mut HashMap<String, Option<Arc<ElfNames>>>,
-    path: &str,
-) -> Option<Arc<ElfNames>> {
-    cache
-        .entry(path.to_string())
-        .or_insert_with(|| ElfNames::read(Path::new(path)).map(Arc::new))
-        .clone()
 }
 
 /// The GNU build-id of an ELF file, in hex.

@@ -479,12 +479,18 @@ fn load_and_attach<'o>(
     let mut open = OffcpuSkelBuilder::default()
         .open(obj)
         .map_err(|e| bpf::load_error(what, e))?;
+    // Threads' block stamps: in task storage where the kernel lets tp_btf programs use it, else a hash.
+    let task_storage = hooks == Hooks::TpBtf && kernel_has_task_storage();
+    // Blocks' stacks taken when they end (offcpu, and hotcold's off-CPU half).
+    let defer = hooks == Hooks::TpBtf && cfg.mode == WaitMode::OffCpu && kernel_defers_stacks();
     let rodata = open
         .maps
         .rodata_data
         .as_deref_mut()
         .context("the offcpu BPF object has no read-only data")?;
     rodata.mode = cfg.mode.bpf_value();
+    rodata.task_storage = task_storage;
+    rodata.defer_stacks = defer;
     rodata.user_stacks_only = cfg.user_stacks_only;
     rodata.kernel_stacks_only = cfg.kernel_stacks_only;
     rodata.filter_pid = !cfg.pids.is_empty();
@@ -515,8 +521,6 @@ fn load_and_attach<'o>(
     open.maps
         .counts
         .set_max_entries(cfg.stack_storage_size.saturating_mul(4))?;
-    // Threads' block stamps: in task storage where the kernel lets tp_btf programs use it, else a hash.
-    let task_storage = hooks == Hooks::TpBtf && kernel_has_task_storage();
     open.maps.starts.set_autocreate(task_storage)?;
     open.maps
         .start
@@ -539,19 +543,8 @@ fn load_and_attach<'o>(
     open.progs.waking_btf.set_autoload(btf && wake);
     open.progs.switch_raw.set_autoload(raw);
     open.progs.waking_raw.set_autoload(raw && wake);
-    let defer = btf && cfg.mode == WaitMode::OffCpu && kernel_defers_stacks();
     open.progs.rseq_btf.set_autoload(defer);
     open.progs.signal_btf.set_autoload(defer);
-    open.maps
-        .rodata_data
-        .as_deref_mut()
-        .context("the offcpu BPF object has no read-only data")?
-        .defer_stacks = defer;
-    open.maps
-        .rodata_data
-        .as_deref_mut()
-        .context("the offcpu BPF object has no read-only data")?
-        .task_storage = task_storage;
     if let Some(share) = share {
         share(&mut open)?;
     }
