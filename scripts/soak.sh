@@ -104,25 +104,25 @@ for tool in "${tools[@]}"; do
   echo "soak: $tool for $secs s (bpfprof ${words[*]})"
   printf '%8s %10s %11s %8s %10s\n' "t (s)" "RSS (MiB)" "anon (MiB)" "CPU (s)" "processes"
   warm_at=$((secs / warm_div))
-  warm_rss=0 max_after=0 t=0
+  warm_anon=0 max_after=0 t=0
   while ((t < secs)); do
     sleep "$every"
     t=$((t + every))
     kill -0 "$tpid" 2>/dev/null || { echo "soak: $tool died: $(tail -n 3 "$work/$tool.err")"; fail=1; break; }
-    rss=$(anon_kib "$tpid")
-    printf '%8d %10s %11s %8s %10s\n' "$t" "$(mib "$(rss_kib "$tpid")")" "$(mib "$rss")" "$(cpu_s "$tpid")" \
+    anon=$(anon_kib "$tpid")
+    printf '%8d %10s %11s %8s %10s\n' "$t" "$(mib "$(rss_kib "$tpid")")" "$(mib "$anon")" "$(cpu_s "$tpid")" \
       "$(cat "$work/started" 2>/dev/null || echo 0)"
     if ((t <= warm_at)); then
-      warm_rss=$rss
-    elif ((rss > max_after)); then
-      max_after=$rss
+      warm_anon=$anon
+    elif ((anon > max_after)); then
+      max_after=$anon
     fi
   done
   kill -INT "$tpid" 2>/dev/null || true
   status=0
   wait "$tpid" || status=$?
   grep '^WARNING' "$work/$tool.err" | sed "s/^/soak: $tool: /" || true
-  growth=$(((max_after - warm_rss) / 1024))
+  growth=$(((max_after - warm_anon) / 1024))
   verdict=ok
   if ((status != 0)); then
     verdict="exit $status: $(tail -n 2 "$work/$tool.err")"
@@ -135,7 +135,7 @@ for tool in "${tools[@]}"; do
     fail=1
   fi
   summary+=("$(printf '%-11s warm-up anon %6s MiB, max after %6s MiB (+%d MiB), %s' "$tool" \
-    "$(mib "$warm_rss")" "$(mib "$max_after")" "$growth" "$verdict")")
+    "$(mib "$warm_anon")" "$(mib "$max_after")" "$growth" "$verdict")")
   echo "soak: $tool: $(tail -n 1 "$work/$tool.err")"
 done
 echo "soak: $secs s a tool, $(cat "$work/started" 2>/dev/null || echo 0) processes started by the load"
