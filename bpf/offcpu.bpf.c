@@ -463,14 +463,15 @@ static __always_inline void learn_gap(struct block_start *b, struct task_struct 
 
 /* The memo slot of the place the current thread blocks at, by the user registers it blocks with (as
  * memo_slot, from registers already read), but for rbp: optimized code keeps anything in it (a loop's
- * counter), and the memos' checks tell whether the stacks are the same. */
-static __always_inline __u32 slot_of(struct block_start *b, bool *known)
+ * counter), and the memos' checks tell whether the stacks are the same; and whether it was preempted
+ * (`running`: another way through the kernel from the same user registers). */
+static __always_inline __u32 slot_of(struct block_start *b, __u32 running, bool *known)
 {
 	__u32 i;
 
 	*known = true;
 	for (i = 0; i < MEMO_SLOTS; i++) {
-		if (b->memo[i].u.ip == b->uip && b->memo[i].u.sp == b->usp)
+		if (b->memo[i].u.ip == b->uip && b->memo[i].u.sp == b->usp && b->memo[i].running == running)
 			return i;
 	}
 	*known = false;
@@ -565,7 +566,8 @@ static __always_inline int on_switch(void *ctx, struct task_struct *prev, __u32 
 		} else if (btf && defer_stacks && deferrable(prev) && defer_block(b, prev)) {
 			b->deferred = 1;
 			b->kanchor = (__u64)&anchor_slot;
-			b->slot = slot_of(b, &known);
+			b->slot = slot_of(b, state == 0, &known);
+			b->memo[b->slot % MEMO_SLOTS].running = state == 0;
 			/* Its kernel stack now unless a memo of the place (known by its user registers: a new
 			 * place gets the memo not used last) can be checked when it ends. */
 			b->kdone = !user_stacks_only &&

@@ -42,6 +42,11 @@ struct wait_val {
 struct memo_pair {
 	struct ustack_memo u;
 	struct kstack_memo k;
+	/* Deferred blocks: the place's blocks were preemptions (the thread still runnable). With the same
+	 * user registers a thread both sleeps in a system call and is preempted on its way out of it: two
+	 * places, each with its own kernel stack. */
+	__u32 running;
+	__u32 _pad;
 };
 
 /* The places a thread's memos remember: two, as a thread that alternates between two (a read that blocks,
