@@ -87,8 +87,12 @@ for arg in $(cat /proc/cmdline); do
   case $arg in
     bpfprof.work=*) work=${arg#bpfprof.work=} ;;
     bpfprof.script=*) script=${arg#bpfprof.script=} ;;
+    bpfprof.dump=*) dump=${arg#bpfprof.dump=} ;;
   esac
 done
+# Shortly before the host gives up on the guest: where every task waits, on the console.
+[ -n "$dump" ] && (sleep "$dump"; echo "vm: still running after $dump s: the tasks' states follow"
+  echo 8 >/proc/sys/kernel/printk; echo w >/proc/sysrq-trigger; echo t >/proc/sysrq-trigger) &
 # The virtio-mmio devices are found through ACPI (Debian's kernel takes none from the command line).
 # loop: biolatency's tests make loop devices.
 for m in $(cat /modules/order); do

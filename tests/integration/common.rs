@@ -190,7 +190,9 @@ impl Workload {
         let input = child.stdin.take();
         let mut line = String::new();
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let guard = HangGuard::new(child.id(), &format!("workload {}", bin.display()));
         stdout.read_line(&mut line).expect("reading workload");
+        drop(guard);
         let mut words = line.split_whitespace().map(str::to_string);
         assert_eq!(
             words.next().as_deref(),
@@ -212,7 +214,9 @@ impl Workload {
     /// The next line the workload prints (waits for it), split into words.
     pub fn line(&mut self) -> Vec<String> {
         let mut line = String::new();
+        let guard = HangGuard::new(self.child.id(), "a workload");
         self.stdout.read_line(&mut line).expect("reading workload");
+        drop(guard);
         line.split_whitespace().map(str::to_string).collect()
     }
 
@@ -253,6 +257,44 @@ fn threads_of(pid: u32) -> String {
         ));
     }
     out
+}
+
+/// Bounds a wait on what process `pid` prints (a line it owes): if the guard still lives after
+/// hang_limit(), the process is killed (the read then ends at EOF and the test fails on it), after
+/// printing where its threads wait. Dropped once the line is read.
+pub struct HangGuard {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HangGuard {
+    pub fn new(pid: u32, what: &str) -> Self {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&done);
+        let what = what.to_string();
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + hang_limit();
+            while std::time::Instant::now() < deadline {
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            eprintln!(
+                "{what} (pid {pid}) printed nothing for {:?}; killed. Its threads:\n{}",
+                hang_limit(),
+                threads_of(pid)
+            );
+            // SAFETY: signalling a child the owner has not reaped (it holds this guard until then).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        });
+        Self { done }
+    }
+}
+
+impl Drop for HangGuard {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Waits for `child` to exit, reading its stdout and stderr meanwhile; a run that outlasts hang_limit()
@@ -492,7 +534,9 @@ impl Running {
         } else {
             &mut stdout
         };
+        let guard = HangGuard::new(child.id(), &format!("bpfprof {args:?}"));
         reader.read_line(&mut header).expect("reading the header");
+        drop(guard);
         if !header.starts_with(prefix) {
             // Not attached as expected: it must not outlive the test either.
             let _ = child.kill();
