@@ -373,6 +373,14 @@ pub struct StackArgs {
     /// The most memory unwind tables may take in the kernel, in MiB (taken as tables are loaded)
     #[arg(long = "unwind-memory", value_name = "MIB", default_value_t = 256)]
     pub unwind_memory: u32,
+    /// Show functions the compiler inlined as frames of their own, marked `[inlined]` (from DWARF: the
+    /// binary's, or its debug file's under /usr/lib/debug)
+    #[arg(long = "inline")]
+    pub inline: bool,
+    /// Add each frame's source line, `func (file.c:42)`, where DWARF has it (the inlined call's line in
+    /// the functions around an inlined frame)
+    #[arg(long = "lines")]
+    pub lines: bool,
 }
 
 #[derive(Debug, Args)]
@@ -581,6 +589,7 @@ impl WaitArgs {
             max_stack_depth: s.perf_max_stack_depth,
             unwind: s.unwind,
             unwind_memory_mib: s.unwind_memory,
+            names: s.name_options(),
             min_block_us: self.min_block_time,
             max_block_us,
             state: self.state,
@@ -660,6 +669,7 @@ impl HotColdArgs {
             max_stack_depth: s.perf_max_stack_depth,
             unwind: s.unwind,
             unwind_memory_mib: s.unwind_memory,
+            names: s.name_options(),
             min_block_us: self.min_block_time,
             duration: self.duration.map(Duration::from_secs),
         })
@@ -918,6 +928,13 @@ impl TraceArgs {
 }
 
 impl StackArgs {
+    fn name_options(&self) -> crate::symbolize::NameOptions {
+        crate::symbolize::NameOptions {
+            inline: self.inline,
+            lines: self.lines,
+        }
+    }
+
     fn check(&self) -> Result<()> {
         if self.folded && self.svg.is_some() {
             bail!("choose one output: -f (folded) or --svg FILE");
@@ -973,6 +990,7 @@ impl ProfileArgs {
             max_stack_depth: s.perf_max_stack_depth,
             unwind: s.unwind,
             unwind_memory_mib: s.unwind_memory,
+            names: s.name_options(),
             sampling,
             cpu: self.cpu,
             include_idle: self.include_idle,

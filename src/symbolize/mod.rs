@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use blazesym::symbolize::source::{Elf, Kernel, Process, Source};
-use blazesym::symbolize::{cache, Input, Symbolized, Symbolizer as Blaze};
+use blazesym::symbolize::{cache, CodeInfo, Input, Sym, Symbolized, Symbolizer as Blaze};
 use blazesym::Pid;
 
 use crate::render::pprof::{self, FileMapping, Origin};
@@ -51,16 +51,45 @@ pub struct Symbolizer {
     seen_gone: HashSet<u32>,
     /// Whether any exited process was forgotten (its stacks named later show [unknown]).
     forgot_any: bool,
+    opts: NameOptions,
 }
+
+/// The names of a batch of addresses: each address's function, and (--inline) the calls inlined
+/// there, innermost first.
+#[derive(Default)]
+struct AddrNames {
+    outer: HashMap<u64, Frame>,
+    inlined: HashMap<u64, Vec<Frame>>,
+}
+
+/// What frames' names say beyond the function: the functions inlined at each address (`--inline`),
+/// and source lines (`--lines`), from DWARF where a binary or its debug file has it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NameOptions {
+    /// Each address's inlined calls as frames of their own, innermost first: `callee [inlined]`.
+    pub inline: bool,
+    /// `name (file:line)`: the line of the address (in the innermost inlined function), or of the
+    /// call (in the functions around it).
+    pub lines: bool,
+}
+
+/// The marker of a frame that is a call the compiler inlined into the frame after it.
+pub const INLINED: &str = " [inlined]";
 
 /// The name of a frame no symbol covers.
 pub const UNKNOWN: &str = "[unknown]";
 
 impl Symbolizer {
+    #[cfg(test)]
     pub fn new() -> Self {
+        Self::with_options(NameOptions::default())
+    }
+
+    pub fn with_options(opts: NameOptions) -> Self {
+        // blazesym reports inlined calls only along with code info (both from DWARF's line tables).
         let blaze = Blaze::builder()
-            .enable_code_info(false)
-            .enable_inlined_fns(false)
+            .enable_code_info(opts.lines || opts.inline)
+            .enable_inlined_fns(opts.inline)
             // Demangled here instead (`demangle`): blazesym runs the C++ demangler on any name of unknown
             // language, which mangles plain C names such as `L2_0` into `_0`.
             .enable_demangling(false)
@@ -77,6 +106,7 @@ impl Symbolizer {
             forgotten: 0,
             seen_gone: HashSet::new(),
             forgot_any: false,
+            opts,
         }
     }
 
@@ -112,7 +142,7 @@ impl Symbolizer {
         }
         self.forgotten += pids.len();
         if self.forgotten > 128 {
-            self.blaze = Self::new().blaze;
+            self.blaze = Self::with_options(self.opts).blaze;
             self.cached.clear();
             self.files.clear(); // a cache: the origins keep the mappings they name
             self.elf_names.clear();
@@ -244,12 +274,7 @@ impl Symbolizer {
 
     /// A user stack's names; a last frame that marks where an unwind-table walk stopped is named for its
     /// reason and the file of the frame before it (`[unwind stopped: no CFI in libfoo.so]`).
-    fn user_frame_names(
-        &mut self,
-        pid: u32,
-        stack: &[u64],
-        names: &HashMap<u64, Frame>,
-    ) -> Arc<[Frame]> {
+    fn user_frame_names(&mut self, pid: u32, stack: &[u64], names: &AddrNames) -> Arc<[Frame]> {
         let real = real_frames(stack);
         let named = frame_names(real, names);
         let Some(reason) = stack.last().and_then(|&a| marker_reason(a)) else {
@@ -268,13 +293,8 @@ impl Symbolizer {
         named.iter().cloned().chain([marker]).collect()
     }
 
-    /// Symbolizes the distinct lookup addresses of `stacks` in one batch: lookup address -> name.
-    fn name_addrs(
-        &mut self,
-        src: &Source,
-        stacks: &[&[u64]],
-        pid: Option<u32>,
-    ) -> HashMap<u64, Frame> {
+    /// Symbolizes the distinct lookup addresses of `stacks` in one batch: lookup address -> names.
+    fn name_addrs(&mut self, src: &Source, stacks: &[&[u64]], pid: Option<u32>) -> AddrNames {
         let modules = pid.and_then(|p| self.modules.get(&p)).map(Vec::as_slice);
         let mut lookup: Vec<u64> = stacks.iter().flat_map(|s| lookup_addrs(s)).collect();
         lookup.sort_unstable();
@@ -292,13 +312,15 @@ impl Symbolizer {
                 HashMap::new(),
             ),
         };
-        let mut names = HashMap::with_capacity(lookup.len());
+        let mut names = AddrNames::default();
+        names.outer.reserve(lookup.len());
         for (i, &addr) in lookup.iter().enumerate() {
-            let found = match (results.get(i), from_files.get(&addr)) {
-                (Some(Symbolized::Sym(sym)), _) => Some(&*sym.name),
-                (_, Some(name)) => Some(name.as_str()),
+            let sym = match (results.get(i), from_files.get(&addr)) {
+                (Some(Symbolized::Sym(sym)), _) => Some(sym),
+                (_, Some(sym)) => Some(sym),
                 _ => None,
             };
+            let found = sym.map(|s| &*s.name);
             // The file's own word on it: a PLT stub, the public alias, or a data symbol's name.
             let better = modules.and_then(|ms| module_at(ms, addr)).and_then(|m| {
                 let names = elfnames::cached(&mut self.elf_names, m.path.as_deref()?)?;
@@ -310,13 +332,22 @@ impl Symbolizer {
                 (None, Some(found)) => demangle(found),
                 (None, None) => unknown_name(addr, modules),
             };
-            let frame = self
-                .interned
-                .entry(name)
-                .or_insert_with_key(|n| Frame::from(n.as_str()));
-            let frame = Arc::clone(frame);
+            let name = with_line(self.opts, name, sym.and_then(|s| s.code_info.as_deref()));
+            let frame = intern(&mut self.interned, name);
+            let mut inlined = Vec::new();
+            if self.opts.inline {
+                // blazesym lists them outermost first; stacks run innermost first.
+                for f in sym.iter().flat_map(|s| s.inlined.iter()).rev() {
+                    let name = format!("{}{INLINED}", demangle(&f.name));
+                    let name = with_line(self.opts, name, f.code_info.as_ref());
+                    inlined.push(intern(&mut self.interned, name));
+                }
+            }
             if let Some(m) = modules.and_then(|ms| module_at(ms, addr)) {
-                if !self.origins.contains_key(&frame) {
+                for frame in inlined.iter().chain([&frame]) {
+                    if self.origins.contains_key(frame) {
+                        continue;
+                    }
                     // The executable is the process's first mapped file.
                     let main = modules
                         .and_then(|ms| ms.iter().find(|x| x.path.is_some()))
@@ -327,11 +358,14 @@ impl Symbolizer {
                             mapping,
                             address: addr,
                         };
-                        self.origins.insert(Arc::clone(&frame), origin);
+                        self.origins.insert(Arc::clone(frame), origin);
                     }
                 }
             }
-            names.insert(addr, frame);
+            if !inlined.is_empty() {
+                names.inlined.insert(addr, inlined);
+            }
+            names.outer.insert(addr, frame);
         }
         names
     }
@@ -342,7 +376,7 @@ impl Symbolizer {
     }
 
     /// Names `addrs` from the ELF files mapped there (`modules`), by file offset: address -> symbol.
-    fn name_from_files(&self, modules: &[Module], addrs: &[u64]) -> HashMap<u64, String> {
+    fn name_from_files(&self, modules: &[Module], addrs: &[u64]) -> HashMap<u64, Sym<'static>> {
         let mut by_file: HashMap<&str, Vec<(u64, u64)>> = HashMap::new();
         for &addr in addrs {
             if let Some(m) = module_at(modules, addr) {
@@ -361,7 +395,7 @@ impl Symbolizer {
             };
             for ((addr, _), r) in pairs.iter().zip(results) {
                 if let Symbolized::Sym(sym) = r {
-                    names.insert(*addr, sym.name.into_owned());
+                    names.insert(*addr, sym.into_owned());
                 }
             }
         }
@@ -437,13 +471,41 @@ fn real_frames(stack: &[u64]) -> &[u64] {
     }
 }
 
-fn frame_names(stack: &[u64], names: &HashMap<u64, Frame>) -> Arc<[Frame]> {
+/// One shared Frame per distinct name.
+fn intern(interned: &mut HashMap<String, Frame>, name: String) -> Frame {
+    Arc::clone(
+        interned
+            .entry(name)
+            .or_insert_with_key(|n| Frame::from(n.as_str())),
+    )
+}
+
+/// `name (file:line)` with --lines where DWARF gives the line, else `name`.
+fn with_line(opts: NameOptions, name: String, code: Option<&CodeInfo>) -> String {
+    match code {
+        Some(c) if opts.lines => {
+            let file = Path::new(&*c.file)
+                .file_name()
+                .map_or_else(|| c.file.to_string_lossy(), |f| f.to_string_lossy());
+            match c.line {
+                Some(line) => format!("{name} ({file}:{line})"),
+                None => format!("{name} ({file})"),
+            }
+        }
+        _ => name,
+    }
+}
+
+fn frame_names(stack: &[u64], names: &AddrNames) -> Arc<[Frame]> {
     lookup_addrs(stack)
-        .map(|a| {
-            names
+        .flat_map(|a| {
+            let inlined = names.inlined.get(&a).into_iter().flatten().cloned();
+            let outer = names
+                .outer
                 .get(&a)
                 .cloned()
-                .unwrap_or_else(|| Frame::from(UNKNOWN))
+                .unwrap_or_else(|| Frame::from(UNKNOWN));
+            inlined.chain([outer])
         })
         .collect()
 }
@@ -573,8 +635,54 @@ mod tests {
         assert_eq!(a_function_to_find(), 7);
         let syms = Symbolizer::new();
         let names = syms.name_from_files(&modules, &[addr + 1]);
-        let name = demangle(&names[&(addr + 1)]);
+        let name = demangle(&names[&(addr + 1)].name);
         assert!(name.ends_with("a_function_to_find"), "{name}");
+    }
+
+    #[test]
+    fn lines_are_added_only_when_asked() {
+        let code = CodeInfo {
+            dir: None,
+            file: std::borrow::Cow::Borrowed(std::ffi::OsStr::new("src/lib/loop.c")),
+            line: Some(42),
+            column: Some(7),
+            _non_exhaustive: (),
+        };
+        let lines = NameOptions {
+            inline: false,
+            lines: true,
+        };
+        assert_eq!(with_line(lines, "f".into(), Some(&code)), "f (loop.c:42)");
+        assert_eq!(
+            with_line(NameOptions::default(), "f".into(), Some(&code)),
+            "f"
+        );
+        assert_eq!(with_line(lines, "f".into(), None), "f");
+    }
+
+    /// An address's inlined calls come before (inside) the function they were inlined into.
+    #[test]
+    fn inlined_frames_precede_their_function() {
+        let mut names = AddrNames::default();
+        names.outer.insert(0x100, Frame::from("inner_caller"));
+        names.outer.insert(0x1ff, Frame::from("main"));
+        names.inlined.insert(
+            0x100,
+            vec![Frame::from("h [inlined]"), Frame::from("g [inlined]")],
+        );
+        // The second frame is a return address: 0x200 is looked up as 0x1ff.
+        let got = frame_names(&[0x100, 0x200, 0x300], &names);
+        let got: Vec<&str> = got.iter().map(|f| &**f).collect();
+        assert_eq!(
+            got,
+            [
+                "h [inlined]",
+                "g [inlined]",
+                "inner_caller",
+                "main",
+                UNKNOWN
+            ]
+        );
     }
 
     #[test]

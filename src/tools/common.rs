@@ -95,8 +95,9 @@ impl Collector {
         stack_events: &dyn MapCore,
         pids: &[u32],
         unwinder: Option<Unwinder>,
+        names: crate::symbolize::NameOptions,
     ) -> Result<Self> {
-        let mut syms = Symbolizer::new();
+        let mut syms = Symbolizer::with_options(names);
         for &pid in pids {
             syms.remember(pid);
         }

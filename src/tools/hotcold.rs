@@ -53,6 +53,8 @@ pub struct HotColdConfig {
     pub max_stack_depth: u32,
     pub unwind: UnwindMode,
     pub unwind_memory_mib: u32,
+    /// What frames' names say beyond the function (--inline, --lines).
+    pub names: crate::symbolize::NameOptions,
     /// Blocks shorter than this (microseconds) are not counted.
     pub min_block_us: u64,
     pub duration: Option<Duration>,
@@ -74,6 +76,7 @@ impl HotColdConfig {
             max_stack_depth: self.max_stack_depth,
             unwind: self.unwind,
             unwind_memory_mib: self.unwind_memory_mib,
+            names: self.names,
             sampling: Sampling::Frequency(self.frequency),
             continuous: None,
             cpu: None,
@@ -100,6 +103,7 @@ impl HotColdConfig {
             max_stack_depth: self.max_stack_depth,
             unwind: self.unwind,
             unwind_memory_mib: self.unwind_memory_mib,
+            names: self.names,
             min_block_us: self.min_block_us,
             max_block_us: u64::MAX,
             state: None,
@@ -219,6 +223,7 @@ pub fn run(cfg: &HotColdConfig) -> Result<()> {
         &pskel.maps.stack_events,
         &cfg.pids,
         unwinder,
+        cfg.names,
     )?;
     let samplers = perf::attach_cpu_clock(
         &pskel.progs.do_sample,
@@ -458,6 +463,7 @@ mod tests {
             max_stack_depth: 127,
             unwind: UnwindMode::Auto,
             unwind_memory_mib: 16,
+            names: Default::default(),
             min_block_us: 1,
             duration: None,
         }

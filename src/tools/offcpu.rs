@@ -80,6 +80,8 @@ pub struct WaitConfig {
     /// How user stacks are walked, and the most memory unwind tables may take (MiB).
     pub unwind: UnwindMode,
     pub unwind_memory_mib: u32,
+    /// What frames' names say beyond the function (--inline, --lines).
+    pub names: crate::symbolize::NameOptions,
     /// Blocks shorter than this (microseconds) are not counted.
     pub min_block_us: u64,
     /// Blocks longer than this (microseconds) are not counted.
@@ -224,6 +226,7 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
         &skel.maps.stack_events,
         &cfg.pids,
         unwinder,
+        cfg.names,
     )?;
     // Loaded after the programs (their symbols must be in the snapshot: BPF frames are dropped by name),
     // before the window opens: on a very slow machine this takes seconds.
@@ -984,6 +987,7 @@ mod tests {
             max_stack_depth: 127,
             unwind: UnwindMode::Auto,
             unwind_memory_mib: 256,
+            names: Default::default(),
             min_block_us: 1,
             max_block_us: u64::MAX,
             state: None,

@@ -48,6 +48,8 @@ pub struct ProfileConfig {
     /// How user stacks are walked, and the most memory unwind tables may take (MiB).
     pub unwind: UnwindMode,
     pub unwind_memory_mib: u32,
+    /// What frames' names say beyond the function (--inline, --lines).
+    pub names: crate::symbolize::NameOptions,
     pub sampling: Sampling,
     /// --continuous: profiles in windows, written and/or pushed (None: one profile at the end).
     pub continuous: Option<ContinuousConfig>,
@@ -190,6 +192,7 @@ pub fn run(cfg: &ProfileConfig) -> Result<()> {
         &skel.maps.stack_events,
         &cfg.pids,
         unwinder,
+        cfg.names,
     )?;
     let samplers = perf::attach_cpu_clock(&skel.progs.do_sample, &cpus, cfg.sampling)?;
     timing.mark("attach");
