@@ -9,8 +9,9 @@ set -euo pipefail
 # Debian binaries without frame pointers, whose stacks the unwind tests walk; golang-go: `go tool pprof`
 # reads back the --pprof profiles; bpftrace shares a hook with two bpfprofs in a fault test; libc6-dbg:
 # libc's detached debug file (/usr/lib/debug/.build-id/), whose internal names frames must not show.
+# nodejs: JIT code, named from its perf map (--perf-basic-prof).
 build_pkgs=(clang llvm make pkg-config gcc libelf-dev zlib1g-dev linux-libc-dev bpftool util-linux systemtap-sdt-dev
-  xz-utils python3-minimal golang-go bpftrace libc6-dbg)
+  xz-utils python3-minimal golang-go bpftrace libc6-dbg nodejs)
 # Benchmarks against the peers (also: bpftool regenerates bpf/x86/vmlinux.h).
 extra_pkgs=(linux-perf)
 # The second-kernel test guest (scripts/vm/): qemu, a static busybox for its initramfs, cpio, xz.

@@ -7,7 +7,7 @@ use blazesym::symbolize::source::{Kernel, Process, Source};
 use blazesym::symbolize::{cache, Input, Symbolized, Symbolizer};
 use blazesym::Pid;
 
-use crate::symbolize::elfnames;
+use crate::symbolize::{elfnames, perfmap};
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use super::maps::STACK_DEPTH;
@@ -41,6 +41,8 @@ pub struct Live<'a> {
     names: RefCell<HashMap<Place, Option<Named>>>,
     /// What each user binary says of its names beyond blazesym (PLT stubs, public aliases).
     elf_names: RefCell<elfnames::Cache>,
+    /// JIT compilers' perf maps, kept once read (crate::symbolize::perfmap).
+    perf_maps: RefCell<perfmap::Cache>,
 }
 
 impl<'a> Live<'a> {
@@ -60,6 +62,7 @@ impl<'a> Live<'a> {
             cached: RefCell::new(HashSet::new()),
             names: RefCell::new(HashMap::new()),
             elf_names: RefCell::new(HashMap::new()),
+            perf_maps: RefCell::new(HashMap::new()),
         }
     }
 
@@ -70,6 +73,7 @@ impl<'a> Live<'a> {
             let _ = self
                 .blaze
                 .cache(&cache::Cache::Process(cache::Process::new(Pid::from(pid))));
+            perfmap::refreshed(&mut self.perf_maps.borrow_mut(), pid);
         }
     }
 
@@ -86,6 +90,7 @@ impl<'a> Live<'a> {
             Some(p) => {
                 let mut process = Process::new(Pid::from(p));
                 process.map_files = false;
+                process.perf_map = false;
                 Source::Process(process)
             }
         };
@@ -108,7 +113,12 @@ impl<'a> Live<'a> {
                     None => Some((crate::symbolize::demangle(&s.name), s.offset)),
                 }
             }
-            _ => None,
+            // Outside the process's files: JIT code its perf map may name.
+            _ => pid.and_then(|p| {
+                let mut maps = self.perf_maps.borrow_mut();
+                let (name, start) = perfmap::refreshed(&mut maps, p).name(addr)?;
+                Some((name.to_string(), (addr - start) as usize))
+            }),
         };
         self.names.borrow_mut().insert((pid, addr), name.clone());
         name

@@ -5,6 +5,7 @@
 //! A process whose mappings were read (`remember_seen`) but that was gone before blazesym could cache it
 //! is named from its mapped files themselves (file offsets in ELF files).
 pub mod elfnames;
+pub mod perfmap;
 pub mod stackbook;
 
 use std::collections::{HashMap, HashSet};
@@ -52,6 +53,8 @@ pub struct Symbolizer {
     /// Whether any exited process was forgotten (its stacks named later show [unknown]).
     forgot_any: bool,
     opts: NameOptions,
+    /// JIT compilers' perf maps, as read while their processes lived (kept after they exit).
+    perf_maps: perfmap::Cache,
 }
 
 /// The names of a batch of addresses: each address's function, and (--inline) the calls inlined
@@ -75,6 +78,10 @@ pub struct NameOptions {
 
 /// The marker of a frame that is a call the compiler inlined into the frame after it.
 pub const INLINED: &str = " [inlined]";
+
+/// The name of a frame in anonymous executable memory (JIT code) that no perf map names, and of
+/// such mappings.
+pub const JIT: &str = "[jit]";
 
 /// The name of a frame no symbol covers.
 pub const UNKNOWN: &str = "[unknown]";
@@ -107,6 +114,7 @@ impl Symbolizer {
             seen_gone: HashSet::new(),
             forgot_any: false,
             opts,
+            perf_maps: HashMap::new(),
         }
     }
 
@@ -139,6 +147,7 @@ impl Symbolizer {
         for pid in pids {
             self.modules.remove(pid);
             self.cached.remove(pid);
+            self.perf_maps.remove(pid);
         }
         self.forgotten += pids.len();
         if self.forgotten > 128 {
@@ -147,6 +156,24 @@ impl Symbolizer {
             self.files.clear(); // a cache: the origins keep the mappings they name
             self.elf_names.clear();
             self.forgotten = 0;
+        }
+    }
+
+    /// Reads what JIT compilers appended to the perf maps of the processes seen so far: called every
+    /// second or so while tracing, so that a map is read while its process lives (a runtime may delete
+    /// it at exit, before stacks read at the end are named). One listing of /tmp, not a look per process.
+    pub fn read_perf_maps(&mut self) {
+        let Ok(dir) = std::fs::read_dir("/tmp") else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("perf-")?.strip_suffix(".map")?.parse().ok());
+            if let Some(pid) = pid.filter(|p| self.modules.contains_key(p)) {
+                perfmap::refreshed(&mut self.perf_maps, pid);
+            }
         }
     }
 
@@ -261,6 +288,8 @@ impl Symbolizer {
             let mut process = Process::new(Pid::from(pid));
             // Read binaries by path, not through /proc/PID/map_files: that still works after the process exits.
             process.map_files = false;
+            // Perf maps are read here, and kept (`perfmap`).
+            process.perf_map = false;
             let src = Source::Process(process);
             let names = self.name_addrs(&src, &addrs, Some(pid));
             for id in ids {
@@ -312,9 +341,28 @@ impl Symbolizer {
                 HashMap::new(),
             ),
         };
+        // JIT code (outside any mapped file): named by the process's perf map, read up to now.
+        let jit = match (pid, modules) {
+            (Some(p), Some(ms)) if lookup.iter().any(|&a| !in_file(ms, a)) => {
+                Some(perfmap::refreshed(&mut self.perf_maps, p))
+            }
+            _ => None,
+        };
+        let mut jit_names = HashMap::new();
+        if let (Some(map), Some(ms)) = (jit.filter(|m| !m.is_empty()), modules) {
+            for &addr in lookup.iter().filter(|&&a| !in_file(ms, a)) {
+                if let Some((name, _)) = map.name(addr) {
+                    jit_names.insert(addr, name.to_string());
+                }
+            }
+        }
         let mut names = AddrNames::default();
         names.outer.reserve(lookup.len());
         for (i, &addr) in lookup.iter().enumerate() {
+            if let Some(name) = jit_names.remove(&addr) {
+                names.outer.insert(addr, intern(&mut self.interned, name));
+                continue;
+            }
             let sym = match (results.get(i), from_files.get(&addr)) {
                 (Some(Symbolized::Sym(sym)), _) => Some(sym),
                 (_, Some(sym)) => Some(sym),
@@ -526,6 +574,12 @@ pub fn demangle(name: &str) -> String {
 }
 
 /// The mapping that holds `addr` (`modules` sorted by address, as /proc/PID/maps lists them).
+/// Whether `addr` lies in a mapped file (or the vDSO's like), not in anonymous memory: JIT code, or
+/// nothing mapped.
+fn in_file(modules: &[Module], addr: u64) -> bool {
+    module_at(modules, addr).is_some_and(|m| m.name != JIT)
+}
+
 fn module_at(modules: &[Module], addr: u64) -> Option<&Module> {
     let i = modules.partition_point(|m| m.start <= addr);
     modules[..i].last().filter(|m| addr < m.end)
@@ -535,19 +589,26 @@ fn module_at(modules: &[Module], addr: u64) -> Option<&Module> {
 fn unknown_name(addr: u64, modules: Option<&[Module]>) -> String {
     let module = modules.and_then(|ms| module_at(ms, addr));
     match module {
+        Some(m) if m.name == JIT => JIT.to_string(),
         Some(m) => format!("{UNKNOWN} ({})", m.name),
         None => UNKNOWN.to_string(),
     }
 }
 
-/// The file-backed mappings of /proc/PID/maps, named by the file's base name ("[vdso]" and the like kept).
+/// The file-backed mappings of /proc/PID/maps, named by the file's base name ("[vdso]" and the like
+/// kept), and anonymous executable ones (JIT code), named [jit].
 fn parse_modules(maps: &str) -> Vec<Module> {
     maps.lines()
         .filter_map(|line| {
             let mut it = line.split_whitespace();
             let range = it.next()?;
-            let offset = it.nth(1)?;
-            let path = it.nth(2)?;
+            let perms = it.next()?;
+            let offset = it.next()?;
+            let path = match it.nth(2) {
+                Some(path) => path,
+                None if perms.contains('x') => JIT,
+                None => return None,
+            };
             let (start, end) = range.split_once('-')?;
             let (name, file) = if path.starts_with('[') {
                 (path.to_string(), None)

@@ -85,6 +85,7 @@ pub struct Collector {
     targets: Vec<u32>,
     targets_exited: bool,
     last_forget: Instant,
+    last_perf_maps: Instant,
 }
 
 impl Collector {
@@ -116,6 +117,7 @@ impl Collector {
             targets: pids.to_vec(),
             targets_exited: false,
             last_forget: Instant::now(),
+            last_perf_maps: Instant::now(),
         })
     }
 
@@ -162,6 +164,10 @@ impl Collector {
             self.book.borrow_mut().name_pending(&mut self.syms);
             // What is kept of exited processes, once their stacks are named, is dropped: a long run
             // under process churn would otherwise grow with every process that ever ran.
+            if self.last_perf_maps.elapsed() >= Duration::from_secs(1) {
+                self.syms.read_perf_maps();
+                self.last_perf_maps = Instant::now();
+            }
             if self.last_forget.elapsed() >= Duration::from_secs(5) {
                 self.syms.forget_exited_seen_twice();
                 self.last_forget = Instant::now();

@@ -121,3 +121,113 @@ fn inline_expands_inlined_calls_and_lines_name_the_source() {
         "{text}"
     );
 }
+
+/// Node.js running tests/workloads/jit.js (hotLoop, compiled by V8's JIT) for `secs`, with
+/// `--perf-basic-prof` when `perf_map`, deleting its map before it exits when `unlink`.
+fn node(secs: &str, perf_map: bool, unlink: bool) -> Workload {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/jit.js");
+    let script = script.to_str().expect("a UTF-8 path");
+    let mut args = vec![];
+    if perf_map {
+        args.push("--perf-basic-prof");
+    }
+    args.extend([script, secs]);
+    if unlink {
+        args.push("unlink");
+    }
+    Workload::start(std::path::Path::new("node"), &args)
+}
+
+/// Of the samples whose innermost frame (user stacks only: -U) is in JIT code (a perf map's `JS:` name,
+/// or [jit]): those in hotLoop, and all of them.
+fn jit_leaves(stacks: &[(Vec<String>, u64)]) -> (u64, u64) {
+    let leaf = |f: &Vec<String>| f.last().cloned().unwrap_or_default();
+    let jit: Vec<(String, u64)> = stacks
+        .iter()
+        .map(|(f, n)| (leaf(f), *n))
+        .filter(|(l, _)| l.starts_with("JS:") || l == "[jit]")
+        .collect();
+    let hot = jit
+        .iter()
+        .filter(|(l, _)| l.starts_with("JS:*hotLoop ") && l.contains("jit.js:"))
+        .map(|(_, n)| n)
+        .sum();
+    (hot, jit.iter().map(|(_, n)| n).sum())
+}
+
+/// JIT frames get the names their runtime writes to its perf map (/tmp/perf-PID.map): in a live
+/// process, in one that deleted its map and exited before the report (read while it lived), and in
+/// trace's ustack; JIT code without a map is [jit], never a file's symbol.
+#[test]
+fn jit_frames_are_named_from_perf_maps() {
+    let Some(_lock) = bpf_test("jit_frames_are_named_from_perf_maps") else {
+        return;
+    };
+    let all = |stacks: &[(Vec<String>, u64)]| stacks.iter().map(|(_, n)| n).sum::<u64>();
+
+    // Live. hotLoop is nearly all the script's time (its caller, the top-level loop, the rest).
+    let w = node("600", true, false);
+    let pid = w.pid().to_string();
+    let stacks =
+        parse_folded(&run_ok(&["profile", "-F", "999", "-U", "-f", "-p", &pid, "3"]).stdout);
+    let (hot, jit) = jit_leaves(&stacks);
+    assert!(
+        jit * 2 > all(&stacks) && hot as f64 >= 0.9 * jit as f64,
+        "{hot} of {jit} JIT samples in hotLoop, {} in all: {stacks:?}",
+        all(&stacks)
+    );
+    // trace's ustack, the innermost frame: `JS:*hotLoop ...+OFFSET`.
+    let program = format!("profile:hz:999 /pid == {pid}/ {{ @[ustack(1), comm] = count(); }}");
+    let out = run_ok(&["trace", "-d", "2", "-e", &program]);
+    let entries = stack_key_entries(&String::from_utf8_lossy(&out.stdout));
+    let total: u64 = entries.iter().map(|e| e.2).sum();
+    let in_hot: u64 = entries
+        .iter()
+        .filter(|e| e.0.first().is_some_and(|f| f.starts_with("JS:*hotLoop ")))
+        .map(|e| e.2)
+        .sum();
+    assert!(
+        total > 500 && in_hot * 2 > total,
+        "trace: {in_hot} of {total} in hotLoop: {entries:?}"
+    );
+    drop(w);
+    let _ = std::fs::remove_file(format!("/tmp/perf-{pid}.map"));
+
+    // Exits during the trace, its map deleted first: named from what was read while it lived.
+    let w = node("3", true, true);
+    let pid = w.pid();
+    let out = run_ok(&[
+        "profile",
+        "-F",
+        "999",
+        "-U",
+        "-f",
+        "-p",
+        &pid.to_string(),
+        "30",
+    ]);
+    let stacks = parse_folded(&out.stdout);
+    assert!(
+        !std::path::Path::new(&format!("/tmp/perf-{pid}.map")).exists(),
+        "the workload did not delete its map"
+    );
+    let (hot, jit) = jit_leaves(&stacks);
+    assert!(
+        jit * 2 > all(&stacks) && hot as f64 >= 0.9 * jit as f64,
+        "exited: {hot} of {jit} JIT samples in hotLoop, {} in all: {stacks:?}",
+        all(&stacks)
+    );
+    drop(w);
+
+    // No map: [jit], and no JS names.
+    let w = node("600", false, false);
+    let pid = w.pid().to_string();
+    let stacks =
+        parse_folded(&run_ok(&["profile", "-F", "999", "-U", "-f", "-p", &pid, "2"]).stdout);
+    let (hot, jit) = jit_leaves(&stacks);
+    assert!(
+        hot == 0 && jit as f64 >= 0.8 * all(&stacks) as f64,
+        "no map: {jit} of {} samples in [jit]: {stacks:?}",
+        all(&stacks)
+    );
+}
