@@ -195,7 +195,8 @@ impl ElfNames {
     }
 
     /// The name of the code at `offset` in the file, given the one blazesym found (None: none):
-    /// `Some(name)` when this file says better (a PLT stub, the public alias), `Some("")` when blazesym's
+    /// `Some(name)` when this file says better (a PLT stub, the public alias, a name from its debug file
+    /// where blazesym found none), `Some("")` when blazesym's
     /// name is a data symbol's and no function covers the address (the frame is unknown), None to keep
     /// blazesym's.
     pub fn better_name(&self, offset: u64, found: Option<&str>) -> Option<String> {
@@ -222,6 +223,9 @@ impl ElfNames {
                 (names[0] != found).then(|| (names[0].clone(), start))
             }
             (None, Some(found)) if self.data.contains(found) => Some((String::new(), vaddr)),
+            // Nothing blazesym reads names it (a stripped binary whose debug file is installed under
+            // /usr/lib/debug/.build-id/ without a debug link): the tables' function.
+            (Some((&start, (_, names))), None) => Some((names[0].clone(), start)),
             _ => None,
         }
     }

@@ -231,3 +231,74 @@ fn jit_frames_are_named_from_perf_maps() {
         all(&stacks)
     );
 }
+
+/// A detached debug file installed under /usr/lib/debug/.build-id/ for the test's time (removed when
+/// dropped, even if the test fails).
+struct InstalledDebugFile(std::path::PathBuf);
+
+impl Drop for InstalledDebugFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A stripped binary (no symbol table left) whose debug file is installed where Debian's -dbgsym
+/// packages put them, /usr/lib/debug/.build-id/XX/REST.debug: its frames are named from that file;
+/// without it, they are `[unknown] (file)`.
+#[test]
+fn stripped_binaries_are_named_from_their_installed_debug_files() {
+    let Some(_lock) = bpf_test("stripped_binaries_are_named_from_their_installed_debug_files")
+    else {
+        return;
+    };
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let (bin, debug) = (
+        dir.join("inlined-stripped"),
+        dir.join("inlined-stripped.debug"),
+    );
+    std::fs::copy(workload_nofp("inlined", false), &bin).expect("copying the workload");
+    let run = |cmd: &str, args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(cmd)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+        assert!(out.status.success(), "{cmd} {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let keep = std::ffi::OsStr::new("--only-keep-debug");
+    run("objcopy", &[keep, bin.as_os_str(), debug.as_os_str()]);
+    run(
+        "strip",
+        &[std::ffi::OsStr::new("--strip-all"), bin.as_os_str()],
+    );
+    let notes = run("readelf", &[std::ffi::OsStr::new("-n"), bin.as_os_str()]);
+    let id = notes
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: "))
+        .unwrap_or_else(|| panic!("no build-id: {notes}"));
+    let installed = std::path::Path::new("/usr/lib/debug/.build-id")
+        .join(&id[..2])
+        .join(format!("{}.debug", &id[2..]));
+    std::fs::create_dir_all(installed.parent().expect("a directory")).expect("mkdir");
+    std::fs::copy(&debug, &installed).expect("installing the debug file");
+    let guard = InstalledDebugFile(installed);
+
+    let w = Workload::start(&bin, &[]);
+    let pid = w.pid().to_string();
+    let profile =
+        || parse_folded(&run_ok(&["profile", "-F", "499", "-U", "-f", "-p", &pid, "2"]).stdout);
+    let named = profile();
+    let total: u64 = named.iter().map(|(_, n)| n).sum();
+    let in_caller = count_with(&named, &["main", "hash_caller"]);
+    assert!(
+        total > 500 && in_caller as f64 >= 0.9 * total as f64,
+        "{in_caller} of {total} samples in main;hash_caller: {named:?}"
+    );
+    drop(guard);
+    let unnamed = profile();
+    assert_eq!(count_with(&unnamed, &["hash_caller"]), 0, "{unnamed:?}");
+    assert!(
+        count_with(&unnamed, &["[unknown] (inlined-stripped)"]) > 500,
+        "{unnamed:?}"
+    );
+}
