@@ -371,11 +371,13 @@ pub fn parse_folded(stdout: &[u8]) -> Vec<(Vec<String>, u64)> {
 }
 
 /// Whether a blocked stack (folded frames, or a text block's; in offwake's only the blocked half, before
-/// `--`) is a preemption: an interrupt's return gave the thread's CPU to another, where it ran its own
-/// code, not a block it asked for. A busy 2-CPU machine preempts any workload now and then.
+/// `--`) is a preemption: an interrupt's return, or a system call's on its way back to user space
+/// (exit_to_user_mode_loop), gave the thread's CPU to another, not a block it asked for. A busy 2-CPU
+/// machine preempts any workload now and then.
 pub fn preempted(frames: &[String]) -> bool {
     frames.iter().take_while(|f| *f != "--").any(|f| {
         f.starts_with("irqentry_exit")
+            || f.starts_with("exit_to_user_mode")
             || f.starts_with("preempt_schedule")
             || f.starts_with("asm_sysvec")
             || f.starts_with("asm_common_interrupt")
