@@ -113,6 +113,8 @@ mkdir -p /host/dev/pts && mount -t devpts -o ptmxmode=666 devpts /host/dev/pts
 # (Under /tmp, the work directory's mount point is made in the guest's own tmpfs.)
 mkdir -p "/host$work"
 mount -t 9p -o rw,trans=virtio,version=9p2000.L,msize=512000 work "/host$work" || echo "vm: mounting $work failed"
+# The kernel's code symbols where this boot put them (KASLR): vm-run names a hung guest's CPUs' places.
+grep ' [tT] ' /proc/kallsyms >"/host$work/.vm-kallsyms" 2>/dev/null
 chroot /host /bin/sh -c "cd '$work' && PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin sh '$script'"
 echo "BPFPROF-VM-EXIT=$?"
 sync
