@@ -166,12 +166,17 @@ pub struct Workload {
 impl Workload {
     /// Starts `bin args` and waits until it prints its "ready" line (which may carry more words: `info`).
     pub fn start(bin: &Path, args: &[&str]) -> Self {
-        Self::spawn(bin, args, Stdio::null())
+        Self::spawn(bin, args, Stdio::null(), None)
+    }
+
+    /// As `start`, in directory `cwd` (for programs that leave files where they run).
+    pub fn start_in(cwd: &Path, bin: &Path, args: &[&str]) -> Self {
+        Self::spawn(bin, args, Stdio::null(), Some(cwd))
     }
 
     /// As `start`, for a workload that then waits for `go` (a line on its stdin) before its known work.
     pub fn start_gated(bin: &Path, args: &[&str]) -> Self {
-        Self::spawn(bin, args, Stdio::piped())
+        Self::spawn(bin, args, Stdio::piped(), None)
     }
 
     /// Lets a gated workload begin.
@@ -180,8 +185,12 @@ impl Workload {
         writeln!(stdin, "go").expect("writing to the workload");
     }
 
-    fn spawn(bin: &Path, args: &[&str], stdin: Stdio) -> Self {
-        let mut child = Command::new(bin)
+    fn spawn(bin: &Path, args: &[&str], stdin: Stdio, cwd: Option<&Path>) -> Self {
+        let mut cmd = Command::new(bin);
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
+        let mut child = cmd
             .args(args)
             .stdin(stdin)
             .stdout(Stdio::piped())

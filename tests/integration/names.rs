@@ -135,7 +135,9 @@ fn node(secs: &str, perf_map: bool, unlink: bool) -> Workload {
     if unlink {
         args.push("unlink");
     }
-    Workload::start(std::path::Path::new("node"), &args)
+    // (--perf-basic-prof also writes V8's isolate-*.log where node runs.)
+    let cwd = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    Workload::start_in(cwd, std::path::Path::new("node"), &args)
 }
 
 /// Of the samples whose innermost frame (user stacks only: -U) is in JIT code (a perf map's `JS:` name,
