@@ -75,6 +75,9 @@ impl ProbeEnv<'_> {
 pub struct PrintfSpec {
     pub format: String,
     pub args: Vec<Type>,
+    /// time(): `format` is strftime's, of the local time when user space reads the record (as
+    /// bpftrace, whose time() is also printed then).
+    pub time: bool,
 }
 
 /// A value on the stack: an integer in an 8-byte slot, or a buffer of bytes (strings).
@@ -1091,6 +1094,7 @@ impl Gen<'_> {
                 self.printfs.push(PrintfSpec {
                     format: format.clone(),
                     args: types.clone(),
+                    time: false,
                 });
                 let done = self.asm.label();
                 self.lookup_slot0(raw_fd(&self.maps.scratch))?;
@@ -1109,6 +1113,25 @@ impl Gen<'_> {
                 }
                 self.output_from(Some(R6), 0, size)?;
                 self.asm.bind(done);
+                self.asm.mov_imm(R0, 0);
+                self.int_slot_from(R0)
+            }
+            "time" => {
+                // A record of its id alone: the time is taken and formatted in user space.
+                let format = match args.first().map(|a| &a.kind) {
+                    Some(ExprKind::Str(f)) => f.clone(),
+                    _ => "%H:%M:%S\n".to_string(),
+                };
+                let id = self.printfs.len() as u64;
+                self.printfs.push(PrintfSpec {
+                    format,
+                    args: Vec::new(),
+                    time: true,
+                });
+                let rec = self.alloc(8)?;
+                self.asm.ld_imm64(R0, id);
+                self.asm.store_reg(Size::DW, FP, rec, R0);
+                self.output_from(None, rec, 8)?;
                 self.asm.mov_imm(R0, 0);
                 self.int_slot_from(R0)
             }

@@ -166,17 +166,26 @@ impl<'s> Lexer<'s> {
         })
     }
 
-    /// Decimal or 0x hex, `_` allowed between digits.
+    /// Decimal or 0x hex, `_` allowed between digits; decimal with a power of ten, `1e6` (bpftrace's
+    /// tools divide by it), an integer too.
     fn number(&self, rest: &str, start: usize) -> Result<(Tok, usize), Diag> {
         let len = rest
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .unwrap_or(rest.len());
         let text: String = rest[..len].chars().filter(|&c| c != '_').collect();
         let value = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-            Some(hex) => u64::from_str_radix(hex, 16),
-            None => text.parse::<u64>(),
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => match text.split_once(['e', 'E']) {
+                Some((m, e)) if !m.is_empty() && !e.is_empty() => {
+                    match (m.parse::<u64>(), e.parse::<u32>()) {
+                        (Ok(m), Ok(e)) => 10u64.checked_pow(e).and_then(|p| m.checked_mul(p)),
+                        _ => None,
+                    }
+                }
+                _ => text.parse::<u64>().ok(),
+            },
         };
-        let value = value.map_err(|_| {
+        let value = value.ok_or(()).map_err(|_| {
             Diag::new(
                 Span::new(start, start + len),
                 format!("invalid integer: {}", &rest[..len]),
@@ -298,6 +307,18 @@ mod tests {
             ]
         );
         assert_eq!(toks("1_000_000"), vec![Tok::Int(1_000_000)]);
+        assert_eq!(
+            toks("1e6 2E3 0x1e6 1e0"),
+            vec![
+                Tok::Int(1_000_000),
+                Tok::Int(2000),
+                Tok::Int(0x1e6),
+                Tok::Int(1)
+            ]
+        );
+        assert!(Lexer::new("1e20").next_token().is_err(), "overflows u64");
+        assert!(Lexer::new("1e").next_token().is_err());
+        assert!(Lexer::new("e6").next_token().is_ok(), "an identifier");
     }
 
     #[test]

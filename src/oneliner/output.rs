@@ -351,6 +351,30 @@ pub fn printf_json(text: &str) -> String {
     json_line(&json!({"type": "printf", "data": text}))
 }
 
+/// time()'s record in `-f json`, as bpftrace writes it.
+pub fn time_json(text: &str) -> String {
+    json_line(&json!({"type": "time", "data": text}))
+}
+
+/// The local time now, formatted by strftime(3) with `format` (time()'s).
+pub fn local_time(format: &str) -> String {
+    let Ok(fmt) = std::ffi::CString::new(format) else {
+        return String::new();
+    };
+    // SAFETY: time/localtime_r/strftime with valid pointers: a zeroed tm filled by localtime_r, a
+    // buffer whose length is passed; strftime returns the bytes written (0 if it did not fit).
+    unsafe {
+        let now = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&now, &mut tm).is_null() {
+            return String::new();
+        }
+        let mut buf = vec![0u8; 256 + format.len() * 8];
+        let n = libc::strftime(buf.as_mut_ptr().cast(), buf.len(), fmt.as_ptr(), &tm);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
 /// JSON as bpftrace writes it: one line, `", "` between members and `": "` after keys.
 struct Spaced;
 

@@ -758,6 +758,18 @@ impl ProbeCtx {
                 arity(0, 0)?;
                 Type::None
             }
+            "time" => {
+                arity(0, 1)?;
+                if let Some(a) = args.first() {
+                    if !matches!(a.kind, ExprKind::Str(_)) {
+                        return Err(Diag::new(
+                            a.span,
+                            "time() takes a format string (strftime's)",
+                        ));
+                    }
+                }
+                Type::None
+            }
             "kstack" | "ustack" => {
                 arity(0, 1)?;
                 let limit = match args.first().map(|a| &a.kind) {

@@ -661,3 +661,38 @@ fn trace_the_issues_tracepoint_and_profile_one_liners() {
         "{in_spin} of {burn_samples} in spin:\n{text}"
     );
 }
+
+/// time() (strftime's format of the local time, printed when read, as bpftrace; 20 of bpftrace's own
+/// tools print it) and `1e6`-style literals (integers, as bpftrace's tools divide by them): the same
+/// output as bpftrace's for one program, text and JSON.
+#[test]
+fn trace_time_and_power_of_ten_literals_print_as_bpftrace() {
+    let Some(_lock) = bpf_test("trace_time_and_power_of_ten_literals_print_as_bpftrace") else {
+        return;
+    };
+    // Whole days: both runs fall in one (but at midnight).
+    let program = r#"BEGIN { time("%Y-%m-%d "); printf("%d %d\n", 1e6, 2500 / 5e2); time("[%Y]\n"); exit(); }"#;
+    for format in ["text", "json"] {
+        let run = |cmd: &mut std::process::Command| {
+            let out = cmd
+                .args(["-f", format, "-e", program])
+                .output()
+                .expect("running a tracer");
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let ours = run(bpfprof().arg("trace"));
+        let theirs = run(&mut std::process::Command::new("bpftrace"));
+        // (bpftrace 0.17 ends with one more blank line at exit, whatever the program printed.)
+        assert_eq!(ours.trim_end(), theirs.trim_end(), "-f {format}");
+        if format == "json" {
+            continue;
+        }
+        let today = std::process::Command::new("date")
+            .arg("+%Y-%m-%d 1000000 5")
+            .output()
+            .expect("date");
+        let today = String::from_utf8_lossy(&today.stdout);
+        assert!(ours.contains(today.trim()), "{ours}");
+    }
+}
