@@ -16,6 +16,7 @@ pub mod maps;
 pub mod output;
 pub mod parser;
 pub mod points;
+pub mod preproc;
 pub mod resolve;
 pub mod runtime;
 pub mod sema;

@@ -6,6 +6,8 @@ use super::lexer::{Lexer, Tok, Token};
 
 /// Parses a whole program.
 pub fn parse(src: &str) -> Result<Program, Diag> {
+    // Directives blanked out (offsets kept: spans point into `src`).
+    let src = &super::preproc::preprocess(src)?;
     let mut p = Parser {
         lx: Lexer::new(src),
         no_div: false,

@@ -696,3 +696,69 @@ fn trace_time_and_power_of_ten_literals_print_as_bpftrace() {
         assert!(ours.contains(today.trim()), "{ours}");
     }
 }
+
+/// The tools Debian's bpftrace package installs (/usr/sbin/*.bt; scripts/setup.sh installs bpftrace):
+/// those listed pass `trace --dry-run` (parse, types, code generation), and stay passing; every other
+/// one fails with a one-line error naming where (not a panic). The list grows as the language does
+/// (issue 20): a tool that starts to pass fails this test until it is added.
+#[test]
+fn bpftraces_own_tools_dry_run() {
+    let Some(_lock) = bpf_test("bpftraces_own_tools_dry_run") else {
+        return;
+    };
+    let passing = [
+        "bashreadline",
+        "biolatency",
+        "biostacks",
+        "bitesize",
+        "capable",
+        "cpuwalk",
+        "gethostlatency",
+        "killsnoop",
+        "pidpersec",
+        "setuids",
+        "sslsnoop",
+        "swapin",
+        "syncsnoop",
+        "threadsnoop",
+        "vfscount",
+        "vfsstat",
+        "writeback",
+        "xfsdist",
+    ];
+    let mut tools: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/sbin")
+        .expect("/usr/sbin")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "bt"))
+        .collect();
+    tools.sort();
+    assert!(tools.len() >= 30, "bpftrace's tools: {tools:?}");
+    let mut wrong = Vec::new();
+    for tool in &tools {
+        let name = tool
+            .file_stem()
+            .expect("a name")
+            .to_string_lossy()
+            .into_owned();
+        let out = bpfprof()
+            .args(["trace", "--dry-run"])
+            .arg(tool)
+            .output()
+            .expect("running bpfprof");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let want = passing.contains(&name.as_str());
+        if out.status.success() != want {
+            wrong.push(format!("{name}: {}", stderr.lines().next().unwrap_or("")));
+        } else if !want {
+            let line = stderr.lines().next().unwrap_or("");
+            assert!(
+                line.starts_with(&format!("bpfprof: {}:", tool.display()))
+                    && line.contains("ERROR:")
+                    && !stderr.contains("panicked"),
+                "{name}: {stderr}"
+            );
+        }
+    }
+    assert!(wrong.is_empty(), "not as listed: {wrong:#?}");
+}
