@@ -37,7 +37,8 @@ const BPF_F_USER_STACK: i32 = 1 << 8;
 pub const STR_LEN: usize = 64;
 /// The first word of a ring-buffer record: a printf's index, or one of these.
 pub const RECORD_EXIT: u64 = u64::MAX;
-/// print(@m), clear(@m), zero(@m): this, plus the operation << 32, plus the map's index.
+/// print(@m), clear(@m), zero(@m): this, plus the operation << 32, plus the map's index; print(@m, top)
+/// also top << 40 (16 bits).
 pub const RECORD_MAP_OP: u64 = 1 << 62;
 pub const MAP_OP_PRINT: u64 = 0;
 pub const MAP_OP_CLEAR: u64 = 1;
@@ -1189,9 +1190,13 @@ impl Gen<'_> {
                     "clear" => MAP_OP_CLEAR,
                     _ => MAP_OP_ZERO,
                 };
+                let top = match args.get(1).map(|a| &a.kind) {
+                    Some(ExprKind::Int(n)) => (*n).min(0xffff),
+                    _ => 0,
+                };
                 let rec = self.alloc(8)?;
                 self.asm
-                    .ld_imm64(R0, RECORD_MAP_OP | (op << 32) | idx as u64);
+                    .ld_imm64(R0, RECORD_MAP_OP | (top << 40) | (op << 32) | idx as u64);
                 self.asm.store_reg(Size::DW, FP, rec, R0);
                 self.output(rec, 8)?;
                 Ok(Val::Int(rec))

@@ -185,10 +185,17 @@ fn key_parts(keys: &[Type], key: &[u8], r: &dyn Resolve) -> Vec<String> {
 
 /// One map's entries (key bytes, the value summed over CPUs as i64 slots), printed as bpftrace prints maps
 /// at exit.
-pub fn print_map(def: &MapDef, entries: &[(Vec<u8>, Vec<i64>)], r: &dyn Resolve) -> String {
+/// `top`: only the last `top` rows of the sorted map, its largest (print(@m, top)); 0: all.
+pub fn print_map(
+    def: &MapDef,
+    entries: &[(Vec<u8>, Vec<i64>)],
+    r: &dyn Resolve,
+    top: usize,
+) -> String {
     if entries.is_empty() {
         return String::new();
     }
+    let skip = |n: usize| if top > 0 { n.saturating_sub(top) } else { 0 };
     let name = &def.name;
     let label = |key: &[u8]| {
         if def.keys.is_empty() {
@@ -208,7 +215,8 @@ pub fn print_map(def: &MapDef, entries: &[(Vec<u8>, Vec<i64>)], r: &dyn Resolve)
                 })
                 .collect();
             rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-            for (_, l, h) in rows {
+            let first = skip(rows.len());
+            for (_, l, h) in rows.into_iter().skip(first) {
                 // bpftrace leaves a space after a histogram's label.
                 let _ = writeln!(out, "{l}: ");
                 out.push_str(&hist::bpftrace(&h));
@@ -229,7 +237,8 @@ pub fn print_map(def: &MapDef, entries: &[(Vec<u8>, Vec<i64>)], r: &dyn Resolve)
                 })
                 .collect();
             rows.sort();
-            for (_, l) in rows {
+            let first = skip(rows.len());
+            for (_, l) in rows.into_iter().skip(first) {
                 let _ = writeln!(out, "{l}");
             }
         }
@@ -242,7 +251,8 @@ pub fn print_map(def: &MapDef, entries: &[(Vec<u8>, Vec<i64>)], r: &dyn Resolve)
                 })
                 .collect();
             rows.sort();
-            for (v, l) in rows {
+            let first = skip(rows.len());
+            for (v, l) in rows.into_iter().skip(first) {
                 let _ = writeln!(out, "{l}: {v}");
             }
         }
@@ -264,7 +274,8 @@ pub fn print_map(def: &MapDef, entries: &[(Vec<u8>, Vec<i64>)], r: &dyn Resolve)
                 })
                 .collect();
             rows.sort();
-            for (v, l) in rows {
+            let first = skip(rows.len());
+            for (v, l) in rows.into_iter().skip(first) {
                 let _ = writeln!(out, "{l}: {v}");
             }
         }

@@ -360,14 +360,15 @@ struct Printer<'a> {
 
 impl Printer<'_> {
     /// Prints one map as bpftrace does.
-    fn map_text(&self, def: &MapDef) -> Result<String> {
+    /// `top`: print(@m, top)'s limit in text (0: all); JSON has every entry.
+    fn map_text(&self, def: &MapDef, top: usize) -> Result<String> {
         let entries = read_map(def)?;
         Ok(if self.json {
             output::map_json(def, &entries, &self.names)
                 .map(|l| l + "\n")
                 .unwrap_or_default()
         } else {
-            output::print_map(def, &entries, &self.names)
+            output::print_map(def, &entries, &self.names, top)
         })
     }
 
@@ -386,9 +387,24 @@ impl Printer<'_> {
         }
         if id & RECORD_MAP_OP != 0 {
             let (op, idx) = ((id >> 32) & 0xff, (id & 0xffff_ffff) as usize);
+            let top = ((id >> 40) & 0xffff) as usize;
             if let Some(def) = self.maps.maps.values().nth(idx) {
                 match op {
-                    MAP_OP_PRINT => write_stdout(&self.map_text(def)?)?,
+                    MAP_OP_PRINT => {
+                        // bpftrace 0.17's print() ends a map of values without the blank line it
+                        // leaves after a histogram or stats (and after each map at exit).
+                        let mut text = self.map_text(def, top)?;
+                        let hist = matches!(
+                            def.kind,
+                            sema::MapKind::Hist
+                                | sema::MapKind::Lhist { .. }
+                                | sema::MapKind::Stats
+                        );
+                        if !self.json && !hist && text.ends_with("\n\n") {
+                            text.pop();
+                        }
+                        write_stdout(&text)?
+                    }
                     MAP_OP_CLEAR => clear_map(def, false)?,
                     MAP_OP_ZERO => clear_map(def, true)?,
                     _ => {}
@@ -776,7 +792,7 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
     unsafe { libbpf_sys::ring_buffer__free(rb) };
     let mut text = String::from(if cfg.json { "" } else { "\n" });
     for def in maps.maps.values() {
-        text.push_str(&printer.map_text(def)?);
+        text.push_str(&printer.map_text(def, 0)?);
     }
     write_stdout(&text)?;
     let (lost, stacks) = losses(&maps)?;

@@ -796,9 +796,24 @@ impl ProbeCtx {
                 map_arg(self, info, true)?;
                 Type::None
             }
-            "clear" | "zero" | "print" => {
+            "clear" | "zero" => {
                 arity(1, 1)?;
                 map_arg(self, info, false)?;
+                Type::None
+            }
+            "print" => {
+                // print(@m, top): its `top` largest entries (bpftrace's; its third argument, a divisor,
+                // is not taken).
+                arity(1, 2)?;
+                map_arg(self, info, false)?;
+                if let Some(top) = args.get(1) {
+                    if !matches!(top.kind, ExprKind::Int(n) if n <= 0xffff) {
+                        return Err(Diag::new(
+                            top.span,
+                            "print()'s second argument is a number of entries: an integer up to 65535",
+                        ));
+                    }
+                }
                 Type::None
             }
             _ => return Err(Diag::new(span, format!("unknown function: {name}()"))),

@@ -720,6 +720,7 @@ fn bpftraces_own_tools_dry_run() {
         "sslsnoop",
         "swapin",
         "syncsnoop",
+        "syscount",
         "threadsnoop",
         "vfscount",
         "vfsstat",
@@ -761,4 +762,59 @@ fn bpftraces_own_tools_dry_run() {
         }
     }
     assert!(wrong.is_empty(), "not as listed: {wrong:#?}");
+}
+
+/// bpftrace's own syscount.bt, unchanged, during 200000 getpgid calls of a workload: its header, then on
+/// Ctrl-C its END's two top-10 lists (print(@m, 10)) in bpftrace's layout, getpgid's count (121 on
+/// x86-64) and the workload's process among them.
+#[test]
+fn bpftraces_syscount_runs_unchanged() {
+    let Some(_lock) = bpf_test("bpftraces_syscount_runs_unchanged") else {
+        return;
+    };
+    let calls = 200_000u64;
+    let mut w = Workload::start_gated(&workload("calls"), &["0", "0", &calls.to_string()]);
+    let tracer = Running::start(
+        &["trace", "/usr/sbin/syscount.bt"],
+        &[],
+        false,
+        "Attaching 3 probes...",
+    );
+    w.go();
+    w.wait();
+    let (out, stderr) = tracer.finish(true);
+    let (head, rest) = out
+        .split_once("\nTop 10 syscalls IDs:\n")
+        .unwrap_or_else(|| panic!("{out}\n{stderr}"));
+    assert_eq!(head, "Counting syscalls... Hit Ctrl-C to end.\n", "{out}");
+    let (syscalls, processes) = rest
+        .split_once("\nTop 10 processes:\n")
+        .unwrap_or_else(|| panic!("{out}"));
+    let entries = |text: &str, map: &str| -> Vec<(String, u64)> {
+        let lines: Vec<&str> = text.lines().take_while(|l| !l.is_empty()).collect();
+        assert!(!lines.is_empty() && lines.len() <= 10, "{map}: {text}");
+        lines
+            .iter()
+            .map(|l| {
+                let (k, n) = l
+                    .strip_prefix(&format!("@{map}["))
+                    .and_then(|l| l.rsplit_once("]: "))
+                    .unwrap_or_else(|| panic!("{l:?} in {out}"));
+                (k.to_string(), n.parse().unwrap_or_else(|_| panic!("{l:?}")))
+            })
+            .collect()
+    };
+    let syscalls = entries(syscalls, "syscall");
+    // Sorted as bpftrace sorts: by count, ascending.
+    assert!(syscalls.windows(2).all(|w| w[0].1 <= w[1].1), "{out}");
+    let getpgid = syscalls.iter().find(|(k, _)| k == "121").map(|e| e.1);
+    assert!(
+        getpgid.is_some_and(|n| n >= calls && n < calls + 1000),
+        "getpgid: {getpgid:?} for {calls} calls: {out}"
+    );
+    let processes = entries(processes, "process");
+    assert!(
+        processes.iter().any(|(k, n)| k == "calls" && *n >= calls),
+        "{out}"
+    );
 }
