@@ -31,11 +31,11 @@ pub fn preprocess(src: &str) -> Result<String, Diag> {
             if live {
                 out.push_str(line);
             } else {
-                out.extend(line.chars().map(|c| if c == '\n' { '\n' } else { ' ' }));
+                blank(&mut out, line);
             }
             continue;
         }
-        out.extend(line.chars().map(|c| if c == '\n' { '\n' } else { ' ' }));
+        blank(&mut out, line);
         let mut words = text[1..].split_whitespace();
         let (what, name) = (words.next().unwrap_or(""), words.next());
         let need_name = || {
@@ -84,6 +84,17 @@ pub fn preprocess(src: &str) -> Result<String, Diag> {
     Ok(out)
 }
 
+/// `line` as spaces (its newline kept): left out, every byte still where it was.
+fn blank(out: &mut String, line: &str) {
+    for c in line.chars() {
+        match c {
+            '\n' => out.push('\n'),
+            // As many spaces as the character has bytes.
+            _ => out.extend(std::iter::repeat(' ').take(c.len_utf8())),
+        }
+    }
+}
+
 /// Whether a /* comment is open at the end of `line`, given whether one was at its start (strings and
 /// // comments skipped).
 fn ends_in_comment(line: &str, mut open: bool) -> bool {
@@ -122,7 +133,7 @@ mod tests {
 
     #[test]
     fn btf_branches_are_kept_and_offsets_too() {
-        let src = "#!/usr/bin/env bpftrace\n#include <linux/sched.h>\n#ifndef BPFTRACE_HAVE_BTF\nstruct x { int a; }\n#else\n#include <y.h>\n#endif\nBEGIN { exit(); }\n";
+        let src = "#!/usr/bin/env bpftrace\n#include <linux/sched.h>\n#ifndef BPFTRACE_HAVE_BTF\nstruct x { int a; } // été\n#else\n#include <y.h>\n#endif\nBEGIN { exit(); }\n";
         let out = preprocess(src).expect("preprocessed");
         assert_eq!(out.len(), src.len());
         assert_eq!(out.lines().count(), src.lines().count());
