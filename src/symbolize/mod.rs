@@ -344,23 +344,20 @@ impl Symbolizer {
         // JIT code (outside any mapped file): named by the process's perf map, read up to now.
         let jit = match (pid, modules) {
             (Some(p), Some(ms)) if lookup.iter().any(|&a| !in_file(ms, a)) => {
-                Some(perfmap::refreshed(&mut self.perf_maps, p))
+                Some((perfmap::refreshed(&mut self.perf_maps, p), ms))
             }
             _ => None,
         };
-        let mut jit_names = HashMap::new();
-        if let (Some(map), Some(ms)) = (jit.filter(|m| !m.is_empty()), modules) {
-            for &addr in lookup.iter().filter(|&&a| !in_file(ms, a)) {
-                if let Some((name, _)) = map.name(addr) {
-                    jit_names.insert(addr, name.to_string());
-                }
-            }
-        }
         let mut names = AddrNames::default();
         names.outer.reserve(lookup.len());
         for (i, &addr) in lookup.iter().enumerate() {
-            if let Some(name) = jit_names.remove(&addr) {
-                names.outer.insert(addr, intern(&mut self.interned, name));
+            let jit_name = jit
+                .filter(|(_, ms)| !in_file(ms, addr))
+                .and_then(|(map, _)| map.name(addr));
+            if let Some((name, _)) = jit_name {
+                names
+                    .outer
+                    .insert(addr, intern(&mut self.interned, name.to_string()));
                 continue;
             }
             let sym = match (results.get(i), from_files.get(&addr)) {

@@ -99,10 +99,6 @@ impl PerfMap {
             .max_by_key(|e| e.seq)
             .map(|e| (&*e.name, e.start))
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 /// Perf maps by process.
