@@ -1132,7 +1132,7 @@ impl Gen<'_> {
                 let rec = self.alloc(8)?;
                 self.asm.ld_imm64(R0, id);
                 self.asm.store_reg(Size::DW, FP, rec, R0);
-                self.output_from(None, rec, 8)?;
+                self.output(rec, 8)?;
                 self.asm.mov_imm(R0, 0);
                 self.int_slot_from(R0)
             }

@@ -195,7 +195,6 @@ pub fn print_map(
     if entries.is_empty() {
         return String::new();
     }
-    let skip = |n: usize| if top > 0 { n.saturating_sub(top) } else { 0 };
     let name = &def.name;
     let label = |key: &[u8]| {
         if def.keys.is_empty() {
@@ -215,8 +214,7 @@ pub fn print_map(
                 })
                 .collect();
             rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-            let first = skip(rows.len());
-            for (_, l, h) in rows.into_iter().skip(first) {
+            for (_, l, h) in largest(rows, top) {
                 // bpftrace leaves a space after a histogram's label.
                 let _ = writeln!(out, "{l}: ");
                 out.push_str(&hist::bpftrace(&h));
@@ -237,8 +235,7 @@ pub fn print_map(
                 })
                 .collect();
             rows.sort();
-            let first = skip(rows.len());
-            for (_, l) in rows.into_iter().skip(first) {
+            for (_, l) in largest(rows, top) {
                 let _ = writeln!(out, "{l}");
             }
         }
@@ -251,8 +248,7 @@ pub fn print_map(
                 })
                 .collect();
             rows.sort();
-            let first = skip(rows.len());
-            for (v, l) in rows.into_iter().skip(first) {
+            for (v, l) in largest(rows, top) {
                 let _ = writeln!(out, "{l}: {v}");
             }
         }
@@ -274,14 +270,21 @@ pub fn print_map(
                 })
                 .collect();
             rows.sort();
-            let first = skip(rows.len());
-            for (v, l) in rows.into_iter().skip(first) {
+            for (v, l) in largest(rows, top) {
                 let _ = writeln!(out, "{l}: {v}");
             }
         }
     }
     out.push('\n');
     out
+}
+
+/// The last `top` of sorted rows, the largest (all of them when `top` is 0).
+fn largest<T>(mut rows: Vec<T>, top: usize) -> Vec<T> {
+    if top > 0 && rows.len() > top {
+        rows.drain(..rows.len() - top);
+    }
+    rows
 }
 
 fn histogram(def: &MapDef, v: &[i64]) -> Histogram {
@@ -357,14 +360,9 @@ pub fn map_json(def: &MapDef, entries: &[(Vec<u8>, Vec<i64>)], r: &dyn Resolve) 
     Some(json_line(&json!({"type": kind, "data": {name: data}})))
 }
 
-/// A printf's output as bpftrace's `-f json` record.
-pub fn printf_json(text: &str) -> String {
-    json_line(&json!({"type": "printf", "data": text}))
-}
-
-/// time()'s record in `-f json`, as bpftrace writes it.
-pub fn time_json(text: &str) -> String {
-    json_line(&json!({"type": "time", "data": text}))
+/// Text a program printed (`kind`: printf, time) as bpftrace's `-f json` record.
+pub fn text_json(kind: &str, text: &str) -> String {
+    json_line(&json!({"type": kind, "data": text}))
 }
 
 /// The local time now, formatted by strftime(3) with `format` (time()'s).

@@ -413,18 +413,14 @@ impl Printer<'_> {
             return Ok(false);
         }
         if let Some(spec) = self.printfs.get(id as usize) {
-            if spec.time {
-                let text = output::local_time(&spec.format);
-                if self.json {
-                    write_stdout(&(output::time_json(&text) + "\n"))?;
-                } else {
-                    write_stdout(&text)?;
-                }
-                return Ok(false);
-            }
-            let text = output::printf(&spec.format, &spec.args, &bytes[8..], &self.names);
+            let (text, kind) = if spec.time {
+                (output::local_time(&spec.format), "time")
+            } else {
+                let text = output::printf(&spec.format, &spec.args, &bytes[8..], &self.names);
+                (text, "printf")
+            };
             if self.json {
-                write_stdout(&(output::printf_json(&text) + "\n"))?;
+                write_stdout(&(output::text_json(kind, &text) + "\n"))?;
             } else {
                 write_stdout(&text)?;
             }
