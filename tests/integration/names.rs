@@ -166,18 +166,22 @@ fn jit_frames_are_named_from_perf_maps() {
         return;
     };
     let all = |stacks: &[(Vec<String>, u64)]| stacks.iter().map(|(_, n)| n).sum::<u64>();
+    // More than half of the samples in JIT code, and hotLoop named in 90 % of those.
+    let assert_hot = |stacks: &[(Vec<String>, u64)], what: &str| {
+        let (hot, jit) = jit_leaves(stacks);
+        assert!(
+            jit * 2 > all(stacks) && hot as f64 >= 0.9 * jit as f64,
+            "{what}: {hot} of {jit} JIT samples in hotLoop, {} in all: {stacks:?}",
+            all(stacks)
+        );
+    };
 
     // Live. hotLoop is nearly all the script's time (its caller, the top-level loop, the rest).
     let w = node("600", true, false);
     let pid = w.pid().to_string();
     let stacks =
         parse_folded(&run_ok(&["profile", "-F", "999", "-U", "-f", "-p", &pid, "3"]).stdout);
-    let (hot, jit) = jit_leaves(&stacks);
-    assert!(
-        jit * 2 > all(&stacks) && hot as f64 >= 0.9 * jit as f64,
-        "{hot} of {jit} JIT samples in hotLoop, {} in all: {stacks:?}",
-        all(&stacks)
-    );
+    assert_hot(&stacks, "live");
     // trace's ustack, the innermost frame: `JS:*hotLoop ...+OFFSET`.
     let program = format!("profile:hz:999 /pid == {pid}/ {{ @[ustack(1), comm] = count(); }}");
     let out = run_ok(&["trace", "-d", "2", "-e", &program]);
@@ -213,12 +217,7 @@ fn jit_frames_are_named_from_perf_maps() {
         !std::path::Path::new(&format!("/tmp/perf-{pid}.map")).exists(),
         "the workload did not delete its map"
     );
-    let (hot, jit) = jit_leaves(&stacks);
-    assert!(
-        jit * 2 > all(&stacks) && hot as f64 >= 0.9 * jit as f64,
-        "exited: {hot} of {jit} JIT samples in hotLoop, {} in all: {stacks:?}",
-        all(&stacks)
-    );
+    assert_hot(&stacks, "exited");
     drop(w);
 
     // No map: [jit], and no JS names.
