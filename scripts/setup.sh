@@ -14,8 +14,9 @@ build_pkgs=(clang llvm make pkg-config gcc libelf-dev zlib1g-dev linux-libc-dev 
   xz-utils python3-minimal golang-go bpftrace libc6-dbg nodejs)
 # Benchmarks against the peers (also: bpftool regenerates bpf/x86/vmlinux.h).
 extra_pkgs=(linux-perf)
-# The second-kernel test guest (scripts/vm/): qemu, a static busybox for its initramfs, cpio, xz.
-vm_pkgs=(qemu-system-x86 busybox-static cpio xz-utils)
+# The second-kernel test guest (scripts/vm/): qemu, a static busybox for its initramfs, cpio, xz; gdb, with
+# which scripts/vm/hung-guest says where a hung guest's CPUs are.
+vm_pkgs=(qemu-system-x86 busybox-static cpio xz-utils gdb)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-}" = "--bench" ] || [ "${BPFPROF_SETUP_ALL:-}" = 1 ]; then
