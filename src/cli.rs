@@ -13,7 +13,7 @@ use crate::tools::continuous::{
 use crate::tools::diff::{DiffConfig, DiffOutput};
 use crate::tools::funccount::FunccountConfig;
 use crate::tools::hotcold::HotColdConfig;
-use crate::tools::offcpu::{WaitConfig, WaitMode};
+use crate::tools::offcpu::{StacksAt, WaitConfig, WaitMode};
 use crate::tools::profile::{ProfileConfig, Sampling};
 use crate::tools::report::{ReportConfig, ReportOutput};
 use crate::unwind::UnwindMode;
@@ -544,6 +544,12 @@ pub struct WaitArgs {
     #[arg(long = "sample", value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub sample: u32,
+    /// When offcpu takes a block's stacks: `end` (when it ends, and only if it counts: every thread's
+    /// return to user space then runs a small program), `start` (when it begins: each traced block pays
+    /// for its stacks), or `auto`: `end`, but `start` with -p/-t or --sample 8 or more, where few blocks
+    /// are traced and the rest of the host should pay nothing
+    #[arg(long = "stacks-at", value_name = "WHEN", value_enum, default_value_t = StacksAt::Auto)]
+    pub stacks_at: StacksAt,
     #[command(flatten)]
     pub continuous: ContinuousArgs,
     /// Seconds to trace (default: until Ctrl-C)
@@ -569,9 +575,13 @@ impl WaitArgs {
         if self.duration == Some(0) {
             bail!("duration must be at least 1 second");
         }
+        if mode != WaitMode::OffCpu && self.stacks_at != StacksAt::Auto {
+            bail!("--stacks-at applies to offcpu only: wakeup and offwake take stacks when blocks begin");
+        }
         let one_shot = s.folded || s.svg.is_some() || s.pprof.is_some();
         let continuous = self.continuous.into_config(one_shot)?;
         Ok(WaitConfig {
+            stacks_at: self.stacks_at,
             continuous,
             mode,
             pids: self.pids,

@@ -7,9 +7,10 @@
 #             is two direct context switches (over a million a second on a fast machine untraced)
 #   measures  the workload's wall time untraced, under `bpfprof offcpu` with default flags, with -m 1000
 #             (every block shorter: nothing counted), the same with stacks taken when blocks begin
-#             (BPFPROF_NO_DEFER: as before they were taken when blocks end), with -p of an idle process, with --sample 100, with
-#             programs that return at once (BPFPROF_BENCH_EMPTY: the tracepoint's dispatch alone, the floor
-#             under any flag), and under `bpftrace offcpu.bt`; runs interleaved, the median of BENCH_REPS; each one's slowdown
+#             (--stacks-at start, as before issue 16's deferral), with -p of an idle process, with --sample 100, with
+#             programs that return at once (BPFPROF_BENCH_EMPTY: the tracepoints' dispatch alone, the floor
+#             under any flag; with --stacks-at start, that of sched_switch alone, what -p and --sample
+#             attach), and under `bpftrace offcpu.bt`; runs interleaved, the median of BENCH_REPS; each one's slowdown
 #             (wall / untraced wall), its added time over bpftrace's, and the BPF time per sched_switch run
 #             (bpfprof's rseq_update program's time included)
 #             (kernel.bpf_stats_enabled: run_time_ns / run_cnt). The statistics cost two clock reads per
@@ -82,12 +83,13 @@ bench_spawn IDLE_PID sleep 3600
 declare -A ARGS=(
   [bpfprof]=""
   [bpfprof-m1000]="-m 1000"
-  [bpfprof-m1000-begin]="-m 1000"
+  [bpfprof-m1000-begin]="-m 1000 --stacks-at start"
   [bpfprof-p-idle]="-p $IDLE_PID"
   [bpfprof-sample100]="--sample 100"
   [bpfprof-empty]=""
+  [bpfprof-empty-start]="--stacks-at start"
 )
-TOOLS=(none bpfprof bpfprof-m1000 bpfprof-m1000-begin bpfprof-p-idle bpfprof-sample100 bpfprof-empty bpftrace)
+TOOLS=(none bpfprof bpfprof-m1000 bpfprof-m1000-begin bpfprof-p-idle bpfprof-sample100 bpfprof-empty bpfprof-empty-start bpftrace)
 
 # once TOOL [ns]: one timed run; sets R_WALL, R_SWITCHES, R_SEEN (what the tracer saw), and with `ns`
 # R_NS (BPF ns per run, kernel.bpf_stats_enabled on for this run only).
@@ -101,11 +103,9 @@ once() {
     bpftrace) bench_spawn tracer bpftrace "$BENCH_TMP/offcpu.bt" >"$dir/out" 2>"$dir/err" ;;
     *)
       read -r -a words <<<"${ARGS[$tool]}"
-      if [ "$tool" = bpfprof-empty ]; then export BPFPROF_BENCH_EMPTY=1; else unset BPFPROF_BENCH_EMPTY; fi
-      # Stacks taken when blocks begin, as before issue 16's deferral: the comparison row.
-      if [ "$tool" = bpfprof-m1000-begin ]; then export BPFPROF_NO_DEFER=1; else unset BPFPROF_NO_DEFER; fi
+      if [ "$tool" = bpfprof-empty ] || [ "$tool" = bpfprof-empty-start ]; then export BPFPROF_BENCH_EMPTY=1; else unset BPFPROF_BENCH_EMPTY; fi
       BPFPROF_TIMING=1 bench_spawn tracer "$BPFPROF" offcpu "${words[@]}" >"$dir/out" 2>"$dir/err"
-      unset BPFPROF_BENCH_EMPTY BPFPROF_NO_DEFER
+      unset BPFPROF_BENCH_EMPTY
       ;;
   esac
   if [ -n "$tracer" ]; then
@@ -179,6 +179,7 @@ for tool in "${TOOLS[@]}"; do
   case "$tool" in none | bpftrace) ;; *) flags=${ARGS[$tool]:-(default)} ;; esac
   [ "$tool" != bpfprof-p-idle ] || flags="-p IDLE"
   [ "$tool" != bpfprof-empty ] || flags="(floor: empty programs)"
+  [ "$tool" != bpfprof-empty-start ] || flags="(floor, --stacks-at start)"
   [ "$tool" != bpfprof-m1000-begin ] || flags="-m 1000, stacks at block start"
   bench_table_add "${tool%%-*}|$flags|$(bench_fmt "$wall" 3)|$(bench_fmt "$slow" 2)x|$(bench_fmt "$added" 2)|$(bench_fmt "$ns" 0)|${SEEN[$tool]}|${TARGET[$tool]:-}"
   bench_result "$tool.wall_s" "$(bench_fmt "$wall" 4)"

@@ -16,7 +16,7 @@ use super::common::{
     check_targets, check_writable, fill_filters, merge_folded, print_header, report_unwinding,
     start_unwinder, unwind_desc, window_end_ns, with_bss, write_svg_file, Collector, UnwindMaps,
 };
-use super::offcpu::{self, WaitConfig, WaitMode};
+use super::offcpu::{self, StacksAt, WaitConfig, WaitMode};
 use super::profile::{self, ProfileConfig, Sampling};
 use crate::bpf::skel::offcpu::types::{wait_key, wait_val};
 use crate::bpf::skel::offcpu::OpenOffcpuSkel;
@@ -108,6 +108,7 @@ impl HotColdConfig {
             max_block_us: u64::MAX,
             state: None,
             sample_every: 1,
+            stacks_at: StacksAt::Auto,
             continuous: None,
             duration: self.duration,
         }

@@ -90,10 +90,30 @@ pub struct WaitConfig {
     pub state: Option<u32>,
     /// --sample N: one block in N is traced, and totals are scaled by N (1: every block).
     pub sample_every: u32,
+    /// --stacks-at: when offcpu takes blocks' stacks.
+    pub stacks_at: StacksAt,
     /// --continuous: profiles in windows, written and/or pushed (None: one report at the end).
     pub continuous: Option<ContinuousConfig>,
     pub duration: Option<Duration>,
 }
+
+/// When offcpu takes a block's stacks (--stacks-at).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum StacksAt {
+    /// `end`, unless few blocks are traced (-p, -t, --sample 8+): then `start`.
+    #[default]
+    Auto,
+    /// When the block begins: each traced block pays for its stacks, and nothing else runs.
+    Start,
+    /// When the block ends, and only if it counts (-m, -M): needs the rseq_update tracepoint, whose
+    /// program every thread's return to user space after a switch then runs (~70 ns here, empty).
+    End,
+}
+
+/// --sample from which `auto` takes stacks when blocks begin: one block's stacks taken at its start cost
+/// ~650 ns more than deferred ones (scripts/bench/offcpu.sh), and the rseq_update program ~70-90 ns on
+/// every switch, traced or not: below one block in ~8, deferring costs less.
+const START_FROM_SAMPLE: u32 = 8;
 
 /// Threads that can be off-CPU (and, for offwake, woken but not yet running) at once.
 const MAX_BLOCKED_THREADS: u32 = 65536;
@@ -152,6 +172,21 @@ impl WaitConfig {
         }
     }
 
+    /// Whether blocks' stacks are to be taken when they end, where the kernel can (`auto`: unless the
+    /// filters or --sample leave few blocks traced, whose stacks then cost less than a program on every
+    /// thread's return to user space).
+    fn wants_deferred_stacks(&self) -> bool {
+        match self.stacks_at {
+            StacksAt::Start => false,
+            StacksAt::End => true,
+            StacksAt::Auto => {
+                self.pids.is_empty()
+                    && self.tids.is_empty()
+                    && self.sample_every < START_FROM_SAMPLE
+            }
+        }
+    }
+
     /// What --sample did, for the header, the summary and the SVG's subtitle ("" without it).
     fn sample_note(&self) -> String {
         match self.sample_every {
@@ -206,6 +241,17 @@ pub fn run(cfg: &WaitConfig) -> Result<()> {
     let mut storage: [MaybeUninit<OpenObject>; 3] = [const { MaybeUninit::uninit() }; 3];
     let (mut skel, mut links, hooks) = load_first_that_works(cfg, &mut storage, None)?;
     let hooks_desc = hooks_desc(&skel, hooks);
+    if cfg.stacks_at == StacksAt::End
+        && !skel
+            .maps
+            .rodata_data
+            .as_ref()
+            .is_some_and(|r| r.defer_stacks)
+    {
+        eprintln!(
+            "WARNING: --stacks-at end: stacks are taken when blocks begin: this kernel lacks BTF tracepoints (tp_btf) or the rseq_update and signal_deliver tracepoints"
+        );
+    }
     timing.mark("load+attach");
 
     let unwinder = start_unwinder(
@@ -438,11 +484,9 @@ pub(super) fn hooks_desc(skel: &OffcpuSkel<'_>, hooks: Hooks) -> String {
 }
 
 /// Whether blocks' stacks can be taken when they end (bpf/offcpu.bpf.c, `defer_stacks`): the kernel
-/// reports threads' returns to user space (the rseq_update tracepoint, with BTF). BPFPROF_NO_DEFER=1 says
-/// no: every stack is then taken when its block begins (benchmarks compare the two).
+/// reports threads' returns to user space (the rseq_update tracepoint, with BTF).
 fn kernel_defers_stacks() -> bool {
-    std::env::var_os("BPFPROF_NO_DEFER").is_none()
-        && bpf::kernel_has_btf_tracepoint("rseq_update")
+    bpf::kernel_has_btf_tracepoint("rseq_update")
         && bpf::kernel_has_btf_tracepoint("signal_deliver")
 }
 
@@ -485,7 +529,10 @@ fn load_and_attach<'o>(
     // Threads' block stamps: in task storage where the kernel lets tp_btf programs use it, else a hash.
     let task_storage = hooks == Hooks::TpBtf && kernel_has_task_storage();
     // Blocks' stacks taken when they end (offcpu, and hotcold's off-CPU half).
-    let defer = hooks == Hooks::TpBtf && cfg.mode == WaitMode::OffCpu && kernel_defers_stacks();
+    let defer = hooks == Hooks::TpBtf
+        && cfg.mode == WaitMode::OffCpu
+        && cfg.wants_deferred_stacks()
+        && kernel_defers_stacks();
     let rodata = open
         .maps
         .rodata_data
@@ -968,6 +1015,26 @@ impl CommCache {
 mod tests {
     use super::*;
 
+    #[test]
+    fn auto_takes_stacks_at_block_start_where_few_blocks_are_traced() {
+        let mut c = cfg(WaitMode::OffCpu);
+        assert!(c.wants_deferred_stacks());
+        c.sample_every = START_FROM_SAMPLE - 1;
+        assert!(c.wants_deferred_stacks());
+        c.sample_every = START_FROM_SAMPLE;
+        assert!(!c.wants_deferred_stacks());
+        c.stacks_at = StacksAt::End;
+        assert!(c.wants_deferred_stacks());
+        let mut c = cfg(WaitMode::OffCpu);
+        c.pids = vec![1];
+        assert!(!c.wants_deferred_stacks());
+        c.stacks_at = StacksAt::End;
+        assert!(c.wants_deferred_stacks());
+        c.pids.clear();
+        c.stacks_at = StacksAt::Start;
+        assert!(!c.wants_deferred_stacks());
+    }
+
     fn cfg(mode: WaitMode) -> WaitConfig {
         WaitConfig {
             mode,
@@ -992,6 +1059,7 @@ mod tests {
             max_block_us: u64::MAX,
             state: None,
             sample_every: 1,
+            stacks_at: StacksAt::Auto,
             duration: None,
         }
     }

@@ -155,8 +155,8 @@ fn stacks_taken_when_blocks_end_are_those_taken_when_they_begin() {
         return;
     };
     // The frames of each nap function's blocks, and their total against the sleeper's own figure.
-    let naps = |env: &[(&str, &str)], desc: &str| {
-        let (blocks, stderr, m) = trace_sleeps_env(&[], env);
+    let naps = |args: &[&str], env: &[(&str, &str)], desc: &str| {
+        let (blocks, stderr, m) = trace_sleeps_env(args, env);
         assert!(stderr.contains(desc), "{env:?}: {stderr}");
         // The sleeper's 30 naps (and whatever else it blocked in), by the path asked for.
         let deferred: u64 = stderr
@@ -166,11 +166,11 @@ fn stacks_taken_when_blocks_end_are_those_taken_when_they_begin() {
             })
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or_else(|| panic!("no count of deferred blocks: {stderr}"));
-        let want_deferred = !env.contains(&("BPFPROF_NO_DEFER", "1"));
+        let want_deferred = args.contains(&"end");
         assert_eq!(
             deferred >= 30,
             want_deferred,
-            "{env:?}: {deferred} deferred: {stderr}"
+            "{args:?} {env:?}: {deferred} deferred: {stderr}"
         );
         assert!(!stderr.contains("WARNING"), "{env:?}: losses: {stderr}");
         // A block at a place the thread blocked at before, by another way through the kernel (preempted
@@ -197,17 +197,24 @@ fn stacks_taken_when_blocks_end_are_those_taken_when_they_begin() {
     };
     let timing = ("BPFPROF_TIMING", "1");
     // (Task storage where the kernel has it for tracing programs: 5.12+.)
-    let deferred = naps(&[timing], "hooks tp_btf, stacks taken when blocks end");
-    let begun = naps(&[timing, ("BPFPROF_NO_DEFER", "1")], "hooks tp_btf");
+    // (The sleeper is traced with -p, with which `auto` takes stacks when blocks begin.)
+    let end = ["--stacks-at", "end"];
+    let deferred = naps(
+        &end,
+        &[timing],
+        "hooks tp_btf, stacks taken when blocks end",
+    );
+    let begun = naps(&[], &[timing], "hooks tp_btf");
     assert_eq!(deferred, begun, "stacks taken when blocks end differ");
     let hashed = naps(
+        &end,
         &[timing, ("BPFPROF_NO_TASK_STORAGE", "1")],
         "hooks tp_btf, stacks taken when blocks end",
     );
     assert_eq!(hashed, begun, "with the hash of stamps");
 
     // -U: user stacks alone, taken when the thread is back in user space: each nap function's time.
-    let (blocks, stderr, m) = trace_sleeps_env(&["-U"], &[timing]);
+    let (blocks, stderr, m) = trace_sleeps_env(&["-U", "--stacks-at", "end"], &[timing]);
     assert!(stderr.contains("stacks taken when blocks end"), "{stderr}");
     for (nap, measured) in [("nap_short", m.short), ("nap_long", m.long)] {
         let got: Vec<&Block> = blocks
@@ -218,7 +225,7 @@ fn stacks_taken_when_blocks_end_are_those_taken_when_they_begin() {
         assert_near(&format!("{nap} -U"), total(&got), measured, 0.10, &blocks);
     }
     // -K: kernel stacks alone, taken at the switch back in: the nanosleeps, scheduler frames first.
-    let (blocks, stderr, m) = trace_sleeps_env(&["-K"], &[timing]);
+    let (blocks, stderr, m) = trace_sleeps_env(&["-K", "--stacks-at", "end"], &[timing]);
     assert!(stderr.contains("stacks taken when blocks end"), "{stderr}");
     let sleeps: Vec<&Block> = blocks
         .iter()
@@ -520,6 +527,11 @@ fn offcpu_bad_input_gives_one_line_and_nonzero_exit() {
         ),
         (vec!["offcpu", "-p", "1", "-t", "1"], "cannot be used with"),
         (vec!["offcpu", "-u", "-k"], "cannot be used with"),
+        (
+            vec!["wakeup", "--stacks-at", "end", "1"],
+            "--stacks-at applies to offcpu only",
+        ),
+        (vec!["offcpu", "--stacks-at", "never", "1"], "invalid value"),
     ];
     for (args, want) in cases {
         let out = bpfprof().args(&args).output().expect("running bpfprof");
