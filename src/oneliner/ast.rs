@@ -8,6 +8,36 @@ use super::diag::Span;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Program {
     pub probes: Vec<Probe>,
+    /// The program's own struct and union definitions (`struct cfs_rq { ... };`).
+    pub structs: Vec<StructDef>,
+}
+
+/// A C type as a cast or a struct definition writes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TypeName {
+    /// bpftrace's `int8`...`uint64`, and C's integer words (`unsigned long`, `u32`...).
+    Int {
+        size: usize,
+        signed: bool,
+    },
+    Record {
+        name: String,
+        union: bool,
+    },
+    /// A typedef, resolved through the kernel's BTF.
+    Named(String),
+    Ptr(Box<TypeName>),
+    Array(Box<TypeName>, usize),
+    Void,
+}
+
+/// `struct NAME { TYPE MEMBER; ... };`
+#[derive(Clone, Debug, PartialEq)]
+pub struct StructDef {
+    pub name: String,
+    pub union: bool,
+    pub members: Vec<(TypeName, String)>,
+    pub span: Span,
 }
 
 /// `ATTACH[, ATTACH...] [/PREDICATE/] { STATEMENTS }`
@@ -138,6 +168,11 @@ pub enum ExprKind {
         then: Box<Expr>,
         els: Box<Expr>,
     },
+    /// `(struct task_struct *)curtask`, `(uint8)x`
+    Cast {
+        ty: TypeName,
+        expr: Box<Expr>,
+    },
     /// `x++`, `--x`...
     Incr {
         op: &'static str,
@@ -151,6 +186,20 @@ impl Program {
     /// An S-expression rendering, one probe or statement per line (golden tests compare it).
     pub fn sexp(&self) -> String {
         let mut out = String::new();
+        for d in &self.structs {
+            let m: Vec<String> = d
+                .members
+                .iter()
+                .map(|(t, n)| format!("({} {n})", type_sexp(t)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "({} {} {})",
+                if d.union { "union" } else { "struct" },
+                d.name,
+                m.join(" ")
+            );
+        }
         for p in &self.probes {
             let points: Vec<String> = p.attach.iter().map(|a| attach_sexp(&a.kind)).collect();
             let _ = writeln!(out, "(probe {}", points.join(" "));
@@ -225,6 +274,22 @@ fn stmts_sexp(out: &mut String, stmts: &[Stmt], depth: usize) {
 }
 
 #[cfg(test)]
+fn type_sexp(t: &TypeName) -> String {
+    match t {
+        TypeName::Int { size, signed } => {
+            format!("{}int{}", if *signed { "" } else { "u" }, size * 8)
+        }
+        TypeName::Record { name, union } => {
+            format!("{} {name}", if *union { "union" } else { "struct" })
+        }
+        TypeName::Named(n) => n.clone(),
+        TypeName::Ptr(t) => format!("{}*", type_sexp(t)),
+        TypeName::Array(t, n) => format!("{}[{n}]", type_sexp(t)),
+        TypeName::Void => "void".into(),
+    }
+}
+
+#[cfg(test)]
 fn expr_sexp(e: &Expr) -> String {
     match &e.kind {
         ExprKind::Int(n) => n.to_string(),
@@ -255,6 +320,7 @@ fn expr_sexp(e: &Expr) -> String {
             expr_sexp(then),
             expr_sexp(els)
         ),
+        ExprKind::Cast { ty, expr } => format!("(cast {} {})", type_sexp(ty), expr_sexp(expr)),
         ExprKind::Incr { op, post, target } => {
             let place = if *post { "post" } else { "pre" };
             format!("({place}{op} {})", expr_sexp(target))

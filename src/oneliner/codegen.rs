@@ -7,7 +7,7 @@ use super::ast::*;
 use super::insn::{Alu, Asm, Cond, Insn, Reg, Size, FP, R0, R1, R2, R3, R4, R5, R6, R9};
 use super::maps::{raw_fd, size_of, Maps, LOST_RECORDS, LOST_STACKS, SCRATCH_BYTES, STACK_DEPTH};
 use super::points::{How, Point};
-use super::sema::{is_positional, positional, Info, MapKind, Positional, Type};
+use super::sema::{self, is_positional, positional, Info, MapKind, Positional, Type};
 use super::tpformat::{Field, FieldType};
 use super::usdt::{Loc, UsdtArg, ARG_REGS, RET_REG};
 use crate::render::hist::LOG2_LEN;
@@ -588,8 +588,83 @@ impl Gen<'_> {
         Ok(())
     }
 
+    /// An expression's type as the semantic pass found it.
+    fn typed(&self, e: &Expr) -> Result<Type> {
+        match self.info.type_of(e) {
+            Some(t) => Ok(t.clone()),
+            None => bail!("internal error: an expression without a type"),
+        }
+    }
+
+    /// Reads a value of type `t` from memory at the address in `addr` plus `offset` (the kernel's, or the
+    /// process's for a user address; a failed read gives zeros, as bpftrace's): integers (a bitfield's `(first bit, width)` from there), pointers,
+    /// char arrays as strings; a record is not read, its value is its address.
+    fn read_kernel(
+        &mut self,
+        addr: Val,
+        offset: usize,
+        t: &Type,
+        bits: Option<(u32, u32)>,
+    ) -> Result<Val> {
+        let (len, int) = match t {
+            Type::Record(_) => {
+                self.load_int(R0, addr);
+                self.asm.alu_imm(Alu::Add, R0, offset as i32);
+                return self.int_slot_from(R0);
+            }
+            Type::Int { size, .. } => match bits {
+                Some((first, width)) => ((first + width).div_ceil(8) as usize, true),
+                None => (*size, true),
+            },
+            Type::Ptr(_) => (8, true),
+            Type::Str(n) => (*n, false),
+            other => bail!("internal error: reading {other:?} from kernel memory"),
+        };
+        let out = self.alloc(if int { 8 } else { len })?;
+        self.zero(out, if int { 8 } else { len.div_ceil(8) * 8 });
+        // Kernel addresses have the top bit set (x86-64, arm64): others are the process's (a system
+        // call's pointer arguments), read as user memory.
+        let (user, read) = (self.asm.label(), self.asm.label());
+        self.load_int(R3, addr);
+        if offset > 0 {
+            self.asm.alu_imm(Alu::Add, R3, offset as i32);
+        }
+        self.addr(R1, out);
+        self.asm.mov_imm(R2, len as i32);
+        self.asm.jmp_imm(Cond::Sge, R3, 0, user);
+        self.asm.call(HELPER_READ_KERNEL);
+        self.asm.ja(read);
+        self.asm.bind(user);
+        self.asm.call(HELPER_READ_USER);
+        self.asm.bind(read);
+        if !int {
+            return Ok(Val::Buf(out, len));
+        }
+        let signed = matches!(t, Type::Int { signed: true, .. });
+        let (first, width) = bits.unwrap_or((0, 8 * len.min(8) as u32));
+        if width < 64 {
+            self.asm.load(Size::DW, R0, FP, out);
+            self.asm.alu_imm(Alu::Lsh, R0, 64 - (first + width) as i32);
+            self.asm.alu_imm(
+                if signed { Alu::Arsh } else { Alu::Rsh },
+                R0,
+                64 - width as i32,
+            );
+            self.asm.store_reg(Size::DW, FP, out, R0);
+        }
+        Ok(Val::Int(out))
+    }
+
     /// Whether an expression's integer value is signed (for comparisons, division and >>).
     fn signed(&self, e: &Expr) -> bool {
+        if matches!(
+            e.kind,
+            ExprKind::Cast { .. } | ExprKind::Field { .. } | ExprKind::Unary { op: "*", .. }
+        ) {
+            if let Some(t) = self.info.type_of(e) {
+                return matches!(t, Type::Int { signed: true, .. });
+            }
+        }
         match &e.kind {
             ExprKind::Ident(n) => !matches!(
                 n.as_str(),
@@ -648,8 +723,42 @@ impl Gen<'_> {
                 Some((_, v)) => Ok(*v),
                 None => bail!("internal error: ${name} has no slot"),
             },
+            ExprKind::Ident(_) if self.info.constants.contains_key(&sema::key(e.span)) => {
+                self.asm
+                    .ld_imm64(R0, self.info.constants[&sema::key(e.span)]);
+                self.int_slot_from(R0)
+            }
             ExprKind::Ident(name) => self.builtin(name),
-            ExprKind::Field { field, .. } => self.field(field),
+            ExprKind::Field { base, field } => {
+                if self.info.type_of(base) == Some(&Type::Args) {
+                    return self.field(field);
+                }
+                let Some(m) = self.info.members.get(&sema::key(e.span)).cloned() else {
+                    bail!("internal error: {field} has no member");
+                };
+                let addr = self.expr(base)?;
+                let t = self.typed(e)?;
+                self.read_kernel(addr, m.offset, &t, m.bits)
+            }
+            ExprKind::Cast { expr, .. } => {
+                let v = self.expr(expr)?;
+                match self.typed(e)? {
+                    Type::Int { size, signed } if size < 8 => {
+                        self.load_int(R0, v);
+                        let shift = 64 - 8 * size as i32;
+                        self.asm.alu_imm(Alu::Lsh, R0, shift);
+                        self.asm
+                            .alu_imm(if signed { Alu::Arsh } else { Alu::Rsh }, R0, shift);
+                        self.int_slot_from(R0)
+                    }
+                    _ => Ok(v),
+                }
+            }
+            ExprKind::Unary { op: "*", expr } => {
+                let addr = self.expr(expr)?;
+                let t = self.typed(e)?;
+                self.read_kernel(addr, 0, &t, None)
+            }
             ExprKind::Map { name, keys } => {
                 let m = &self.info.maps[name];
                 let MapKind::Value(t) = &m.kind else {
@@ -687,7 +796,7 @@ impl Gen<'_> {
                     Val::Int(out)
                 })
             }
-            ExprKind::Call { name, args } => self.call(name, args),
+            ExprKind::Call { name, args } => self.call(name, args, e.span),
             ExprKind::Unary { op, expr } => {
                 let v = self.expr(expr)?;
                 let v = self.truthy(v)?;
@@ -831,6 +940,14 @@ impl Gen<'_> {
 
     /// The buffer length of a string expression, 0 for other values.
     fn text_len(&self, e: &Expr) -> usize {
+        if matches!(
+            e.kind,
+            ExprKind::Field { .. } | ExprKind::Unary { op: "*", .. }
+        ) {
+            if let Some(Type::Str(n)) = self.info.type_of(e) {
+                return *n;
+            }
+        }
         match &e.kind {
             ExprKind::Str(s) => s.len() + 1,
             ExprKind::Ident(n) if n == "comm" => 16,
@@ -982,7 +1099,7 @@ impl Gen<'_> {
                 self.asm.call(HELPER_READ_KERNEL);
                 Ok(Val::Buf(off, n))
             }
-            FieldType::Int { .. } | FieldType::Ptr => {
+            FieldType::Int { .. } | FieldType::Ptr(_) => {
                 let size = match f.size {
                     1 => Size::B,
                     2 => Size::H,
@@ -1001,8 +1118,15 @@ impl Gen<'_> {
         }
     }
 
-    fn call(&mut self, name: &str, args: &[Expr]) -> Result<Val> {
+    fn call(&mut self, name: &str, args: &[Expr], span: super::diag::Span) -> Result<Val> {
         match name {
+            "kaddr" => {
+                let Some(&addr) = self.info.constants.get(&sema::key(span)) else {
+                    bail!("internal error: kaddr() without an address");
+                };
+                self.asm.ld_imm64(R0, addr);
+                self.int_slot_from(R0)
+            }
             "str" => {
                 let v = self.expr(&args[0])?;
                 // str(x, N): N characters at most (and the NUL), as bpftrace; N is clamped to the buffer.

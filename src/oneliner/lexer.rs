@@ -30,6 +30,7 @@ const PUNCTS: &[&str] = &[
     "=", "(", ")", "{", "}", "[", "]", ",", ";", ":", "?", ".",
 ];
 
+#[derive(Clone)]
 pub struct Lexer<'s> {
     src: &'s str,
     pos: usize,

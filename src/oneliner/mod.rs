@@ -7,6 +7,7 @@
 
 pub mod ast;
 pub mod codegen;
+pub mod ctypes;
 pub mod diag;
 #[cfg(test)]
 mod fuzz;

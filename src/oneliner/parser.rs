@@ -14,8 +14,12 @@ pub fn parse(src: &str) -> Result<Program, Diag> {
         depth: 0,
     };
     let mut probes = Vec::new();
-    while let Some(probe) = p.probe()? {
-        probes.push(probe);
+    let mut structs = Vec::new();
+    while let Some(item) = p.item()? {
+        match item {
+            Item::Probe(probe) => probes.push(probe),
+            Item::Struct(def) => structs.push(def),
+        }
     }
     if probes.is_empty() {
         return Err(Diag::new(
@@ -23,7 +27,53 @@ pub fn parse(src: &str) -> Result<Program, Diag> {
             "no probes in the program",
         ));
     }
-    Ok(Program { probes })
+    Ok(Program { probes, structs })
+}
+
+/// What a program holds at its top level.
+enum Item {
+    Probe(Probe),
+    Struct(StructDef),
+}
+
+/// bpftrace's integer type names, as casts write them.
+fn int_type(name: &str) -> Option<TypeName> {
+    let (signed, bits) = match name.strip_prefix('u') {
+        Some(rest) => (false, rest.strip_prefix("int")?),
+        None => (true, name.strip_prefix("int")?),
+    };
+    let size = match bits {
+        "8" => 1,
+        "16" => 2,
+        "32" => 4,
+        "64" => 8,
+        _ => return None,
+    };
+    Some(TypeName::Int { size, signed })
+}
+
+/// C's words for integer types (`unsigned long`, `char`, `u32`, `pid_t`...) and the kernel's own
+/// fixed-size names; None for anything else.
+fn c_int_word(name: &str) -> bool {
+    matches!(
+        name,
+        "unsigned" | "signed" | "char" | "short" | "int" | "long" | "bool" | "_Bool"
+    )
+}
+
+fn kernel_int(name: &str) -> Option<TypeName> {
+    let (size, signed) = match name {
+        "u8" | "__u8" => (1, false),
+        "u16" | "__u16" => (2, false),
+        "u32" | "__u32" => (4, false),
+        "u64" | "__u64" | "size_t" => (8, false),
+        "s8" | "__s8" => (1, true),
+        "s16" | "__s16" => (2, true),
+        "s32" | "__s32" | "pid_t" => (4, true),
+        "s64" | "__s64" | "ssize_t" | "loff_t" => (8, true),
+        _ => return None,
+    };
+    Some(TypeName::Int { size, signed })
 }
 
 struct Parser<'s> {
@@ -101,8 +151,8 @@ impl Parser<'_> {
         )
     }
 
-    /// One probe, or None at the end of the program.
-    fn probe(&mut self) -> Result<Option<Probe>, Diag> {
+    /// A probe or a struct definition, or None at the end of the program.
+    fn item(&mut self) -> Result<Option<Item>, Diag> {
         let Some((raw, span)) = self.lx.raw_attach_point()? else {
             // No attach point: the end of the program, or a stray `}` or `,`.
             let t = self.next()?;
@@ -117,6 +167,9 @@ impl Parser<'_> {
                 ),
             ));
         };
+        if raw == "struct" || raw == "union" {
+            return Ok(Some(Item::Struct(self.struct_def(raw == "union", span)?)));
+        }
         let mut attach = vec![attach_point(raw, span)?];
         while self.at(",")? {
             self.next()?;
@@ -140,12 +193,142 @@ impl Parser<'_> {
         };
         let body = self.block()?;
         let end = self.lx_pos_span();
-        Ok(Some(Probe {
+        Ok(Some(Item::Probe(Probe {
             attach,
             pred,
             body,
             span: span.to(end),
-        }))
+        })))
+    }
+
+    /// `struct NAME { TYPE MEMBER; ... };` after its keyword (`union` when `union`).
+    fn struct_def(&mut self, union: bool, start: Span) -> Result<StructDef, Diag> {
+        let t = self.next()?;
+        let Tok::Ident(name) = t.tok else {
+            return Err(Diag::new(t.span, "a struct definition needs a name"));
+        };
+        self.expect("{")?;
+        let mut members = Vec::new();
+        while !self.at("}")? {
+            let ty = self.type_name()?;
+            let (ty, member) = self.declarator(ty)?;
+            self.expect(";")?;
+            members.push((ty, member));
+        }
+        self.next()?;
+        let end = self.expect(";")?.span;
+        Ok(StructDef {
+            name,
+            union,
+            members,
+            span: start.to(end),
+        })
+    }
+
+    /// A member's `*`s, name and array length, around its type.
+    fn declarator(&mut self, mut ty: TypeName) -> Result<(TypeName, String), Diag> {
+        while self.at("*")? {
+            self.next()?;
+            ty = TypeName::Ptr(Box::new(ty));
+        }
+        let t = self.next()?;
+        let Tok::Ident(name) = t.tok else {
+            return Err(Diag::new(t.span, "a member needs a name"));
+        };
+        if self.at("[")? {
+            self.next()?;
+            let t = self.next()?;
+            let Tok::Int(n) = t.tok else {
+                return Err(Diag::new(t.span, "an array's length must be a number"));
+            };
+            self.expect("]")?;
+            ty = TypeName::Array(Box::new(ty), n as usize);
+        }
+        Ok((ty, name))
+    }
+
+    /// A type without its declarator's `*`s: `struct NAME`, `unsigned long`, `u64`, `int8`, a typedef.
+    fn type_name(&mut self) -> Result<TypeName, Diag> {
+        let mut words: Vec<String> = Vec::new();
+        let mut first = None;
+        loop {
+            let t = self.peek()?.clone();
+            let Tok::Ident(w) = &t.tok else { break };
+            first.get_or_insert(t.span);
+            match w.as_str() {
+                "const" | "volatile" => {
+                    self.next()?;
+                }
+                "struct" | "union" if words.is_empty() => {
+                    self.next()?;
+                    let n = self.next()?;
+                    let Tok::Ident(name) = n.tok else {
+                        return Err(Diag::new(n.span, "a struct's name must follow struct"));
+                    };
+                    return Ok(TypeName::Record {
+                        name,
+                        union: w == "union",
+                    });
+                }
+                w if c_int_word(w) => {
+                    words.push(w.to_string());
+                    self.next()?;
+                }
+                w if words.is_empty() => {
+                    let w = w.to_string();
+                    self.next()?;
+                    if w == "void" {
+                        return Ok(TypeName::Void);
+                    }
+                    return Ok(int_type(&w)
+                        .or_else(|| kernel_int(&w))
+                        .unwrap_or(TypeName::Named(w)));
+                }
+                _ => break,
+            }
+        }
+        if words.is_empty() {
+            let t = self.next()?;
+            return Err(Diag::new(t.span, "a type name is expected here"));
+        }
+        let unsigned = words.iter().any(|w| w == "unsigned");
+        let has = |x: &str| words.iter().any(|w| w == x);
+        let longs = words.iter().filter(|w| *w == "long").count();
+        let size = if has("char") || has("bool") || has("_Bool") {
+            1
+        } else if has("short") {
+            2
+        } else if longs > 0 {
+            8
+        } else {
+            4
+        };
+        let bool_ = has("bool") || has("_Bool");
+        Ok(TypeName::Int {
+            size,
+            signed: !unsigned && !bool_,
+        })
+    }
+
+    /// Whether `(` starts a cast: a struct or union, an integer type, or void, then `)` or `*`.
+    fn cast_ahead(&mut self) -> Result<bool, Diag> {
+        if !self.at("(")? {
+            return Ok(false);
+        }
+        let mut ahead = self.lx.clone();
+        ahead.next_token()?;
+        let t = ahead.next_token()?;
+        let Tok::Ident(w) = &t.tok else {
+            return Ok(false);
+        };
+        if matches!(w.as_str(), "struct" | "union" | "const" | "volatile") || c_int_word(w) {
+            return Ok(true);
+        }
+        if w == "void" || int_type(w).is_some() || kernel_int(w).is_some() {
+            let next = ahead.next_token()?;
+            return Ok(matches!(next.tok, Tok::Punct(")" | "*")));
+        }
+        Ok(false)
     }
 
     fn lx_pos_span(&mut self) -> Span {
@@ -307,7 +490,33 @@ impl Parser<'_> {
 
     fn unary(&mut self) -> Result<Expr, Diag> {
         let t = self.peek()?.clone();
-        if let Tok::Punct(op @ ("!" | "~" | "-" | "++" | "--")) = t.tok {
+        if self.cast_ahead()? {
+            self.next()?;
+            let mut ty = self.type_name()?;
+            while self.at("*")? {
+                self.next()?;
+                ty = TypeName::Ptr(Box::new(ty));
+            }
+            self.expect(")")?;
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return Err(Diag::new(
+                    t.span,
+                    format!("expression nested more than {MAX_DEPTH} deep"),
+                ));
+            }
+            let expr = self.unary();
+            self.depth -= 1;
+            let expr = expr?;
+            return Ok(Expr {
+                span: t.span.to(expr.span),
+                kind: ExprKind::Cast {
+                    ty,
+                    expr: Box::new(expr),
+                },
+            });
+        }
+        if let Tok::Punct(op @ ("!" | "~" | "-" | "*" | "++" | "--")) = t.tok {
             self.next()?;
             self.depth += 1;
             if self.depth > MAX_DEPTH {

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::ast::*;
+use super::ctypes::{self, CType, KernelTypes, Layout, Member, RecordRef};
 use super::diag::{Diag, Span};
 use super::tpformat::{Field, FieldType};
 
@@ -31,6 +32,11 @@ pub enum Type {
     },
     /// `args` of a tracepoint: only its fields have values.
     Args,
+    /// A pointer into kernel memory (an integer), to what BTF or a cast says: `->` reads a record's
+    /// members through it.
+    Ptr(CType),
+    /// A struct or union in kernel memory (a member reached with `.`): its value is its address.
+    Record(RecordRef),
     /// What a statement-only call returns (printf, delete, exit...).
     None,
 }
@@ -49,8 +55,17 @@ impl Type {
         signed: false,
     };
 
+    /// Integers, and pointers, which are integers to arithmetic, maps and printf.
     fn is_int(&self) -> bool {
-        matches!(self, Type::Int { .. })
+        matches!(self, Type::Int { .. } | Type::Ptr(_))
+    }
+
+    /// What a map or a printf keeps of a value: a pointer's address as an integer.
+    fn stored(self) -> Type {
+        match self {
+            Type::Ptr(_) => Type::U64,
+            t => t,
+        }
     }
 
     fn name(&self) -> String {
@@ -66,6 +81,8 @@ impl Type {
             Type::Sym { user: false } => "ksym".into(),
             Type::Sym { user: true } => "usym".into(),
             Type::Args => "args".into(),
+            Type::Ptr(t) => format!("{} *", ctype_name(t)),
+            Type::Record(r) => ctypes::describe(r),
             Type::None => "none".into(),
         }
     }
@@ -74,8 +91,10 @@ impl Type {
     fn compatible(&self, other: &Type) -> bool {
         matches!(
             (self, other),
-            (Type::Int { .. }, Type::Int { .. })
-                | (Type::Str(_), Type::Str(_))
+            (
+                Type::Int { .. } | Type::Ptr(_),
+                Type::Int { .. } | Type::Ptr(_)
+            ) | (Type::Str(_), Type::Str(_))
                 | (Type::KStack(_), Type::KStack(_))
                 | (Type::UStack(_), Type::UStack(_))
         ) || self == other
@@ -118,6 +137,10 @@ pub trait TracepointSource {
     fn expand(&self, _category: &str, _event: &str) -> anyhow::Result<Vec<(String, String)>> {
         Ok(Vec::new())
     }
+    /// The kernel's types (casts, struct members, enum constants).
+    fn kernel_types(&self) -> &dyn KernelTypes {
+        &ctypes::NoTypes
+    }
 }
 
 /// Tracefs.
@@ -126,6 +149,10 @@ pub struct Tracefs;
 impl TracepointSource for Tracefs {
     fn fields(&self, category: &str, event: &str) -> anyhow::Result<Vec<Field>> {
         super::tpformat::read_fields(category, event)
+    }
+
+    fn kernel_types(&self) -> &dyn KernelTypes {
+        ctypes::kernel()
     }
 
     fn expand(&self, category: &str, event: &str) -> anyhow::Result<Vec<(String, String)>> {
@@ -152,6 +179,24 @@ pub struct Info {
     pub user_pids: bool,
     /// Some probe takes a user stack (walked with unwind tables unless --unwind fp).
     pub ustack: bool,
+    /// Every expression's type, by its span.
+    pub types: HashMap<(usize, usize), Type>,
+    /// The member each `->`/`.` on a record reads, by the field expression's span.
+    pub members: HashMap<(usize, usize), Member>,
+    /// Identifiers and calls that are constants (`TASK_RUNNING`, enum values, `kaddr("avenrun")`).
+    pub constants: HashMap<(usize, usize), u64>,
+}
+
+/// The key of an expression in Info's tables.
+pub fn key(span: Span) -> (usize, usize) {
+    (span.start, span.end)
+}
+
+impl Info {
+    /// An expression's type, as the pass found it.
+    pub fn type_of(&self, e: &Expr) -> Option<&Type> {
+        self.types.get(&key(e.span))
+    }
 }
 
 /// Checks a program.
@@ -168,8 +213,24 @@ pub fn check_with_params(
     params: &[String],
 ) -> Result<Info, Diag> {
     let mut info = Info::default();
+    let kernel = tps.kernel_types();
+    let mut layouts: HashMap<String, Layout> = HashMap::new();
+    for def in &program.structs {
+        let mut members = Vec::new();
+        for (ty, name) in &def.members {
+            members.push((
+                name.clone(),
+                resolve_type(ty, kernel, &layouts).map_err(|m| Diag::new(def.span, m))?,
+            ));
+        }
+        let layout = ctypes::lay_out(&members, def.union, kernel, &layouts)
+            .map_err(|m| Diag::new(def.span, format!("struct {}: {m}", def.name)))?;
+        layouts.insert(def.name.clone(), layout);
+    }
     for probe in &program.probes {
         let mut ctx = ProbeCtx::new(probe, tps)?;
+        ctx.kernel = kernel;
+        ctx.layouts = &layouts;
         ctx.params = params.to_vec();
         if let Some(pred) = &probe.pred {
             let t = ctx.expr(pred, &mut info)?;
@@ -199,6 +260,74 @@ pub fn check_with_params(
     Ok(info)
 }
 
+/// The program's records when a pass has none.
+fn empty_layouts() -> &'static HashMap<String, Layout> {
+    static EMPTY: std::sync::OnceLock<HashMap<String, Layout>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(HashMap::new)
+}
+
+/// A written type as kernel memory holds it: records must exist (in the program or the kernel),
+/// typedefs are looked up in the kernel's BTF.
+fn resolve_type(
+    t: &TypeName,
+    kernel: &dyn KernelTypes,
+    layouts: &HashMap<String, Layout>,
+) -> Result<CType, String> {
+    Ok(match t {
+        TypeName::Int { size, signed } => CType::Int {
+            size: *size,
+            signed: *signed,
+        },
+        TypeName::Void => CType::Void,
+        TypeName::Record { name, union } => {
+            let r = RecordRef::named(name, *union);
+            if !layouts.contains_key(name) {
+                kernel.size_of(&r)?;
+            }
+            CType::Record(r)
+        }
+        TypeName::Named(n) => kernel
+            .typedef(n)
+            .ok_or_else(|| format!("unknown type {n} (not a typedef the kernel's BTF has)"))?,
+        TypeName::Ptr(to) => CType::Ptr(Box::new(resolve_type(to, kernel, layouts)?)),
+        TypeName::Array(of, n) => match resolve_type(of, kernel, layouts)? {
+            CType::Int { size: 1, .. } => CType::Chars(*n),
+            elem => CType::Array {
+                elem: Box::new(elem),
+                len: *n,
+            },
+        },
+    })
+}
+
+/// The value a member or a pointer's target has: integers, pointers, char arrays as strings, records as
+/// their address; what cannot be read yet as Err(what it is).
+fn value_type(t: &CType) -> Result<Type, String> {
+    Ok(match t {
+        CType::Int { size, signed } => Type::Int {
+            size: *size,
+            signed: *signed,
+        },
+        CType::Ptr(to) => Type::Ptr((**to).clone()),
+        CType::Chars(n) => Type::Str(*n),
+        CType::Record(r) => Type::Record(r.clone()),
+        other => return Err(ctype_name(other)),
+    })
+}
+
+/// A C type as C writes it.
+fn ctype_name(t: &CType) -> String {
+    match t {
+        CType::Int { size, signed } => format!("{}int{}", if *signed { "" } else { "u" }, size * 8),
+        CType::Chars(n) => format!("char[{n}]"),
+        CType::Ptr(to) => format!("{} *", ctype_name(to)),
+        CType::Void => "void".into(),
+        CType::Record(r) => ctypes::describe(r),
+        CType::Array { elem, len } => format!("an array ({}[{len}])", ctype_name(elem)),
+        CType::Other(what) => what.clone(),
+    }
+}
+
 /// Which builtins a probe has.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Provider {
@@ -212,7 +341,10 @@ enum Provider {
     Timer,
 }
 
-struct ProbeCtx {
+struct ProbeCtx<'a> {
+    /// The kernel's types and the program's own records (which win).
+    kernel: &'a dyn KernelTypes,
+    layouts: &'a HashMap<String, Layout>,
     /// Field names every tracepoint of the probe has (maybe at different places).
     named_everywhere: Vec<String>,
     params: Vec<String>,
@@ -223,7 +355,7 @@ struct ProbeCtx {
     vars: HashMap<String, Type>,
 }
 
-impl ProbeCtx {
+impl<'a> ProbeCtx<'a> {
     fn new(probe: &Probe, tps: &dyn TracepointSource) -> Result<Self, Diag> {
         let mut providers = Vec::new();
         let mut fields: Option<Vec<Field>> = None;
@@ -278,6 +410,8 @@ impl ProbeCtx {
                 if category.contains(['*', '?', '[']) || event.contains(['*', '?', '[']))
         });
         Ok(Self {
+            kernel: &ctypes::NoTypes,
+            layouts: empty_layouts(),
             named_everywhere: named_everywhere.unwrap_or_default(),
             params: Vec::new(),
             globbed,
@@ -332,7 +466,7 @@ impl ProbeCtx {
             )),
             ExprKind::Var(name) => {
                 let t = self.expr(value, info)?;
-                if matches!(t, Type::None | Type::Args) {
+                if matches!(t, Type::None | Type::Args | Type::Record(_)) {
                     return Err(Diag::new(value.span, "this has no value to assign"));
                 }
                 if op.is_some() && !t.is_int() {
@@ -358,13 +492,13 @@ impl ProbeCtx {
                     (ExprKind::Call { name: f, args }, None) => {
                         match self.aggregation(f, args, value.span, info)? {
                             Some(kind) => kind,
-                            None => MapKind::Value(self.expr(value, info)?),
+                            None => MapKind::Value(self.expr(value, info)?.stored()),
                         }
                     }
-                    _ => MapKind::Value(self.expr(value, info)?),
+                    _ => MapKind::Value(self.expr(value, info)?.stored()),
                 };
                 if let MapKind::Value(t) = &kind {
-                    if matches!(t, Type::None | Type::Args) {
+                    if matches!(t, Type::None | Type::Args | Type::Record(_)) {
                         return Err(Diag::new(value.span, "this has no value to store"));
                     }
                     if op.is_some() && !t.is_int() {
@@ -460,7 +594,7 @@ impl ProbeCtx {
     fn keys(&mut self, keys: &[Expr], info: &mut Info) -> Result<Vec<Type>, Diag> {
         keys.iter()
             .map(|k| {
-                let t = self.expr(k, info)?;
+                let t = self.expr(k, info)?.stored();
                 match t {
                     Type::Int { .. }
                     | Type::Str(_)
@@ -477,7 +611,75 @@ impl ProbeCtx {
             .collect()
     }
 
+    /// An expression's type, noted in `info.types` for code generation.
     fn expr(&mut self, e: &Expr, info: &mut Info) -> Result<Type, Diag> {
+        let t = self.expr_type(e, info)?;
+        info.types.insert(key(e.span), t.clone());
+        Ok(t)
+    }
+
+    /// A record's member, from the program's definitions first, then the kernel's.
+    fn member(&self, r: &RecordRef, field: &str) -> Result<Member, String> {
+        if let RecordRef::Named { name, .. } = r {
+            if let Some(l) = self.layouts.get(name) {
+                return l
+                    .members
+                    .iter()
+                    .find(|(n, _)| n == field)
+                    .map(|(_, m)| m.clone())
+                    .ok_or_else(|| format!("{} has no field named {field}", ctypes::describe(r)));
+            }
+        }
+        self.kernel.member(r, field)
+    }
+
+    /// `base->field` / `base.field` on a pointer to a record or a record.
+    fn record_field(
+        &mut self,
+        e: &Expr,
+        base: &Type,
+        field: &str,
+        info: &mut Info,
+    ) -> Result<Type, Diag> {
+        let r = match base {
+            Type::Ptr(CType::Record(r)) | Type::Record(r) => r,
+            Type::Ptr(t) => {
+                return Err(Diag::new(
+                    e.span,
+                    format!(
+                        "{} * has no fields: it does not point to a struct",
+                        ctype_name(t)
+                    ),
+                ))
+            }
+            t => {
+                return Err(Diag::new(
+                    e.span,
+                    format!(
+                        "{} has no fields (cast it to a struct pointer first: (struct NAME *)...)",
+                        t.name()
+                    ),
+                ))
+            }
+        };
+        let m = self.member(r, field).map_err(|m| Diag::new(e.span, m))?;
+        let t = value_type(&m.ty).map_err(|what| {
+            Diag::new(
+                e.span,
+                format!("{field} is {what}, which trace cannot read yet"),
+            )
+        })?;
+        if m.bits.is_some() && !t.is_int() {
+            return Err(Diag::new(
+                e.span,
+                format!("{field}: a bitfield that is not an integer"),
+            ));
+        }
+        info.members.insert(key(e.span), m);
+        Ok(t)
+    }
+
+    fn expr_type(&mut self, e: &Expr, info: &mut Info) -> Result<Type, Diag> {
         use Provider::*;
         Ok(match &e.kind {
             ExprKind::Int(_) => Type::S64,
@@ -491,7 +693,8 @@ impl ProbeCtx {
             })?,
             ExprKind::Ident(name) => match name.as_str() {
                 "pid" | "tid" | "uid" | "gid" | "cpu" | "rand" | "cpid" => Type::U32,
-                "nsecs" | "elapsed" | "cgroup" | "curtask" => Type::U64,
+                "nsecs" | "elapsed" | "cgroup" => Type::U64,
+                "curtask" => Type::Ptr(CType::Record(RecordRef::named("task_struct", false))),
                 "comm" => Type::Str(16),
                 "probe" => Type::Point { func: false },
                 "kstack" => {
@@ -523,12 +726,60 @@ impl ProbeCtx {
                     self.require(e.span, name, &[Kprobe, Uprobe, Usdt])?;
                     Type::U64
                 }
-                _ => return Err(Diag::new(e.span, format!("unknown identifier: {name}"))),
+                n => match ctypes::macro_value(n).or_else(|| self.kernel.enum_value(n)) {
+                    Some(v) => {
+                        info.constants.insert(key(e.span), v as u64);
+                        Type::S64
+                    }
+                    None => return Err(Diag::new(e.span, format!("unknown identifier: {name}"))),
+                },
             },
+            ExprKind::Cast { ty, expr } => {
+                let from = self.expr(expr, info)?;
+                if !from.is_int() {
+                    return Err(Diag::new(
+                        expr.span,
+                        format!("cannot cast {} to a number or pointer", from.name()),
+                    ));
+                }
+                match resolve_type(ty, self.kernel, self.layouts)
+                    .map_err(|m| Diag::new(e.span, m))?
+                {
+                    CType::Int { size, signed } => Type::Int { size, signed },
+                    CType::Ptr(to) => Type::Ptr(*to),
+                    other => {
+                        return Err(Diag::new(
+                            e.span,
+                            format!(
+                                "cannot cast to {} (to a pointer to it, yes)",
+                                ctype_name(&other)
+                            ),
+                        ))
+                    }
+                }
+            }
+            ExprKind::Unary { op: "*", expr } => {
+                let t = self.expr(expr, info)?;
+                match t {
+                    Type::Ptr(CType::Void) | Type::Int { .. } => Type::U64,
+                    Type::Ptr(to) => value_type(&to).map_err(|what| {
+                        Diag::new(
+                            e.span,
+                            format!("* reads {what}, which trace cannot read yet"),
+                        )
+                    })?,
+                    t => {
+                        return Err(Diag::new(
+                            e.span,
+                            format!("* cannot read through {}", t.name()),
+                        ))
+                    }
+                }
+            }
             ExprKind::Field { base, field } => {
                 let t = self.expr(base, info)?;
                 if t != Type::Args {
-                    return Err(Diag::new(e.span, format!("{} has no fields", t.name())));
+                    return self.record_field(e, &t, field, info);
                 }
                 match &self.fields {
                     None => return Err(Diag::new(e.span, "this probe has no tracepoint fields")),
@@ -558,7 +809,10 @@ impl ProbeCtx {
                                 size: f.size,
                                 signed: *signed,
                             },
-                            FieldType::Ptr => Type::U64,
+                            FieldType::Ptr(Some(record)) => {
+                                Type::Ptr(CType::Record(RecordRef::named(record, false)))
+                            }
+                            FieldType::Ptr(None) => Type::Ptr(CType::Void),
                             FieldType::Chars(n) => Type::Str(*n),
                             FieldType::Other(t) => {
                                 return Err(Diag::new(
@@ -597,7 +851,10 @@ impl ProbeCtx {
                 Type::S64
             }
             ExprKind::Binary { op, lhs, rhs } => {
-                let (a, b) = (self.expr(lhs, info)?, self.expr(rhs, info)?);
+                let (a, b) = (
+                    self.expr(lhs, info)?.stored(),
+                    self.expr(rhs, info)?.stored(),
+                );
                 match (&a, &b) {
                     (Type::Int { .. }, Type::Int { .. }) => {
                         if matches!(*op, "==" | "!=" | "<" | "<=" | ">" | ">=" | "&&" | "||") {
@@ -722,6 +979,23 @@ impl ProbeCtx {
                 }
                 check_printf(&fmt, &types, span)?;
                 Type::None
+            }
+            "kaddr" => {
+                arity(1, 1)?;
+                let ExprKind::Str(sym) = &args[0].kind else {
+                    return Err(Diag::new(
+                        args[0].span,
+                        "kaddr() takes a symbol's name in quotes",
+                    ));
+                };
+                let addr = self.kernel.symbol(sym).ok_or_else(|| {
+                    Diag::new(
+                        args[0].span,
+                        format!("no kernel symbol {sym} (/proc/kallsyms)"),
+                    )
+                })?;
+                info.constants.insert(key(span), addr);
+                Type::U64
             }
             "str" => {
                 arity(1, 2)?;
@@ -1015,6 +1289,125 @@ mod tests {
                 _ => vec![],
             })
         }
+
+        fn kernel_types(&self) -> &dyn KernelTypes {
+            &FakeTypes
+        }
+    }
+
+    /// struct task_struct { int pid @8; char comm[16] @16; struct task_struct *real_parent @32;
+    /// unsigned int flags:3 @40 bit 2; }, 48 bytes; enum { FAKE_CONST = 7 }.
+    struct FakeTypes;
+
+    impl KernelTypes for FakeTypes {
+        fn member(&self, record: &RecordRef, field: &str) -> Result<Member, String> {
+            if *record != RecordRef::named("task_struct", false) {
+                return Err(format!("the kernel has no {}", ctypes::describe(record)));
+            }
+            let (offset, bits, ty) = match field {
+                "pid" => (
+                    8,
+                    None,
+                    CType::Int {
+                        size: 4,
+                        signed: true,
+                    },
+                ),
+                "comm" => (16, None, CType::Chars(16)),
+                "real_parent" => (
+                    32,
+                    None,
+                    CType::Ptr(Box::new(CType::Record(record.clone()))),
+                ),
+                "flags" => (
+                    40,
+                    Some((2, 3)),
+                    CType::Int {
+                        size: 4,
+                        signed: false,
+                    },
+                ),
+                _ => return Err(format!("struct task_struct has no field named {field}")),
+            };
+            Ok(Member { offset, bits, ty })
+        }
+        fn size_of(&self, record: &RecordRef) -> Result<usize, String> {
+            match record {
+                RecordRef::Named { name, .. } if name == "task_struct" => Ok(48),
+                r => Err(format!("the kernel has no {}", ctypes::describe(r))),
+            }
+        }
+        fn typedef(&self, _: &str) -> Option<CType> {
+            None
+        }
+        fn enum_value(&self, name: &str) -> Option<i64> {
+            (name == "FAKE_CONST").then_some(7)
+        }
+        fn symbol(&self, _: &str) -> Option<u64> {
+            None
+        }
+    }
+
+    #[test]
+    fn casts_and_struct_members_are_typed_from_kernel_and_program_types() {
+        let src = "struct mine { char a; struct task_struct t; long b; };\n\
+                   k:f { $t = (struct task_struct *)arg0; @[$t->real_parent->comm] = count(); \
+                   @p = $t->real_parent->pid + $t->flags; @c = curtask->pid; \
+                   @m = ((struct mine *)arg1)->t.comm; @n = ((struct mine *)arg1)->b; \
+                   @k = TASK_RUNNING + FAKE_CONST; @i = (int8)arg2; }";
+        let program = parse(src).unwrap();
+        let info = check(&program, &Fake).unwrap();
+        let member = |text: &str| {
+            let at = src.find(text).unwrap();
+            info.members[&(at, at + text.len())].clone()
+        };
+        assert_eq!(member("$t->real_parent->comm").offset, 16);
+        assert_eq!(member("$t->flags").bits, Some((2, 3)));
+        // The program's struct, laid out by C's rules: t after a char, aligned to 8; b after t's 48 bytes.
+        assert_eq!(member("(struct mine *)arg1)->t").offset, 8);
+        assert_eq!(member("(struct mine *)arg1)->b").offset, 56);
+        assert_eq!(info.maps["m"].kind, MapKind::Value(Type::Str(16)));
+        assert_eq!(info.maps[""].keys, vec![Type::Str(16)]);
+        assert_eq!(
+            info.maps["c"].kind,
+            MapKind::Value(Type::Int {
+                size: 4,
+                signed: true
+            })
+        );
+        assert_eq!(
+            info.maps["i"].kind,
+            MapKind::Value(Type::Int {
+                size: 1,
+                signed: true
+            })
+        );
+        let at = src.find("TASK_RUNNING").unwrap();
+        assert_eq!(info.constants[&(at, at + 12)], 0);
+        let at = src.find("FAKE_CONST").unwrap();
+        assert_eq!(info.constants[&(at, at + 10)], 7);
+    }
+
+    #[test]
+    fn struct_errors_say_what_is_missing() {
+        let e = err("k:f { @ = arg0->pid; }");
+        assert!(
+            e.contains("uint64 has no fields (cast it to a struct pointer first"),
+            "{e}"
+        );
+        let e = err("k:f { @ = ((struct task_struct *)arg0)->nope; }");
+        assert!(
+            e.contains("struct task_struct has no field named nope"),
+            "{e}"
+        );
+        let e = err("k:f { @ = ((struct sock *)arg0)->sk; }");
+        assert!(e.contains("the kernel has no struct sock"), "{e}");
+        let e = err("k:f { @ = (struct task_struct)arg0; }");
+        assert!(e.contains("cannot cast to struct task_struct"), "{e}");
+        let e = err("k:f { @ = ((struct task_struct *)arg0)->real_parent->comm->x; }");
+        assert!(e.contains("string[16] has no fields"), "{e}");
+        let e = err("k:f { @ = NO_SUCH_CONSTANT; }");
+        assert!(e.contains("unknown identifier: NO_SUCH_CONSTANT"), "{e}");
     }
 
     #[test]

@@ -9,8 +9,9 @@ pub enum FieldType {
     Int { signed: bool },
     /// A character array, read as a string (`char prev_comm[16]`).
     Chars(usize),
-    /// A pointer (`const char * filename`): an address; `str()` reads the string it points to.
-    Ptr,
+    /// A pointer (`const char * filename`): an address; `str()` reads the string it points to. A pointer
+    /// to a struct names it (`struct __kernel_timespec * rqtp`): `->` reads its members.
+    Ptr(Option<String>),
     /// Other arrays and `__data_loc` fields: not readable yet.
     Other(String),
 }
@@ -60,7 +61,14 @@ pub fn parse_format(text: &str) -> Result<Vec<Field>> {
                 _ => FieldType::Other(format!("{ty_text} {name}")),
             }
         } else if ty_text.contains('*') {
-            FieldType::Ptr
+            let words: Vec<&str> = ty_text
+                .split(|c: char| c.is_whitespace() || c == '*')
+                .filter(|w| !w.is_empty() && !matches!(*w, "const" | "volatile" | "__user"))
+                .collect();
+            match (words.as_slice(), ty_text.matches('*').count()) {
+                (["struct", name], 1) => FieldType::Ptr(Some(name.to_string())),
+                _ => FieldType::Ptr(None),
+            }
         } else {
             FieldType::Int { signed }
         };
@@ -158,7 +166,7 @@ print fmt: \"dfd: 0x%08lx\", ((unsigned long)(REC->dfd))
         // Declared `int` in an 8-byte slot marked unsigned: read as a signed 4-byte int, as bpftrace does.
         assert_eq!((by("dfd").offset, by("dfd").size), (16, 4));
         assert_eq!(by("dfd").ty, FieldType::Int { signed: true });
-        assert_eq!(by("filename").ty, FieldType::Ptr);
+        assert_eq!(by("filename").ty, FieldType::Ptr(None));
         assert_eq!(by("prev_comm").ty, FieldType::Chars(16));
         assert!(matches!(by("name").ty, FieldType::Other(_)));
         assert_eq!(f.len(), 7);

@@ -530,13 +530,19 @@ impl Running {
         header_on_stderr: bool,
         prefix: &str,
     ) -> Self {
-        let mut child = bpfprof()
-            .args(args)
-            .envs(env.iter().copied())
+        let mut cmd = bpfprof();
+        cmd.args(args).envs(env.iter().copied());
+        Self::start_command(cmd, header_on_stderr, prefix)
+    }
+
+    /// The same for any tracer's command (bpftrace's, to compare with).
+    pub fn start_command(mut cmd: Command, header_on_stderr: bool, prefix: &str) -> Self {
+        let args = format!("{cmd:?}");
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("starting bpfprof");
+            .expect("starting a tracer");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
         let mut header = String::new();
@@ -545,7 +551,7 @@ impl Running {
         } else {
             &mut stdout
         };
-        let guard = HangGuard::new(child.id(), &format!("bpfprof {args:?}"));
+        let guard = HangGuard::new(child.id(), &args);
         reader.read_line(&mut header).expect("reading the header");
         drop(guard);
         if !header.starts_with(prefix) {
@@ -554,7 +560,7 @@ impl Running {
             let _ = child.wait();
             let mut err = String::new();
             let _ = stderr.read_to_string(&mut err);
-            panic!("bpfprof {args:?} did not start: {header:?}\nstderr: {err}");
+            panic!("{args} did not start: {header:?}\nstderr: {err}");
         }
         Self {
             child,
@@ -562,6 +568,27 @@ impl Running {
             stderr,
             header,
         }
+    }
+
+    /// Reads stdout up to and including the first line that starts with `prefix` (lines a BEGIN probe
+    /// prints after the header), bounded as the header's wait; returns what it read.
+    pub fn wait_for_line(&mut self, prefix: &str) -> String {
+        let guard = HangGuard::new(self.child.id(), "a tracer's output line");
+        let mut read = String::new();
+        loop {
+            let mut line = String::new();
+            let n = self.stdout.read_line(&mut line).expect("reading stdout");
+            read.push_str(&line);
+            if n == 0 || line.starts_with(prefix) {
+                break;
+            }
+        }
+        drop(guard);
+        assert!(
+            read.lines().any(|l| l.starts_with(prefix)),
+            "no line {prefix:?} in {read:?}"
+        );
+        read
     }
 
     /// SIGKILL: no chance to clean up. Waits until it is gone.

@@ -715,8 +715,11 @@ fn bpftraces_own_tools_dry_run() {
         "cpuwalk",
         "gethostlatency",
         "killsnoop",
+        "naptime",
         "pidpersec",
+        "runqlat",
         "setuids",
+        "ssllatency",
         "sslsnoop",
         "swapin",
         "syncsnoop",
@@ -726,6 +729,18 @@ fn bpftraces_own_tools_dry_run() {
         "vfsstat",
         "writeback",
         "xfsdist",
+    ];
+    // Tools that name kernel structs' members, or kernel symbols, that kernels rename or lack: they pass
+    // where the kernel has them (this project's CI kernel: all but runqlen, whose cfs_rq.nr_running 6.14
+    // renamed, and loads, whose avenrun is not in kallsyms), and elsewhere fail saying what is missing,
+    // as bpftrace does.
+    let typed = [
+        "biosnoop", "dcsnoop", "mdflush", "tcpsynbl", "runqlen", "loads",
+    ];
+    let missing = [
+        "has no field named",
+        "the kernel has no",
+        "no kernel symbol",
     ];
     let mut tools: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/sbin")
         .expect("/usr/sbin")
@@ -749,6 +764,14 @@ fn bpftraces_own_tools_dry_run() {
             .expect("running bpfprof");
         let stderr = String::from_utf8_lossy(&out.stderr);
         let want = passing.contains(&name.as_str());
+        if typed.contains(&name.as_str()) {
+            let line = stderr.lines().next().unwrap_or("");
+            assert!(
+                out.status.success() || missing.iter().any(|m| line.contains(m)),
+                "{name}: {stderr}"
+            );
+            continue;
+        }
         if out.status.success() != want {
             wrong.push(format!("{name}: {}", stderr.lines().next().unwrap_or("")));
         } else if !want {
@@ -817,4 +840,74 @@ fn bpftraces_syscount_runs_unchanged() {
         processes.iter().any(|(k, n)| k == "calls" && *n >= calls),
         "{out}"
     );
+}
+
+/// bpftrace's own naptime.bt, unchanged (a cast of curtask to `struct task_struct *`, members read
+/// through BTF two pointers deep, and a system call's pointer argument read through its struct), beside
+/// bpftrace on the same two nanosleeps of this test's thread: the same lines but for the time of day, and
+/// the values this process knows (its parent's pid and comm, its own pid and the thread's comm).
+#[test]
+fn bpftraces_naptime_reads_kernel_structs_as_bpftrace() {
+    let Some(_lock) = bpf_test("bpftraces_naptime_reads_kernel_structs_as_bpftrace") else {
+        return;
+    };
+    let header = "TIME     PPID   PCOMM            PID    COMM             SECONDS";
+    let mut ours = Running::start(
+        &["trace", "/usr/sbin/naptime.bt"],
+        &[],
+        false,
+        "Attaching 2 probes...",
+    );
+    ours.wait_for_line(header);
+    let mut bt = std::process::Command::new("bpftrace");
+    bt.arg("/usr/sbin/naptime.bt");
+    let mut theirs = Running::start_command(bt, false, "Attaching 2 probes...");
+    theirs.wait_for_line(header);
+    // Two naps by system call (glibc's nanosleep() calls clock_nanosleep, which naptime does not trace).
+    for ns in [150_000_000i64, 20_000_000] {
+        let t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: ns,
+        };
+        // SAFETY: a valid timespec and a null remainder.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_nanosleep,
+                &t,
+                std::ptr::null_mut::<libc::timespec>(),
+            )
+        };
+        assert_eq!(r, 0, "nanosleep");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (ours, _) = ours.finish(true);
+    let (theirs, _) = theirs.finish(true);
+    // This process's lines (others may nap meanwhile), without the time of day.
+    let pid = std::process::id();
+    let lines = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.len() > 9 && l.split_whitespace().nth(3) == Some(&pid.to_string()))
+            .map(|l| l[9..].to_string())
+            .collect()
+    };
+    let comm = |p: String| {
+        std::fs::read_to_string(p)
+            .expect("a comm")
+            .trim()
+            .to_string()
+    };
+    // SAFETY: no arguments.
+    let (ppid, tid) = unsafe { (libc::getppid(), libc::syscall(libc::SYS_gettid)) };
+    let want: Vec<String> = ["0.150", "0.020"]
+        .iter()
+        .map(|secs| {
+            format!(
+                "{ppid:<6} {:<16} {pid:<6} {:<16} {secs}",
+                comm(format!("/proc/{ppid}/comm")),
+                comm(format!("/proc/self/task/{tid}/comm"))
+            )
+        })
+        .collect();
+    assert_eq!(lines(&ours), want, "ours:\n{ours}");
+    assert_eq!(lines(&theirs), want, "bpftrace's:\n{theirs}");
 }
