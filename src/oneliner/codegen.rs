@@ -60,6 +60,9 @@ pub struct ProbeEnv<'a> {
     pub params: &'a [String],
     /// User stacks are walked by the linked subprogram of ustack.rs (unwind tables), not bpf_get_stackid.
     pub unwound_ustack: bool,
+    /// The tracepoint's own fields, where the probe's tracepoints hold them at different places (one
+    /// program per tracepoint); else the probe's (Info::args).
+    pub fields: Option<&'a [Field]>,
 }
 
 impl ProbeEnv<'_> {
@@ -128,7 +131,9 @@ pub fn probe_program(
         asm,
         maps,
         info,
-        fields: info.args.get(index).and_then(|f| f.as_deref()),
+        fields: env
+            .fields
+            .or_else(|| info.args.get(index).and_then(|f| f.as_deref())),
         sp: 0,
         vars: Vec::new(),
         printfs,

@@ -130,7 +130,9 @@ fn load_and_attach(
     // A fentry/fexit program is loaded for its one function; before 5.15 (no BPF cookies) a program
     // cannot tell its points apart at run time (probe, func, a USDT probe's arguments): one program per
     // point, each knowing its own.
+    // Tracepoints that hold a field `args` reads at different places: one program each, too.
     let per_point = matches!(pts[0].how, How::Fentry { .. })
+        || env.info.args_vary.get(index).copied().unwrap_or(false)
         || (pts.len() > 1
             && !matches!(pts[0].how, How::Special)
             && !crate::bpf::kernel_has_cookies());
@@ -204,7 +206,15 @@ fn load_probe(
     pts: &[Point],
     first: u64,
 ) -> Result<(OwnedFd, bool)> {
+    // A tracepoint's own fields, for a probe whose tracepoints differ in where theirs lie.
+    let own_fields = match &pts[0].how {
+        How::Tracepoint { category, event } if env.info.args_vary.get(index) == Some(&true) => {
+            Some(super::tpformat::read_fields(category, event)?)
+        }
+        _ => None,
+    };
     let penv = ProbeEnv {
+        fields: own_fields.as_deref(),
         points: pts,
         first_point: first,
         start_ns: env.start_ns,

@@ -172,6 +172,9 @@ pub struct Info {
     reads: Vec<(String, Span)>,
     /// Per probe (by index), the tracepoint fields `args` has (tracepoint probes only).
     pub args: Vec<Option<Vec<Field>>>,
+    /// Per probe, whether its tracepoints hold those fields at different places (then each gets a
+    /// program of its own, built with its own fields).
+    pub args_vary: Vec<bool>,
     /// The depths of the stacks probes take (kstack: 127, kstack(3): 3): a stack map each (a stack
     /// map keeps as many frames as its values hold, and stacks equal in those are one id).
     pub stacks: std::collections::BTreeSet<usize>,
@@ -243,6 +246,7 @@ pub fn check_with_params(
         }
         ctx.stmts(&probe.body, &mut info)?;
         info.args.push(ctx.fields);
+        info.args_vary.push(ctx.varying);
     }
     if let Some((name, span)) = info.reads.iter().find(|(n, _)| !info.maps.contains_key(n)) {
         return Err(Diag::new(
@@ -342,6 +346,8 @@ enum Provider {
 }
 
 struct ProbeCtx<'a> {
+    /// Its tracepoints hold a field `args` reads at different places.
+    varying: bool,
     /// The kernel's types and the program's own records (which win).
     kernel: &'a dyn KernelTypes,
     layouts: &'a HashMap<String, Layout>,
@@ -360,6 +366,7 @@ impl<'a> ProbeCtx<'a> {
         let mut providers = Vec::new();
         let mut fields: Option<Vec<Field>> = None;
         let mut named_everywhere: Option<Vec<String>> = None;
+        let mut varying = false;
         for a in &probe.attach {
             let p = match &a.kind {
                 Attach::Begin | Attach::End => Provider::Special,
@@ -386,8 +393,20 @@ impl<'a> ProbeCtx<'a> {
                         fields = Some(match fields {
                             None => f,
                             // Several tracepoints in one probe: `args` has the fields they share (same
-                            // name, place and type).
-                            Some(prev) => prev.into_iter().filter(|x| f.contains(x)).collect(),
+                            // name, size and type; at different places, each tracepoint gets a program
+                            // of its own, which reads it at its place).
+                            Some(prev) => prev
+                                .into_iter()
+                                .filter(|x| {
+                                    f.iter().any(|y| {
+                                        if y.name == x.name && y.size == x.size && y.ty == x.ty {
+                                            varying |= y.offset != x.offset;
+                                            return true;
+                                        }
+                                        false
+                                    })
+                                })
+                                .collect(),
                         });
                     }
                     Provider::Tracepoint
@@ -410,6 +429,7 @@ impl<'a> ProbeCtx<'a> {
                 if category.contains(['*', '?', '[']) || event.contains(['*', '?', '[']))
         });
         Ok(Self {
+            varying,
             kernel: &ctypes::NoTypes,
             layouts: empty_layouts(),
             named_everywhere: named_everywhere.unwrap_or_default(),
@@ -796,7 +816,7 @@ impl<'a> ProbeCtx<'a> {
                                 names.join(", ")
                             };
                             let msg = if self.named_everywhere.contains(field) {
-                                format!("the tracepoints matched all have a field {field}, but not at one place with one type: trace cannot read it from one program yet (name the tracepoints in separate probes)")
+                                format!("the tracepoints matched all have a field {field}, but not of one type and size (name the tracepoints in separate probes)")
                             } else if self.providers.len() > 1 || self.globbed {
                                 format!("the tracepoints matched have no field {field} in common (fields they share: {names})")
                             } else {

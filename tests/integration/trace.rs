@@ -716,11 +716,13 @@ fn bpftraces_own_tools_dry_run() {
         "gethostlatency",
         "killsnoop",
         "naptime",
+        "opensnoop",
         "pidpersec",
         "runqlat",
         "setuids",
         "ssllatency",
         "sslsnoop",
+        "statsnoop",
         "swapin",
         "syncsnoop",
         "syscount",
@@ -910,4 +912,75 @@ fn bpftraces_naptime_reads_kernel_structs_as_bpftrace() {
         .collect();
     assert_eq!(lines(&ours), want, "ours:\n{ours}");
     assert_eq!(lines(&theirs), want, "bpftrace's:\n{theirs}");
+}
+
+/// bpftrace's own opensnoop.bt, unchanged: one probe over open and openat, whose records hold
+/// `filename` at different places (a program per tracepoint), beside bpftrace on 5 opens of a file and
+/// 3 of a path that does not exist: the same lines, each open seen once, with its fd or errno.
+#[test]
+fn bpftraces_opensnoop_reads_each_tracepoints_fields_where_they_lie() {
+    let Some(_lock) = bpf_test("bpftraces_opensnoop_reads_each_tracepoints_fields_where_they_lie")
+    else {
+        return;
+    };
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let there = dir.join("opensnoop-there");
+    std::fs::write(&there, "x").expect("a file to open");
+    let header = "PID    COMM               FD ERR PATH";
+    let mut ours = Running::start(
+        &["trace", "/usr/sbin/opensnoop.bt"],
+        &[],
+        false,
+        "Attaching 6 probes...",
+    );
+    ours.wait_for_line(header);
+    let mut bt = std::process::Command::new("bpftrace");
+    bt.arg("/usr/sbin/opensnoop.bt");
+    let mut theirs = Running::start_command(bt, false, "Attaching 6 probes...");
+    theirs.wait_for_line(header);
+    let missing = dir.join("opensnoop-missing");
+    let mut fds = Vec::new();
+    for _ in 0..5 {
+        fds.push(std::fs::File::open(&there).expect("opening"));
+    }
+    for _ in 0..3 {
+        assert!(std::fs::File::open(&missing).is_err());
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (ours, _) = ours.finish(true);
+    let (theirs, _) = theirs.finish(true);
+    let mine = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.contains("opensnoop-"))
+            .map(str::to_string)
+            .collect()
+    };
+    use std::os::fd::AsRawFd;
+    let pid = std::process::id();
+    // SAFETY: no arguments.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).expect("comm");
+    let mut want: Vec<String> = fds
+        .iter()
+        .map(|f| {
+            format!(
+                "{pid:<6} {:<16} {:>4} {:>3} {}",
+                comm.trim(),
+                f.as_raw_fd(),
+                0,
+                there.display()
+            )
+        })
+        .collect();
+    want.extend((0..3).map(|_| {
+        format!(
+            "{pid:<6} {:<16} {:>4} {:>3} {}",
+            comm.trim(),
+            -1,
+            2,
+            missing.display()
+        )
+    }));
+    assert_eq!(mine(&ours), want, "ours:\n{ours}");
+    assert_eq!(mine(&theirs), want, "bpftrace's:\n{theirs}");
 }
