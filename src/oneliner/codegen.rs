@@ -79,10 +79,22 @@ impl ProbeEnv<'_> {
 pub struct PrintfSpec {
     pub format: String,
     pub args: Vec<Type>,
+    pub kind: RecordKind,
+}
+
+/// What a printf-like record prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    Printf,
     /// time(): `format` is strftime's, of the local time when user space reads the record (as
     /// bpftrace, whose time() is also printed then).
-    pub time: bool,
+    Time,
+    /// join(): the record's strings up to the first empty one, `format` between them, and a newline.
+    Join,
 }
+
+/// join(): the most strings it reads from the array (bpftrace's default), each of STR_LEN bytes at most.
+pub const JOIN_ARGS: usize = 16;
 
 /// A value on the stack: an integer in an 8-byte slot, or a buffer of bytes (strings).
 #[derive(Clone, Copy, Debug)]
@@ -1224,7 +1236,7 @@ impl Gen<'_> {
                 self.printfs.push(PrintfSpec {
                     format: format.clone(),
                     args: types.clone(),
-                    time: false,
+                    kind: RecordKind::Printf,
                 });
                 let done = self.asm.label();
                 self.lookup_slot0(raw_fd(&self.maps.scratch))?;
@@ -1246,6 +1258,63 @@ impl Gen<'_> {
                 self.asm.mov_imm(R0, 0);
                 self.int_slot_from(R0)
             }
+            "join" => {
+                let delim = match args.get(1).map(|a| &a.kind) {
+                    Some(ExprKind::Str(d)) => d.clone(),
+                    _ => " ".to_string(),
+                };
+                let array = self.expr(&args[0])?;
+                let id = self.printfs.len() as u64;
+                self.printfs.push(PrintfSpec {
+                    format: delim,
+                    args: vec![Type::Str(STR_LEN); JOIN_ARGS],
+                    kind: RecordKind::Join,
+                });
+                // The record in the per-CPU scratch buffer: its id, then each string in STR_LEN bytes.
+                let size = 8 + JOIN_ARGS * STR_LEN;
+                let ptr = self.alloc(8)?;
+                let (done, send) = (self.asm.label(), self.asm.label());
+                self.lookup_slot0(raw_fd(&self.maps.scratch))?;
+                self.asm.jmp_imm(Cond::Eq, R0, 0, done);
+                self.asm.mov_reg(R6, R0);
+                for i in (0..size).step_by(8) {
+                    self.asm.store_imm(Size::DW, R6, i as i16, 0);
+                }
+                self.asm.ld_imm64(R0, id);
+                self.asm.store_reg(Size::DW, R6, 0, R0);
+                for i in 0..JOIN_ARGS {
+                    // The i-th pointer (a user array where its address is a user one), then its string.
+                    let (user, read) = (self.asm.label(), self.asm.label());
+                    self.addr(R1, ptr);
+                    self.asm.mov_imm(R2, 8);
+                    self.load_int(R3, array);
+                    self.asm.alu_imm(Alu::Add, R3, 8 * i as i32);
+                    self.asm.jmp_imm(Cond::Sge, R3, 0, user);
+                    self.asm.call(HELPER_READ_KERNEL);
+                    self.asm.ja(read);
+                    self.asm.bind(user);
+                    self.asm.call(HELPER_READ_USER);
+                    self.asm.bind(read);
+                    self.asm.jmp_imm(Cond::Ne, R0, 0, send);
+                    self.asm.load(Size::DW, R3, FP, ptr);
+                    self.asm.jmp_imm(Cond::Eq, R3, 0, send);
+                    let got = self.asm.label();
+                    for helper in [HELPER_READ_USER_STR, HELPER_READ_KERNEL_STR] {
+                        self.asm.mov_reg(R1, R6);
+                        self.asm.alu_imm(Alu::Add, R1, (8 + i * STR_LEN) as i32);
+                        self.asm.mov_imm(R2, STR_LEN as i32);
+                        self.asm.load(Size::DW, R3, FP, ptr);
+                        self.asm.call(helper);
+                        self.asm.jmp_imm(Cond::Sgt, R0, 0, got);
+                    }
+                    self.asm.bind(got);
+                }
+                self.asm.bind(send);
+                self.output_from(Some(R6), 0, size)?;
+                self.asm.bind(done);
+                self.asm.mov_imm(R0, 0);
+                self.int_slot_from(R0)
+            }
             "time" => {
                 // A record of its id alone: the time is taken and formatted in user space.
                 let format = match args.first().map(|a| &a.kind) {
@@ -1256,7 +1325,7 @@ impl Gen<'_> {
                 self.printfs.push(PrintfSpec {
                     format,
                     args: Vec::new(),
-                    time: true,
+                    kind: RecordKind::Time,
                 });
                 let rec = self.alloc(8)?;
                 self.asm.ld_imm64(R0, id);

@@ -50,6 +50,20 @@ fn int_at(b: &[u8], at: usize) -> i64 {
 }
 
 /// Formats a printf record: `%d %i %u %x %X %o %c %p %s %%`, with flags, width and precision as C's.
+/// join()'s line: the record's strings (STR_LEN bytes each) up to the first empty one, `delim` between
+/// them, and a newline.
+pub fn join(delim: &str, data: &[u8]) -> String {
+    let parts: Vec<String> = data
+        .chunks(super::codegen::STR_LEN)
+        .map(|c| {
+            String::from_utf8_lossy(&c[..c.iter().position(|&b| b == 0).unwrap_or(c.len())])
+                .into_owned()
+        })
+        .take_while(|s| !s.is_empty())
+        .collect();
+    parts.join(delim) + "\n"
+}
+
 pub fn printf(format: &str, args: &[Type], data: &[u8], r: &dyn Resolve) -> String {
     let mut out = String::new();
     let mut at = 0;

@@ -9,7 +9,7 @@ use libbpf_rs::{MapCore, MapFlags};
 
 use super::ast::{Attach, Program};
 use super::codegen::{
-    self, PrintfSpec, ProbeEnv, MAP_OP_CLEAR, MAP_OP_PRINT, MAP_OP_ZERO, RECORD_EXIT,
+    self, PrintfSpec, ProbeEnv, RecordKind, MAP_OP_CLEAR, MAP_OP_PRINT, MAP_OP_ZERO, RECORD_EXIT,
     RECORD_MAP_OP, RECORD_PID,
 };
 use super::insn::{self, Insn};
@@ -423,11 +423,13 @@ impl Printer<'_> {
             return Ok(false);
         }
         if let Some(spec) = self.printfs.get(id as usize) {
-            let (text, kind) = if spec.time {
-                (output::local_time(&spec.format), "time")
-            } else {
-                let text = output::printf(&spec.format, &spec.args, &bytes[8..], &self.names);
-                (text, "printf")
+            let (text, kind) = match spec.kind {
+                RecordKind::Time => (output::local_time(&spec.format), "time"),
+                RecordKind::Join => (output::join(&spec.format, &bytes[8..]), "join"),
+                RecordKind::Printf => {
+                    let text = output::printf(&spec.format, &spec.args, &bytes[8..], &self.names);
+                    (text, "printf")
+                }
             };
             if self.json {
                 write_stdout(&(output::text_json(kind, &text) + "\n"))?;

@@ -1052,6 +1052,25 @@ impl<'a> ProbeCtx<'a> {
                 arity(0, 0)?;
                 Type::None
             }
+            "join" => {
+                arity(1, 2)?;
+                let t = self.expr(&args[0], info)?;
+                if !t.is_int() {
+                    return Err(Diag::new(
+                        args[0].span,
+                        format!(
+                            "join() takes an array of string pointers (char **), not {}",
+                            t.name()
+                        ),
+                    ));
+                }
+                if let Some(d) = args.get(1) {
+                    if !matches!(d.kind, ExprKind::Str(_)) {
+                        return Err(Diag::new(d.span, "join()'s delimiter is a string literal"));
+                    }
+                }
+                Type::None
+            }
             "time" => {
                 arity(0, 1)?;
                 if let Some(a) = args.first() {

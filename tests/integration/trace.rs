@@ -713,6 +713,7 @@ fn bpftraces_own_tools_dry_run() {
         "bitesize",
         "capable",
         "cpuwalk",
+        "execsnoop",
         "gethostlatency",
         "killsnoop",
         "naptime",
@@ -981,6 +982,51 @@ fn bpftraces_opensnoop_reads_each_tracepoints_fields_where_they_lie() {
             missing.display()
         )
     }));
+    assert_eq!(mine(&ours), want, "ours:\n{ours}");
+    assert_eq!(mine(&theirs), want, "bpftrace's:\n{theirs}");
+}
+
+/// bpftrace's own execsnoop.bt, unchanged (join() of a system call's argv, one probe over the exec
+/// family's tracepoints): beside bpftrace, 5 execs of /bin/true with known arguments give 5 lines each,
+/// the same but for the time, with the pid and every argument.
+#[test]
+fn bpftraces_execsnoop_joins_argv_as_bpftrace() {
+    let Some(_lock) = bpf_test("bpftraces_execsnoop_joins_argv_as_bpftrace") else {
+        return;
+    };
+    let header = "TIME(ms)   PID   ARGS";
+    let mut ours = Running::start(
+        &["trace", "/usr/sbin/execsnoop.bt"],
+        &[],
+        false,
+        "Attaching ",
+    );
+    ours.wait_for_line(header);
+    let mut bt = std::process::Command::new("bpftrace");
+    bt.arg("/usr/sbin/execsnoop.bt");
+    let mut theirs = Running::start_command(bt, false, "Attaching ");
+    theirs.wait_for_line(header);
+    let mut want = Vec::new();
+    for i in 0..5 {
+        let child = std::process::Command::new("/bin/true")
+            .args(["execsnoop-test", &i.to_string(), "two words"])
+            .spawn()
+            .expect("/bin/true");
+        want.push(format!(
+            "{:<5} /bin/true execsnoop-test {i} two words",
+            child.id()
+        ));
+        let _ = child.wait_with_output();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (ours, _) = ours.finish(true);
+    let (theirs, _) = theirs.finish(true);
+    let mine = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.contains("execsnoop-test"))
+            .map(|l| l.get(11..).unwrap_or(l).to_string())
+            .collect()
+    };
     assert_eq!(mine(&ours), want, "ours:\n{ours}");
     assert_eq!(mine(&theirs), want, "bpftrace's:\n{theirs}");
 }
