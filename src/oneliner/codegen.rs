@@ -91,6 +91,8 @@ pub enum RecordKind {
     Time,
     /// join(): the record's strings up to the first empty one, `format` between them, and a newline.
     Join,
+    /// cat(): the file at the path `format`, printed when user space reads the record.
+    Cat,
 }
 
 /// join(): the most strings it reads from the array (bpftrace's default), each of STR_LEN bytes at most.
@@ -1258,6 +1260,109 @@ impl Gen<'_> {
                 self.asm.mov_imm(R0, 0);
                 self.int_slot_from(R0)
             }
+            "ntop" => {
+                // The family (given, or told by the address's type), then the address's bytes.
+                let out = self.alloc(24)?;
+                self.zero(out, 24);
+                let addr = args.last().expect("an address");
+                if args.len() == 2 {
+                    let af = self.expr(&args[0])?;
+                    self.load_int(R0, af);
+                    self.asm.store_reg(Size::DW, FP, out, R0);
+                } else {
+                    let v6 = matches!(self.info.type_of(addr), Some(Type::Str(16)));
+                    self.asm
+                        .store_imm(Size::DW, FP, out, if v6 { 10 } else { 2 });
+                }
+                match self.expr(addr)? {
+                    Val::Int(off) => {
+                        self.asm.load(Size::W, R0, FP, off);
+                        self.asm.store_reg(Size::W, FP, out + 8, R0);
+                    }
+                    v @ Val::Buf(_, n) => self.copy(out + 8, v, n.min(16)),
+                }
+                Ok(Val::Buf(out, 24))
+            }
+            "bswap" => {
+                let v = self.expr(&args[0])?;
+                let bits = match self.typed(&args[0])? {
+                    Type::Int { size, .. } => 8 * size as i32,
+                    _ => 64,
+                };
+                self.load_int(R0, v);
+                if bits >= 16 {
+                    self.asm.bswap(R0, bits);
+                } else {
+                    self.asm.alu_imm(Alu::And, R0, 0xff);
+                }
+                self.int_slot_from(R0)
+            }
+            "buf" => {
+                // Its length (8 bytes), then up to STR_BYTES bytes.
+                let n = sema::STR_BYTES;
+                let out = self.alloc(8 + n)?;
+                self.zero(out, 8 + n);
+                let src = self.expr(&args[0])?;
+                let len = match args.get(1) {
+                    Some(l) => {
+                        let l = self.expr(l)?;
+                        self.load_int(R2, l);
+                        let ok = self.asm.label();
+                        self.asm.jmp_imm(Cond::Le, R2, n as i32, ok);
+                        self.asm.mov_imm(R2, n as i32);
+                        self.asm.bind(ok);
+                        self.int_slot_from(R2)?
+                    }
+                    None => {
+                        self.asm.mov_imm(R2, n as i32);
+                        self.int_slot_from(R2)?
+                    }
+                };
+                if let Val::Buf(from, m) = src {
+                    self.copy(out + 8, Val::Buf(from, m), m.min(n));
+                    self.asm.mov_imm(R0, m.min(n) as i32);
+                    self.asm.store_reg(Size::DW, FP, out, R0);
+                    return Ok(Val::Buf(out, 8 + n));
+                }
+                let (user, read, failed) = (self.asm.label(), self.asm.label(), self.asm.label());
+                self.addr(R1, out + 8);
+                self.load_int(R2, len);
+                // For the verifier: the size is within the buffer.
+                self.asm.alu_imm(Alu::And, R2, 2 * n as i32 - 1);
+                let ok = self.asm.label();
+                self.asm.jmp_imm(Cond::Le, R2, n as i32, ok);
+                self.asm.mov_imm(R2, n as i32);
+                self.asm.bind(ok);
+                self.load_int(R3, src);
+                self.asm.jmp_imm(Cond::Sge, R3, 0, user);
+                self.asm.call(HELPER_READ_KERNEL);
+                self.asm.ja(read);
+                self.asm.bind(user);
+                self.asm.call(HELPER_READ_USER);
+                self.asm.bind(read);
+                self.asm.jmp_imm(Cond::Ne, R0, 0, failed);
+                self.load_int(R0, len);
+                self.asm.store_reg(Size::DW, FP, out, R0);
+                self.asm.bind(failed);
+                Ok(Val::Buf(out, 8 + n))
+            }
+            "cat" => {
+                let ExprKind::Str(path) = &args[0].kind else {
+                    bail!("internal error: cat() without a path");
+                };
+                let id = self.printfs.len() as u64;
+                self.printfs.push(PrintfSpec {
+                    format: path.clone(),
+                    args: Vec::new(),
+                    kind: RecordKind::Cat,
+                });
+                let rec = self.alloc(8)?;
+                self.asm.ld_imm64(R0, id);
+                self.asm.store_reg(Size::DW, FP, rec, R0);
+                self.output(rec, 8)?;
+                self.asm.mov_imm(R0, 0);
+                self.int_slot_from(R0)
+            }
             "join" => {
                 let delim = match args.get(1).map(|a| &a.kind) {
                     Some(ExprKind::Str(d)) => d.clone(),
@@ -1658,6 +1763,7 @@ impl Gen<'_> {
                     "ustack" => Some(Type::UStack(limit)),
                     "ksym" => Some(Type::Sym { user: false }),
                     "usym" => Some(Type::Sym { user: true }),
+                    "ntop" | "buf" => self.info.type_of(e).cloned(),
                     _ => None,
                 }
             }

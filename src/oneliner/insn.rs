@@ -140,6 +140,12 @@ impl Asm {
         self.insns.push(insn(ALU64 | op as u8 | X, dst, src, 0, 0));
     }
 
+    /// Swaps the bytes of the low `bits` (16, 32, 64) of `dst` (to big-endian on this little-endian
+    /// machine: BPF_END | BPF_TO_BE), zeroing the rest.
+    pub fn bswap(&mut self, dst: Reg, bits: i32) {
+        self.insns.push(insn(0x04 | 0xd0 | 0x08, dst, R0, 0, bits));
+    }
+
     pub fn mov_imm(&mut self, dst: Reg, imm: i32) {
         self.alu_imm(Alu::Mov, dst, imm);
     }

@@ -15,6 +15,9 @@ pub fn size_of(t: &Type) -> usize {
         Type::Str(n) => n.div_ceil(8) * 8,
         // id or address, and the pid
         Type::UStack(_) | Type::Sym { user: true } => 16,
+        // ntop(): the family, then 16 bytes; buf(): its length, then its bytes
+        Type::Inet => 24,
+        Type::Buf(n) => 8 + n.div_ceil(8) * 8,
         _ => 8,
     }
 }

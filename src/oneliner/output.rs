@@ -34,9 +34,45 @@ pub fn text(t: &Type, b: &[u8], r: &dyn Resolve, indent: usize) -> String {
             out
         }
         Type::Sym { user } => r.sym(word(0) as u64, user.then(|| word(1) as u32)),
+        Type::Inet => inet(b),
+        Type::Buf(_) => hex_escaped(b),
         Type::Point { func } => r.point(word(0) as u64, *func),
         _ => (word(0) as u64).to_string(),
     }
+}
+
+/// ntop()'s address: its family (8 bytes), then 4 or 16 bytes, as inet_ntop(3) writes them.
+fn inet(b: &[u8]) -> String {
+    let family = b
+        .get(..8)
+        .map_or(0, |w| u64::from_ne_bytes(w.try_into().expect("8 bytes")));
+    match (family, b.get(8..24)) {
+        (10, Some(a)) => {
+            let a: [u8; 16] = a.try_into().expect("16 bytes");
+            std::net::Ipv6Addr::from(a).to_string()
+        }
+        (_, Some(a)) => std::net::Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string(),
+        _ => String::new(),
+    }
+}
+
+/// buf()'s bytes (a length, 8 bytes, then the data) as bpftrace's %r prints them: printable ASCII as it
+/// is, the rest as \xNN.
+fn hex_escaped(b: &[u8]) -> String {
+    let len = b
+        .get(..8)
+        .map_or(0, |w| u64::from_ne_bytes(w.try_into().expect("8 bytes"))) as usize;
+    let data = b.get(8..).unwrap_or(&[]);
+    data[..len.min(data.len())]
+        .iter()
+        .map(|&c| {
+            if (0x20..0x7f).contains(&c) {
+                (c as char).to_string()
+            } else {
+                format!("\\x{c:02x}")
+            }
+        })
+        .collect()
 }
 
 /// Text of the NUL-terminated string at the start of `b`.
@@ -49,7 +85,6 @@ fn int_at(b: &[u8], at: usize) -> i64 {
     i64::from_ne_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// Formats a printf record: `%d %i %u %x %X %o %c %p %s %%`, with flags, width and precision as C's.
 /// join()'s line: the record's strings (STR_LEN bytes each) up to the first empty one, `delim` between
 /// them, and a newline.
 pub fn join(delim: &str, data: &[u8]) -> String {
@@ -64,6 +99,7 @@ pub fn join(delim: &str, data: &[u8]) -> String {
     parts.join(delim) + "\n"
 }
 
+/// Formats a printf record: `%d %i %u %x %X %o %c %p %s %r %%`, with flags, width and precision as C's.
 pub fn printf(format: &str, args: &[Type], data: &[u8], r: &dyn Resolve) -> String {
     let mut out = String::new();
     let mut at = 0;
@@ -111,7 +147,7 @@ pub fn printf(format: &str, args: &[Type], data: &[u8], r: &dyn Resolve) -> Stri
                 }
                 s
             }
-            ('s', _) => text(t, field, r, 8),
+            ('s' | 'r', _) => text(t, field, r, 8),
             (_, Type::Str(_)) => c_str(field),
             _ if field.len() < 8 => String::new(),
             ('d' | 'i' | 'u' | 'x' | 'X' | 'o', _) => {

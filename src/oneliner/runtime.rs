@@ -426,6 +426,10 @@ impl Printer<'_> {
             let (text, kind) = match spec.kind {
                 RecordKind::Time => (output::local_time(&spec.format), "time"),
                 RecordKind::Join => (output::join(&spec.format, &bytes[8..]), "join"),
+                RecordKind::Cat => (
+                    std::fs::read_to_string(&spec.format).unwrap_or_default(),
+                    "cat",
+                ),
                 RecordKind::Printf => {
                     let text = output::printf(&spec.format, &spec.args, &bytes[8..], &self.names);
                     (text, "printf")
@@ -633,6 +637,49 @@ fn list(pattern: &str, pid: Option<u32>) -> Result<()> {
     write_stdout(&out)
 }
 
+/// --dry-run: parses, checks and generates every probe's program (maps are created, as code generation
+/// needs their descriptors; nothing is loaded or attached). Points that cannot be expanded here (a
+/// library or a kernel function this machine lacks) are left out: the code is the same for any.
+fn dry_run(cfg: &TraceConfig, program: &Program, info: &Info) -> Result<()> {
+    let maps = match Maps::create(info) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!(
+                "bpfprof: {} probes: the program parses and checks (its code was not generated: {e:#})",
+                program.probes.len()
+            );
+            return Ok(());
+        }
+    };
+    let mut printfs = Vec::new();
+    let mut insns = 0;
+    let mut first = 0;
+    for (index, probe) in program.probes.iter().enumerate() {
+        let mut pts = Vec::new();
+        for a in &probe.attach {
+            pts.extend(points::expand(a, cfg.pid).unwrap_or_default());
+        }
+        let penv = ProbeEnv {
+            fields: None,
+            points: &pts,
+            first_point: first,
+            start_ns: 0,
+            cpid: None,
+            params: &cfg.params,
+            unwound_ustack: false,
+        };
+        first += pts.len() as u64;
+        let code = codegen::probe_program(probe, index, info, &maps, &mut printfs, &penv)
+            .with_context(|| probe.attach[0].raw.clone())?;
+        insns += code.len();
+    }
+    eprintln!(
+        "bpfprof: {} probes: the program parses, checks and compiles ({insns} BPF instructions)",
+        program.probes.len()
+    );
+    Ok(())
+}
+
 /// Runs a program until Ctrl-C, exit(), the duration or (-c) the command's end.
 pub fn run(cfg: &TraceConfig) -> Result<()> {
     if let Some(pattern) = &cfg.list {
@@ -641,11 +688,7 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
     }
     let (program, info) = compile_check(cfg)?;
     if cfg.dry_run {
-        eprintln!(
-            "bpfprof: {} probes: the program parses and checks",
-            program.probes.len()
-        );
-        return Ok(());
+        return dry_run(cfg, &program, &info);
     }
     crate::bpf::prepare()?;
     crate::bpf::ensure_tracefs()?;

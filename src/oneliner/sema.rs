@@ -37,6 +37,10 @@ pub enum Type {
     Ptr(CType),
     /// A struct or union in kernel memory (a member reached with `.`): its value is its address.
     Record(RecordRef),
+    /// ntop()'s address, printed as text (IPv4 or IPv6).
+    Inet,
+    /// buf()'s bytes (at most this many), printed by %r with non-printable ones escaped.
+    Buf(usize),
     /// What a statement-only call returns (printf, delete, exit...).
     None,
 }
@@ -83,6 +87,8 @@ impl Type {
             Type::Args => "args".into(),
             Type::Ptr(t) => format!("{} *", ctype_name(t)),
             Type::Record(r) => ctypes::describe(r),
+            Type::Inet => "inet".into(),
+            Type::Buf(n) => format!("buffer[{n}]"),
             Type::None => "none".into(),
         }
     }
@@ -263,6 +269,9 @@ pub fn check_with_params(
     }
     Ok(info)
 }
+
+/// The most bytes buf() copies (bpftrace's default string size).
+pub const STR_BYTES: usize = 64;
 
 /// The program's records when a pass has none.
 fn empty_layouts() -> &'static HashMap<String, Layout> {
@@ -621,6 +630,7 @@ impl<'a> ProbeCtx<'a> {
                     | Type::KStack(_)
                     | Type::UStack(_)
                     | Type::Point { .. }
+                    | Type::Inet
                     | Type::Sym { .. } => Ok(t),
                     other => Err(Diag::new(
                         k.span,
@@ -1052,6 +1062,68 @@ impl<'a> ProbeCtx<'a> {
                 arity(0, 0)?;
                 Type::None
             }
+            "ntop" => {
+                arity(1, 2)?;
+                if args.len() == 2 {
+                    let af = self.expr(&args[0], info)?;
+                    if !af.is_int() {
+                        return Err(Diag::new(
+                            args[0].span,
+                            "ntop()'s family is an integer (AF_INET, AF_INET6)",
+                        ));
+                    }
+                }
+                let a = args.last().expect("one argument at least");
+                match self.expr(a, info)? {
+                    t if t.is_int() => {}
+                    Type::Str(4 | 16) => {}
+                    t => {
+                        return Err(Diag::new(
+                            a.span,
+                            format!("ntop() takes an IPv4 address (an integer, or 4 bytes) or 16 bytes of IPv6, not {}", t.name()),
+                        ))
+                    }
+                }
+                Type::Inet
+            }
+            "bswap" => {
+                arity(1, 1)?;
+                match self.expr(&args[0], info)?.stored() {
+                    Type::Int { size, .. } => Type::Int {
+                        size,
+                        signed: false,
+                    },
+                    t => {
+                        return Err(Diag::new(
+                            args[0].span,
+                            format!("bswap() takes an integer, not {}", t.name()),
+                        ))
+                    }
+                }
+            }
+            "buf" => {
+                arity(1, 2)?;
+                let t = self.expr(&args[0], info)?;
+                if !t.is_int() && !matches!(t, Type::Str(_)) {
+                    return Err(Diag::new(args[0].span, "buf() takes an address"));
+                }
+                if let Some(n) = args.get(1) {
+                    if !self.expr(n, info)?.is_int() {
+                        return Err(Diag::new(n.span, "buf()'s length is an integer"));
+                    }
+                }
+                Type::Buf(STR_BYTES)
+            }
+            "cat" => {
+                arity(1, 1)?;
+                if !matches!(args[0].kind, ExprKind::Str(_)) {
+                    return Err(Diag::new(
+                        args[0].span,
+                        "cat() takes a file's path in quotes",
+                    ));
+                }
+                Type::None
+            }
             "join" => {
                 arity(1, 2)?;
                 let t = self.expr(&args[0], info)?;
@@ -1255,7 +1327,7 @@ fn check_printf(fmt: &str, args: &[(Type, Span)], span: Span) -> Result<(), Diag
         }
         match chars.next() {
             Some('%') => {}
-            Some(v @ ('d' | 'i' | 'u' | 'x' | 'X' | 'o' | 'c' | 'p' | 's')) => verbs.push(v),
+            Some(v @ ('d' | 'i' | 'u' | 'x' | 'X' | 'o' | 'c' | 'p' | 's' | 'r')) => verbs.push(v),
             Some(v) => return Err(Diag::new(span, format!("printf: unknown verb %{v}"))),
             None => return Err(Diag::new(span, "printf: a format ends with %")),
         }
@@ -1279,7 +1351,9 @@ fn check_printf(fmt: &str, args: &[(Type, Span)], span: Span) -> Result<(), Diag
                     | Type::KStack(_)
                     | Type::UStack(_)
                     | Type::Point { .. }
+                    | Type::Inet
             ),
+            'r' => matches!(t, Type::Buf(_) | Type::Str(_)),
             _ => t.is_int(),
         };
         if !ok {
