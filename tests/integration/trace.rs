@@ -1056,3 +1056,66 @@ tracepoint:syscalls:sys_enter_write /comm == "printf"/ {
     // (bpftrace 0.17 ends with one more blank line at exit.)
     assert_eq!(ours.trim_end(), theirs.trim_end(), "bpftrace's");
 }
+
+/// bpftrace's tools that read kernel structs from kprobes and from the skb:kfree_skb tracepoint (casts,
+/// members, ntop(), buf(), cat()): each loads (the verifier takes its program), runs a second and ends
+/// cleanly, or fails with one line naming what this kernel lacks: kprobes, the function, a member.
+#[test]
+fn bpftraces_struct_reading_tools_load_or_name_what_is_missing() {
+    let Some(_lock) = bpf_test("bpftraces_struct_reading_tools_load_or_name_what_is_missing")
+    else {
+        return;
+    };
+    let missing = [
+        "CONFIG_KPROBES",
+        "no kernel function matches",
+        "has no field",
+        "the kernel has no",
+        "no kernel symbol",
+    ];
+    let mut loaded = Vec::new();
+    for tool in [
+        "tcpdrop",
+        "tcpconnect",
+        "tcpaccept",
+        "tcpretrans",
+        "tcplife",
+        "tcpsynbl",
+        "biosnoop",
+        "dcsnoop",
+        "oomkill",
+        "undump",
+        "mdflush",
+    ] {
+        let out = bpfprof()
+            .args(["trace", "-d", "1", &format!("/usr/sbin/{tool}.bt")])
+            .output()
+            .expect("running bpfprof");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            loaded.push(tool);
+            continue;
+        }
+        assert!(
+            stderr.lines().count() == 1 && missing.iter().any(|m| stderr.contains(m)),
+            "{tool}: {stderr}"
+        );
+    }
+    // The tracepoint one loads wherever skb:kfree_skb has a drop reason (5.17+), as on this project's CI
+    // kernel; the kprobe ones wherever there are kprobes (the 6.1 guest).
+    let fields = std::fs::read_to_string("/sys/kernel/tracing/events/skb/kfree_skb/format")
+        .or_else(|_| {
+            std::fs::read_to_string("/sys/kernel/debug/tracing/events/skb/kfree_skb/format")
+        })
+        .unwrap_or_default();
+    if fields.contains(" reason;") {
+        assert!(loaded.contains(&"tcpdrop"), "{loaded:?}");
+    }
+    if crate::common::kernel_has_kprobes() {
+        assert!(
+            loaded.contains(&"tcpconnect") && loaded.contains(&"tcplife"),
+            "{loaded:?}"
+        );
+    }
+    assert_nothing_left_attached();
+}
