@@ -20,6 +20,10 @@
 #     event (ns), its BPF time per run of its program (kernel.bpf_stats_enabled: run_time_ns / run_cnt of
 #     the programs that tracer attached, by id), and the ratios (bpftrace's over bpfprof's: above 1,
 #     bpfprof costs less). Checks that each tool counted exactly BENCH_CALLS events of the workload.
+#     Also bpftrace's own syscount.bt (launch, and per event: it counts every system call) and runqlat.bt
+#     (launch; and per switch: 2b).
+#  2b. runqlat.bt on a switch storm: pingpong.c (BENCH_ROUNDS rounds of two switches on CPU 0) untraced
+#     and under each tool; added ns per switch, BPF ns per run of its programs.
 #  3. printf: BENCH_PRINTF_CALLS getppid() calls under `printf("%d\n", pid)`, the output to a file: lines
 #     of the workload's pid delivered, events the tool says it lost, the workload's wall time.
 #
@@ -30,7 +34,7 @@
 # never a wildcard run; a run still noisy is kept and counted in the "Noise" table.
 #
 # Usage: scripts/bench/trace.sh [--quick]      (as root; --quick: a short smoke run, results not kept)
-# Settings (environment): BENCH_REPS (5), BENCH_WILD_REPS (3), BENCH_CALLS (2000000), BENCH_PRINTF_CALLS
+# Settings (environment): BENCH_REPS (5), BENCH_WILD_REPS (3), BENCH_CALLS (2000000), BENCH_ROUNDS (300000), BENCH_PRINTF_CALLS
 # (500000), BENCH_PRINTF_REPS (3), BENCH_WILDCARD (sys_enter_*: the syscalls tracepoints of the wildcard
 # one-liner), BENCH_NOISE_PCT (3), BENCH_RETRIES (2), BENCH_BUDGET (240), and those of lib.sh.
 set -euo pipefail
@@ -40,7 +44,7 @@ source "$(dirname "$0")/lib.sh"
 
 bench_args "$@"
 if [ "$BENCH_QUICK" = 1 ]; then
-  : "${BENCH_REPS:=1}" "${BENCH_WILD_REPS:=1}" "${BENCH_CALLS:=300000}" "${BENCH_PRINTF_CALLS:=100000}"
+  : "${BENCH_REPS:=1}" "${BENCH_WILD_REPS:=1}" "${BENCH_CALLS:=300000}" "${BENCH_PRINTF_CALLS:=100000}" "${BENCH_ROUNDS:=100000}"
   : "${BENCH_PRINTF_REPS:=1}" "${BENCH_WILDCARD:=sys_enter_get*}" "${BENCH_RETRIES:=0}"
 fi
 REPS=${BENCH_REPS:-5}
@@ -80,12 +84,21 @@ PROG[wildcard-count]="t:syscalls:$WILDCARD { @[comm] = count(); }"
 PROG[begin-exit]='BEGIN { exit(); }'
 PROG[getppid-hist]='t:syscalls:sys_enter_getppid { @[tid] = hist(nsecs & 0xffff); }'
 PROG[printf]='t:syscalls:sys_enter_getppid { printf("%d\n", pid); }'
-NTP[getppid-count]=1 NTP[read-hist]=1 NTP[getppid-hist]=1 NTP[printf]=1
+# Two of bpftrace's own tools, as Debian installs them: syscount.bt unchanged; runqlat.bt without its
+# `#include <linux/sched.h>` and with TASK_RUNNING written as 0, which bpftrace 0.17 needs here (its clang
+# cannot compile that header against this machine's; bpfprof runs the file unchanged either way).
+PROG[syscount]=$(cat /usr/sbin/syscount.bt)
+PROG[runqlat]=$(sed -e '/^#include/d' -e 's/TASK_RUNNING/0/' /usr/sbin/runqlat.bt)
+declare -A SPECIAL=([syscount]=2 [runqlat]=2)
+declare -A SHOW=([syscount]="/usr/sbin/syscount.bt" [runqlat]="/usr/sbin/runqlat.bt (no #include, TASK_RUNNING as 0)")
+NTP[getppid-count]=1 NTP[read-hist]=1 NTP[getppid-hist]=1 NTP[printf]=1 NTP[syscount]=1 NTP[runqlat]=3
 wild_dirs=$(compgen -G "/sys/kernel/tracing/events/syscalls/$WILDCARD/" || true)
 NTP[wildcard-count]=$(grep -c . <<<"$wild_dirs" || true)
 [ "${NTP[wildcard-count]}" -gt 0 ] || bench_die "no tracepoint matches syscalls:$WILDCARD"
-LAUNCH=(getppid-count read-hist)
-EVENT=(getppid-count getppid-hist)
+LAUNCH=(getppid-count read-hist syscount runqlat)
+EVENT=(getppid-count getppid-hist syscount)
+PINGPONG=$(bench_cc pingpong "$BENCH_DIR/pingpong.c")
+ROUNDS=${BENCH_ROUNDS:-300000}
 TOOLS=(bpfprof bpftrace)
 
 bench_log "bpfprof $BPFPROF_COMMIT, bpftrace $BT_VERSION; launch: $REPS reps ($WILD_REPS of the wildcard, ${NTP[wildcard-count]} tracepoints); per event: $REPS reps of $CALLS calls; printf: $PRINTF_REPS reps of $PRINTF_CALLS"
@@ -306,6 +319,7 @@ event_once() {
   case "$label" in
     getppid-count) R_SEEN=$(awk '$1 == "@[getppid]:" { print $2 }' "$dir/out") ;;
     getppid-hist) R_SEEN=$(hist_total "$dir/out" "$R_PID") ;;
+    syscount) R_SEEN=$(awk '$1 == "@syscall[110]:" { print $2 }' "$dir/out") ;; # getppid on x86-64
     printf) R_SEEN=$(grep -cx "$R_PID" "$dir/out" || true) ;;
   esac
   R_LOST=$(cat "$dir/out" "$dir/err" | sed -n 's/^Lost \([0-9]*\) events$/\1/p' | awk '{ s += $1 } END { print s + 0 }')
@@ -357,6 +371,53 @@ for ((rep = 1; rep <= REPS; rep++)); do
   done
 done
 
+# --- 2b. runqlat on a switch storm ---------------------------------------------------------------------
+
+# switch_once TOOL: the ping-pong (ROUNDS rounds, two switches each, on CPU 0), untraced or under TOOL
+# running runqlat; sets R_WALL, R_SW (switches), R_NS (BPF ns per run of the tracer's programs), R_NOISE 0.
+switch_once() {
+  local tool=$1 dir=$BENCH_TMP/switch-$1 tracer="" up rc=0 out progs t c
+  mkdir -p "$dir"
+  R_NS=nan R_NOISE=0
+  if [ "$tool" != none ]; then
+    spawn_tracer tracer "$tool" runqlat "$dir"
+    up=$("$TRACEWATCH" -n "${NTP[runqlat]}" -t 60 "$tracer" "$dir/out") || rc=$?
+    if [ "$rc" -ne 0 ]; then
+      bench_stop "$tracer" INT 60 || true
+      bench_warn "$tool did not attach runqlat (tracewatch status $rc): $(tail -n 3 "$dir/err")"
+      return 1
+    fi
+    sleep "$EVENT_SETTLE"
+  fi
+  out=$(taskset -c 0 "$PINGPONG" -n "$ROUNDS")
+  R_WALL=$(sed -n 's/.*wall=\([0-9.]*\).*/\1/p' <<<"$out")
+  R_SW=$(sed -n 's/.*switches=\([0-9]*\).*/\1/p' <<<"$out")
+  [ "$tool" != none ] || return 0
+  read -r -a progs <<<"$(awk '$1 == "progs" { $1 = ""; print }' <<<"$up")"
+  read -r t c <<<"$(prog_stats "${progs[@]}")"
+  R_NS=$(bench_div "$t" "$c")
+  bench_stop "$tracer" INT 60 || {
+    bench_warn "$tool failed on runqlat: $(tail -n 3 "$dir/err")"
+    return 1
+  }
+}
+
+declare -A SWALL SNS SSW
+bench_log "runqlat: $REPS reps of a $ROUNDS-round ping-pong"
+for ((rep = 1; rep <= REPS; rep++)); do
+  order=(none bpfprof bpftrace)
+  ((rep % 2 == 0)) && order=(bpftrace bpfprof none)
+  for tool in "${order[@]}"; do
+    [ -z "${FAILED[$tool@runqlat-switch]:-}" ] || continue
+    if ! switch_once "$tool"; then
+      FAILED[$tool@runqlat-switch]=1
+      continue
+    fi
+    SWALL[$tool]+="$R_WALL " SNS[$tool]+="$R_NS " SSW[$tool]=$R_SW
+    bench_log "$(printf '%-14s %-8s wall %.3f s  switches %s  BPF %s ns/run' runqlat "$tool" "$R_WALL" "$R_SW" "$(bench_fmt "$R_NS" 0)")"
+  done
+done
+
 # --- 3. printf -----------------------------------------------------------------------------------------
 
 declare -A PWALL PSEEN PLOST
@@ -382,7 +443,7 @@ done
 
 bench_table_add "one-liner|program"
 for label in "${LAUNCH[@]}" wildcard-count begin-exit getppid-hist printf; do
-  bench_table_add "$label|${PROG[$label]}"
+  bench_table_add "$label|${SHOW[$label]:-${PROG[$label]}}"
 done
 bench_table_print "One-liners (the same text for both tools)"
 
@@ -427,8 +488,9 @@ for label in "${LAUNCH[@]}" wildcard-count; do
     bench_result "launch.$label.$tool.cpu_ms" "$(cell "${CPU[$k]:-}" 2)"
     bench_result "launch.$label.$tool.sigint_to_maps_ms" "$(cell "${MAPS[$k]:-}" 2)"
     bench_result "launch.$label.$tool.sigint_to_exit_ms" "$(cell "${EXIT[$k]:-}" 2)"
-    if [ -n "${NPROBES[$k]:-}" ] && [ "${NPROBES[$k]}" != "${NTP[$label]}" ]; then
-      bench_warn "$tool said \"Attaching ${NPROBES[$k]} probes\" for ${PROG[$label]}: ${NTP[$label]} tracepoints match"
+    # (The tools' BEGIN and END count as probes too.)
+    if [ -n "${NPROBES[$k]:-}" ] && [ "${NPROBES[$k]}" != "$((NTP[$label] + ${SPECIAL[$label]:-0}))" ]; then
+      bench_warn "$tool said \"Attaching ${NPROBES[$k]} probes\" for ${SHOW[$label]:-${PROG[$label]}}: ${NTP[$label]} tracepoints match"
     fi
   done
   RATT[$label]=$(ms_ratio "${ATT[bpftrace@$label]:-}" "${ATT[bpfprof@$label]:-}")
@@ -472,6 +534,21 @@ for label in "${EVENT[@]}"; do
 done
 bench_table_print "$CALLS getppid() calls on CPU 0, median of $REPS"
 
+sbase=$(med "${SWALL[none]:-}")
+bench_table_add "tracer|wall s|added ns/switch|BPF ns/run|switches (last run)"
+for tool in none "${TOOLS[@]}"; do
+  if [ -z "${SWALL[$tool]:-}" ]; then
+    bench_table_add "$tool|failed"
+    continue
+  fi
+  ADDED[$tool@runqlat-switch]=$(awk -v w="$(med "${SWALL[$tool]}")" -v b="$sbase" -v n="${SSW[$tool]}" 'BEGIN { printf "%.3f\n", (w - b) / n * 1e9 }')
+  BPFNS[$tool@runqlat-switch]=$(med "${SNS[$tool]}")
+  bench_table_add "$tool|$(cell "${SWALL[$tool]}" 3)|$(bench_fmt "${ADDED[$tool@runqlat-switch]}" 0)|$(bench_fmt "${BPFNS[$tool@runqlat-switch]}" 0)|${SSW[$tool]}"
+  bench_result "runqlat_switch.$tool.wall_s" "$(cell "${SWALL[$tool]}" 4)"
+  bench_result "runqlat_switch.$tool.added_ns_per_switch" "$(bench_fmt "${ADDED[$tool@runqlat-switch]}" 1)"
+done
+bench_table_print "runqlat on a pipe ping-pong ($ROUNDS rounds, 2 switches each, on CPU 0), median of $REPS"
+
 bench_table_add "tracer|wall s|delivered|lost (reported)|unaccounted|delivered/s"
 for tool in "${TOOLS[@]}"; do
   if [ -z "${PWALL[$tool]:-}" ]; then
@@ -490,7 +567,7 @@ done
 bench_table_print "The printf one-liner on $PRINTF_CALLS getppid() calls, output to a file, median of $PRINTF_REPS"
 
 bench_table_add "one-liner|attached|SIGINT->maps|SIGINT->exit|added time/event|BPF time/run"
-for label in "${LAUNCH[@]}" wildcard-count getppid-hist; do
+for label in "${LAUNCH[@]}" wildcard-count getppid-hist runqlat-switch; do
   a=n/a m=n/a x=n/a e=n/a b=n/a
   if [ -n "${RATT[$label]:-}" ]; then
     a=${RATT[$label]} m=${RMAPS[$label]} x=${REXIT[$label]}
