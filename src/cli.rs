@@ -847,9 +847,12 @@ pub struct TraceArgs {
         allow_hyphen_values = true
     )]
     pub params: Vec<String>,
-    /// Parse and check the program, then stop (nothing is loaded)
+    /// Parse, check and compile the program, then stop (nothing is loaded)
     #[arg(long = "dry-run")]
     pub dry_run: bool,
+    /// Allow what changes the system: system() runs commands, signal() sends signals (as bpftrace's)
+    #[arg(long = "unsafe")]
+    pub unsafe_: bool,
     /// Print each probe's BPF instructions on stderr
     #[arg(short = 'v')]
     pub verbose: bool,
@@ -924,6 +927,7 @@ impl TraceArgs {
             program,
             source_name,
             dry_run: self.dry_run,
+            unsafe_: self.unsafe_,
             verbose: self.verbose,
             duration: self.duration.map(Duration::from_secs),
             pid: self.pid,

@@ -124,6 +124,19 @@ pub enum StmtKind {
         then: Vec<Stmt>,
         els: Vec<Stmt>,
     },
+    /// `while (cond) { ... }` (the verifier must see it end: 5.3+).
+    While {
+        cond: Expr,
+        body: Vec<Stmt>,
+    },
+    /// `unroll(N) { ... }`: the body N times (1 to 100).
+    Unroll {
+        n: u64,
+        body: Vec<Stmt>,
+    },
+    /// In a while loop.
+    Break,
+    Continue,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -259,6 +272,22 @@ fn stmts_sexp(out: &mut String, stmts: &[Stmt], depth: usize) {
                     expr_sexp(target),
                     expr_sexp(value)
                 );
+            }
+            StmtKind::While { cond, body } => {
+                let _ = writeln!(out, "{pad}(while {}", expr_sexp(cond));
+                stmts_sexp(out, body, depth + 1);
+                let _ = writeln!(out, "{pad})");
+            }
+            StmtKind::Unroll { n, body } => {
+                let _ = writeln!(out, "{pad}(unroll {n}");
+                stmts_sexp(out, body, depth + 1);
+                let _ = writeln!(out, "{pad})");
+            }
+            StmtKind::Break => {
+                let _ = writeln!(out, "{pad}(break)");
+            }
+            StmtKind::Continue => {
+                let _ = writeln!(out, "{pad}(continue)");
             }
             StmtKind::If { cond, then, els } => {
                 let _ = writeln!(out, "{pad}(if {}", expr_sexp(cond));

@@ -30,6 +30,7 @@ const HELPER_STACKID: u32 = libbpf_sys::BPF_FUNC_get_stackid;
 const HELPER_TASK: u32 = libbpf_sys::BPF_FUNC_get_current_task;
 const HELPER_CGROUP: u32 = libbpf_sys::BPF_FUNC_get_current_cgroup_id;
 const HELPER_RAND: u32 = libbpf_sys::BPF_FUNC_get_prandom_u32;
+const HELPER_SEND_SIGNAL: u32 = libbpf_sys::BPF_FUNC_send_signal;
 /// bpf_get_stackid's flag for the user stack.
 const BPF_F_USER_STACK: i32 = 1 << 8;
 
@@ -93,6 +94,8 @@ pub enum RecordKind {
     Join,
     /// cat(): the file at the path `format`, printed when user space reads the record.
     Cat,
+    /// system(): `format` and the arguments make a command, run by sh when user space reads the record.
+    System,
 }
 
 /// join(): the most strings it reads from the array (bpftrace's default), each of STR_LEN bytes at most.
@@ -128,6 +131,16 @@ struct Gen<'a> {
     env: &'a ProbeEnv<'a>,
     /// Variables holding values printed by name (`$f = func`): their types, for printf.
     var_types: Vec<(String, Type)>,
+    /// The enclosing while loops: where `continue` and `break` jump.
+    loops: Vec<(super::insn::Label, super::insn::Label)>,
+}
+
+/// Whether statements end in a break or continue (code after them is unreachable).
+fn jumps_away(stmts: &[Stmt]) -> bool {
+    matches!(
+        stmts.last().map(|s| &s.kind),
+        Some(StmtKind::Break | StmtKind::Continue)
+    )
 }
 
 /// Generates the program of probe `index`.
@@ -154,6 +167,7 @@ pub fn probe_program(
         exit,
         env,
         var_types: Vec::new(),
+        loops: Vec::new(),
     };
     g.asm.mov_reg(R9, R1);
     // Probes stop when user space says so (END, which runs after, does not check).
@@ -229,6 +243,41 @@ impl Gen<'_> {
                 self.expr(e)?;
             }
             StmtKind::Assign { target, op, value } => self.assign(target, *op, value)?,
+            StmtKind::While { cond, body } => {
+                let body_stmts = body;
+                let (top, end) = (self.asm.label(), self.asm.label());
+                self.asm.bind(top);
+                let mark = self.sp;
+                let c = self.expr(cond)?;
+                self.load_int(R0, c);
+                if self.vars.iter().all(|(_, v)| v.off() >= mark) {
+                    self.sp = mark;
+                }
+                self.asm.jmp_imm(Cond::Eq, R0, 0, end);
+                self.loops.push((top, end));
+                let body = self.stmts(body);
+                self.loops.pop();
+                body?;
+                if !jumps_away(body_stmts) {
+                    self.asm.ja(top);
+                }
+                self.asm.bind(end);
+            }
+            StmtKind::Unroll { n, body } => {
+                for _ in 0..*n {
+                    self.stmts(body)?;
+                }
+            }
+            StmtKind::Break | StmtKind::Continue => {
+                let Some(&(top, end)) = self.loops.last() else {
+                    bail!("internal error: break or continue outside a loop");
+                };
+                self.asm.ja(if matches!(s.kind, StmtKind::Break) {
+                    end
+                } else {
+                    top
+                });
+            }
             StmtKind::If { cond, then, els } => {
                 let c = self.expr(cond)?;
                 self.load_int(R0, c);
@@ -236,7 +285,10 @@ impl Gen<'_> {
                 let end = self.asm.label();
                 self.asm.jmp_imm(Cond::Eq, R0, 0, else_l);
                 self.stmts(then)?;
-                self.asm.ja(end);
+                // (After a break or continue a jump would be unreachable: the verifier refuses that.)
+                if !jumps_away(then) {
+                    self.asm.ja(end);
+                }
                 self.asm.bind(else_l);
                 self.stmts(els)?;
                 self.asm.bind(end);
@@ -728,6 +780,10 @@ impl Gen<'_> {
                 }
                 Ok(Val::Buf(off, n))
             }
+            ExprKind::Var(name) if name == "#" => {
+                self.asm.mov_imm(R0, self.env.params.len() as i32);
+                self.int_slot_from(R0)
+            }
             ExprKind::Var(name) if is_positional(name) => match positional(self.env.params, name) {
                 Positional::Int(v) => {
                     self.asm.ld_imm64(R0, v as u64);
@@ -1139,6 +1195,55 @@ impl Gen<'_> {
 
     fn call(&mut self, name: &str, args: &[Expr], span: super::diag::Span) -> Result<Val> {
         match name {
+            "signal" => {
+                let Some(&sig) = self.info.constants.get(&sema::key(span)) else {
+                    bail!("internal error: signal() without its number");
+                };
+                self.asm.mov_imm(R1, sig as i32);
+                self.asm.call(HELPER_SEND_SIGNAL);
+                self.asm.mov_imm(R0, 0);
+                self.int_slot_from(R0)
+            }
+            "cgroupid" => {
+                let Some(&id) = self.info.constants.get(&sema::key(span)) else {
+                    bail!("internal error: cgroupid() without an id");
+                };
+                self.asm.ld_imm64(R0, id);
+                self.int_slot_from(R0)
+            }
+            "reg" => {
+                let Some(&off) = self.info.constants.get(&sema::key(span)) else {
+                    bail!("internal error: reg() without a register");
+                };
+                if matches!(
+                    self.env.points.first().map(|p| &p.how),
+                    Some(How::Fentry { .. })
+                ) {
+                    bail!("reg() reads a kprobe's or uprobe's registers: this probe runs as fentry, which has none");
+                }
+                self.asm.load(Size::DW, R0, R9, off as i16);
+                self.int_slot_from(R0)
+            }
+            "macaddr" => {
+                let out = self.alloc(8)?;
+                self.zero(out, 8);
+                match self.expr(&args[0])? {
+                    v @ Val::Buf(_, n) => self.copy(out, v, n.min(6)),
+                    addr @ Val::Int(_) => {
+                        let (user, read) = (self.asm.label(), self.asm.label());
+                        self.addr(R1, out);
+                        self.asm.mov_imm(R2, 6);
+                        self.load_int(R3, addr);
+                        self.asm.jmp_imm(Cond::Sge, R3, 0, user);
+                        self.asm.call(HELPER_READ_KERNEL);
+                        self.asm.ja(read);
+                        self.asm.bind(user);
+                        self.asm.call(HELPER_READ_USER);
+                        self.asm.bind(read);
+                    }
+                }
+                Ok(Val::Buf(out, 8))
+            }
             "kaddr" => {
                 let Some(&addr) = self.info.constants.get(&sema::key(span)) else {
                     bail!("internal error: kaddr() without an address");
@@ -1210,9 +1315,9 @@ impl Gen<'_> {
                 self.asm.bind(done);
                 Ok(Val::Buf(off, STR_LEN))
             }
-            "printf" => {
+            "printf" | "system" => {
                 let ExprKind::Str(format) = &args[0].kind else {
-                    bail!("internal error: printf without a format");
+                    bail!("internal error: {name} without a format");
                 };
                 let mut vals = Vec::new();
                 let mut types = Vec::new();
@@ -1238,7 +1343,11 @@ impl Gen<'_> {
                 self.printfs.push(PrintfSpec {
                     format: format.clone(),
                     args: types.clone(),
-                    kind: RecordKind::Printf,
+                    kind: if name == "system" {
+                        RecordKind::System
+                    } else {
+                        RecordKind::Printf
+                    },
                 });
                 let done = self.asm.label();
                 self.lookup_slot0(raw_fd(&self.maps.scratch))?;
@@ -1763,7 +1872,7 @@ impl Gen<'_> {
                     "ustack" => Some(Type::UStack(limit)),
                     "ksym" => Some(Type::Sym { user: false }),
                     "usym" => Some(Type::Sym { user: true }),
-                    "ntop" | "buf" => self.info.type_of(e).cloned(),
+                    "ntop" | "buf" | "macaddr" => self.info.type_of(e).cloned(),
                     _ => None,
                 }
             }

@@ -132,7 +132,12 @@ impl<'s> Lexer<'s> {
             let n = word_len(rest);
             (Tok::Ident(rest[..n].to_string()), n)
         } else if c == '@' || c == '$' {
-            let n = word_len(&rest[1..]);
+            // `$#`: how many positional parameters there are.
+            let n = if c == '$' && rest[1..].starts_with('#') {
+                1
+            } else {
+                word_len(&rest[1..])
+            };
             let name = rest[1..1 + n].to_string();
             if c == '$' && n == 0 {
                 return Err(Diag::new(

@@ -18,6 +18,7 @@ pub fn size_of(t: &Type) -> usize {
         // ntop(): the family, then 16 bytes; buf(): its length, then its bytes
         Type::Inet => 24,
         Type::Buf(n) => 8 + n.div_ceil(8) * 8,
+        Type::Mac => 8,
         _ => 8,
     }
 }

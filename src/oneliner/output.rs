@@ -36,6 +36,12 @@ pub fn text(t: &Type, b: &[u8], r: &dyn Resolve, indent: usize) -> String {
         Type::Sym { user } => r.sym(word(0) as u64, user.then(|| word(1) as u32)),
         Type::Inet => inet(b),
         Type::Buf(_) => hex_escaped(b),
+        Type::Mac => b
+            .iter()
+            .take(6)
+            .map(|x| format!("{x:02X}"))
+            .collect::<Vec<_>>()
+            .join(":"),
         Type::Point { func } => r.point(word(0) as u64, *func),
         _ => (word(0) as u64).to_string(),
     }

@@ -12,6 +12,7 @@ pub fn parse(src: &str) -> Result<Program, Diag> {
         lx: Lexer::new(src),
         no_div: false,
         depth: 0,
+        loops: 0,
     };
     let mut probes = Vec::new();
     let mut structs = Vec::new();
@@ -82,6 +83,8 @@ struct Parser<'s> {
     no_div: bool,
     /// How deep the expression being parsed is (every later pass recurses as deep).
     depth: usize,
+    /// How many while loops enclose the statement being parsed.
+    loops: usize,
 }
 
 /// The deepest expression accepted: deeper ones would exhaust the stack of the passes that walk them.
@@ -349,7 +352,10 @@ impl Parser<'_> {
                 continue;
             }
             let s = self.stmt()?;
-            let braced = matches!(s.kind, StmtKind::If { .. });
+            let braced = matches!(
+                s.kind,
+                StmtKind::If { .. } | StmtKind::While { .. } | StmtKind::Unroll { .. }
+            );
             stmts.push(s);
             if !braced && !self.at("}")? {
                 self.expect(";")?;
@@ -361,9 +367,49 @@ impl Parser<'_> {
         if matches!(&self.peek()?.tok, Tok::Ident(s) if s == "if") {
             return self.if_stmt();
         }
-        let t = self.peek()?;
+        let t = self.peek()?.clone();
         if let Tok::Ident(s) = &t.tok {
-            if matches!(s.as_str(), "while" | "unroll" | "for" | "return") {
+            match s.as_str() {
+                "while" => {
+                    self.next()?;
+                    let cond = self.expr()?;
+                    self.loops += 1;
+                    let body = self.block();
+                    self.loops -= 1;
+                    return Ok(Stmt {
+                        kind: StmtKind::While { cond, body: body? },
+                        span: t.span,
+                    });
+                }
+                "unroll" => {
+                    self.next()?;
+                    self.expect("(")?;
+                    let n = self.next()?;
+                    let Tok::Int(count @ 1..=100) = n.tok else {
+                        return Err(Diag::new(n.span, "unroll takes a count from 1 to 100"));
+                    };
+                    self.expect(")")?;
+                    let body = self.block()?;
+                    return Ok(Stmt {
+                        kind: StmtKind::Unroll { n: count, body },
+                        span: t.span,
+                    });
+                }
+                "break" | "continue" => {
+                    if self.loops == 0 {
+                        return Err(Diag::new(t.span, format!("{s} outside a while loop")));
+                    }
+                    self.next()?;
+                    let kind = if s == "break" {
+                        StmtKind::Break
+                    } else {
+                        StmtKind::Continue
+                    };
+                    return Ok(Stmt { kind, span: t.span });
+                }
+                _ => {}
+            }
+            if matches!(s.as_str(), "for" | "return") {
                 return Err(Diag::new(
                     t.span,
                     format!("{s} is bpftrace syntax that trace does not support yet"),

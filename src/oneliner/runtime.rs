@@ -34,6 +34,8 @@ pub struct TraceConfig {
     pub source_name: String,
     /// Parse and check only.
     pub dry_run: bool,
+    /// --unsafe: system() and signal() are allowed.
+    pub unsafe_: bool,
     /// Print each probe's BPF instructions.
     pub verbose: bool,
     /// Stop after this long.
@@ -61,7 +63,25 @@ pub fn compile_check(cfg: &TraceConfig) -> Result<(Program, Info)> {
     };
     let program = parser::parse(&cfg.program).map_err(render)?;
     let info = sema::check_with_params(&program, &sema::Tracefs, &cfg.params).map_err(render)?;
+    if let Some((name, span)) = info.unsafe_calls.first().filter(|_| !cfg.unsafe_) {
+        return Err(render(super::diag::Diag::new(
+            *span,
+            format!("{name}() changes the system: it needs --unsafe"),
+        )));
+    }
     Ok((program, info))
+}
+
+/// system()'s command, run by sh as bpftrace runs it (while tracing goes on); its standard output.
+fn run_command(command: &str) -> String {
+    match std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .output()
+    {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Err(e) => format!("system(): {command}: {e}\n"),
+    }
 }
 
 /// An attached probe: the program, the perf events and links that keep it attached.
@@ -433,6 +453,11 @@ impl Printer<'_> {
                 RecordKind::Printf => {
                     let text = output::printf(&spec.format, &spec.args, &bytes[8..], &self.names);
                     (text, "printf")
+                }
+                RecordKind::System => {
+                    let command =
+                        output::printf(&spec.format, &spec.args, &bytes[8..], &self.names);
+                    (run_command(&command), "system")
                 }
             };
             if self.json {

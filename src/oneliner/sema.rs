@@ -41,6 +41,8 @@ pub enum Type {
     Inet,
     /// buf()'s bytes (at most this many), printed by %r with non-printable ones escaped.
     Buf(usize),
+    /// macaddr()'s 6 bytes, printed as `AA:BB:CC:DD:EE:FF`.
+    Mac,
     /// What a statement-only call returns (printf, delete, exit...).
     None,
 }
@@ -89,6 +91,7 @@ impl Type {
             Type::Record(r) => ctypes::describe(r),
             Type::Inet => "inet".into(),
             Type::Buf(n) => format!("buffer[{n}]"),
+            Type::Mac => "macaddr".into(),
             Type::None => "none".into(),
         }
     }
@@ -194,6 +197,8 @@ pub struct Info {
     pub members: HashMap<(usize, usize), Member>,
     /// Identifiers and calls that are constants (`TASK_RUNNING`, enum values, `kaddr("avenrun")`).
     pub constants: HashMap<(usize, usize), u64>,
+    /// Calls that change the system (system(), signal()), which need --unsafe.
+    pub unsafe_calls: Vec<(String, Span)>,
 }
 
 /// The key of an expression in Info's tables.
@@ -268,6 +273,26 @@ pub fn check_with_params(
         }
     }
     Ok(info)
+}
+
+/// A signal's number by its name, with or without SIG (x86-64's numbers).
+fn signal_number(name: &str) -> Option<i32> {
+    const NAMES: [&str; 31] = [
+        "HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
+        "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG",
+        "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS",
+    ];
+    let bare = name.strip_prefix("SIG").unwrap_or(name);
+    NAMES.iter().position(|n| *n == bare).map(|i| i as i32 + 1)
+}
+
+/// Where x86-64's struct pt_regs holds a register (reg()'s names, bpftrace's).
+fn register_offset(name: &str) -> Option<usize> {
+    const REGS: [&str; 21] = [
+        "r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx", "dx", "si",
+        "di", "orig_ax", "ip", "cs", "flags", "sp", "ss",
+    ];
+    REGS.iter().position(|r| *r == name).map(|i| 8 * i)
 }
 
 /// The most bytes buf() copies (bpftrace's default string size).
@@ -476,6 +501,14 @@ impl<'a> ProbeCtx<'a> {
                     self.stmts(then, info)?;
                     self.stmts(els, info)?;
                 }
+                StmtKind::While { cond, body } => {
+                    if !self.expr(cond, info)?.is_int() {
+                        return Err(Diag::new(cond.span, "a condition must be an integer"));
+                    }
+                    self.stmts(body, info)?;
+                }
+                StmtKind::Unroll { body, .. } => self.stmts(body, info)?,
+                StmtKind::Break | StmtKind::Continue => {}
             }
         }
         Ok(())
@@ -714,6 +747,7 @@ impl<'a> ProbeCtx<'a> {
         Ok(match &e.kind {
             ExprKind::Int(_) => Type::S64,
             ExprKind::Str(s) => Type::Str(s.len() + 1),
+            ExprKind::Var(name) if name == "#" => Type::S64,
             ExprKind::Var(name) if is_positional(name) => match positional(&self.params, name) {
                 Positional::Int(_) => Type::S64,
                 Positional::Str(s) => Type::Str(s.len() + 1),
@@ -1009,6 +1043,82 @@ impl<'a> ProbeCtx<'a> {
                 }
                 check_printf(&fmt, &types, span)?;
                 Type::None
+            }
+            "system" => {
+                if args.is_empty() {
+                    return Err(Diag::new(span, "system() takes a format and its arguments"));
+                }
+                let ExprKind::Str(fmt) = &args[0].kind else {
+                    return Err(Diag::new(
+                        args[0].span,
+                        "system()'s command is a format string",
+                    ));
+                };
+                let mut types = Vec::new();
+                for a in &args[1..] {
+                    types.push((self.expr(a, info)?, a.span));
+                }
+                check_printf(fmt, &types, span)?;
+                info.unsafe_calls.push((name.to_string(), span));
+                Type::None
+            }
+            "signal" => {
+                arity(1, 1)?;
+                let sig = match &args[0].kind {
+                    ExprKind::Str(n) => signal_number(n),
+                    ExprKind::Int(n) if (1..=64).contains(n) => Some(*n as i32),
+                    _ => None,
+                }
+                .ok_or_else(|| Diag::new(args[0].span, "signal() takes a signal's name (\"SIGKILL\", \"KILL\") or number (1 to 64)"))?;
+                info.constants.insert(key(span), sig as u64);
+                info.unsafe_calls.push((name.to_string(), span));
+                Type::None
+            }
+            "cgroupid" => {
+                arity(1, 1)?;
+                let ExprKind::Str(path) = &args[0].kind else {
+                    return Err(Diag::new(
+                        args[0].span,
+                        "cgroupid() takes a cgroup's path in quotes",
+                    ));
+                };
+                use std::os::unix::fs::MetadataExt;
+                let id = std::fs::metadata(path)
+                    .map_err(|e| Diag::new(args[0].span, format!("cgroupid(): {path}: {e}")))?
+                    .ino();
+                info.constants.insert(key(span), id);
+                Type::U64
+            }
+            "reg" => {
+                arity(1, 1)?;
+                use Provider::*;
+                self.require(span, name, &[Kprobe, Kretprobe, Uprobe, Uretprobe, Usdt])?;
+                let off = match &args[0].kind {
+                    ExprKind::Str(r) => register_offset(r),
+                    _ => None,
+                }
+                .ok_or_else(|| {
+                    Diag::new(
+                        args[0].span,
+                        "reg() takes an x86-64 register's name (\"ip\", \"sp\", \"di\"...)",
+                    )
+                })?;
+                info.constants.insert(key(span), off as u64);
+                Type::U64
+            }
+            "macaddr" => {
+                arity(1, 1)?;
+                match self.expr(&args[0], info)? {
+                    t if t.is_int() => {}
+                    Type::Str(n) if n >= 6 => {}
+                    t => {
+                        return Err(Diag::new(
+                            args[0].span,
+                            format!("macaddr() takes 6 bytes or their address, not {}", t.name()),
+                        ))
+                    }
+                }
+                Type::Mac
             }
             "kaddr" => {
                 arity(1, 1)?;
@@ -1352,6 +1462,7 @@ fn check_printf(fmt: &str, args: &[(Type, Span)], span: Span) -> Result<(), Diag
                     | Type::UStack(_)
                     | Type::Point { .. }
                     | Type::Inet
+                    | Type::Mac
             ),
             'r' => matches!(t, Type::Buf(_) | Type::Str(_)),
             _ => t.is_int(),

@@ -229,6 +229,14 @@ impl Workload {
         line.split_whitespace().map(str::to_string).collect()
     }
 
+    /// Waits for the workload to end, however it ends; its status.
+    pub fn child_wait(&mut self) -> std::process::ExitStatus {
+        let guard = HangGuard::new(self.child.id(), "a workload");
+        let status = self.child.wait().expect("waiting for workload");
+        drop(guard);
+        status
+    }
+
     /// Waits for the workload to exit by itself.
     pub fn wait(&mut self) {
         let status = self.child.wait().expect("waiting for workload");

@@ -1119,3 +1119,86 @@ fn bpftraces_struct_reading_tools_load_or_name_what_is_missing() {
     }
     assert_nothing_left_attached();
 }
+
+/// while (with break and continue), unroll and `$#`: the same output as bpftrace's; system() and
+/// signal() only with --unsafe (else one line naming it): system() runs its command, signal() kills the
+/// process that fires the probe; reg("di") reads count_b's argument from the uprobe's registers (the
+/// sum of i over 2000 calls); cgroupid() of the root cgroup v2 is 1.
+#[test]
+fn trace_loops_unsafe_calls_and_registers() {
+    let Some(_lock) = bpf_test("trace_loops_unsafe_calls_and_registers") else {
+        return;
+    };
+    let loops = r#"BEGIN { $i = 0; $s = 0; while ($i < 10) { $i++; if ($i == 3) { continue; } if ($i > 8) { break; } $s += $i; } unroll(3) { $s += 100; } printf("%d %d %d\n", $i, $s, $#); exit(); }"#;
+    let run = |cmd: &mut std::process::Command| {
+        let out = cmd.output().expect("running a tracer");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ours = run(bpfprof().args(["trace", "-e", loops, "a", "b"]));
+    let theirs = run(std::process::Command::new("bpftrace").args(["-e", loops, "a", "b"]));
+    assert_eq!(ours.trim_end(), theirs.trim_end());
+    assert!(ours.contains("\n9 333 2\n"), "{ours}");
+
+    let system = r#"BEGIN { system("echo %d-%s", 42, "there"); exit(); }"#;
+    let out = bpfprof()
+        .args(["trace", "-e", system])
+        .output()
+        .expect("bpfprof");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("system() changes the system: it needs --unsafe"),
+        "{stderr}"
+    );
+    let ours = run(bpfprof().args(["trace", "--unsafe", "-e", system]));
+    assert!(ours.contains("\n42-there\n"), "{ours}");
+
+    // signal(): the workload's first getpgid kills it.
+    let mut w = Workload::start_gated(&workload("calls"), &["0", "0", "1000"]);
+    let program = format!(
+        "tracepoint:syscalls:sys_enter_getpgid /pid == {}/ {{ signal(\"KILL\"); @ = count(); }}",
+        w.pid()
+    );
+    let tracer = Running::start(
+        &["trace", "--unsafe", "-e", &program],
+        &[],
+        false,
+        "Attaching 1 probe...",
+    );
+    w.go();
+    let status = w.child_wait();
+    let (out, _) = tracer.finish(true);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}: {out}");
+    // (Killed at its first call; a call or two more may enter while the signal is delivered.)
+    let n: u64 = out
+        .trim()
+        .strip_prefix("@: ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!((1..=3).contains(&n), "{out}");
+
+    // reg("di"): count_b's argument, i from 0 to 1999.
+    let bin = workload("calls");
+    let mut w = Workload::start_gated(&bin, &["0", "2000", "0"]);
+    let program = format!(
+        "uprobe:{}:count_b {{ @di = sum(reg(\"di\")); @arg = sum(arg0); @n = count(); }} BEGIN {{ @cg = cgroupid(\"/sys/fs/cgroup\"); }}",
+        bin.display()
+    );
+    let tracer = Running::start(
+        &["trace", "-p", &w.pid().to_string(), "-e", &program],
+        &[],
+        false,
+        "Attaching 2 probes...",
+    );
+    w.go();
+    w.wait();
+    let (out, _) = tracer.finish(true);
+    let want = 1999 * 2000 / 2;
+    assert!(out.contains(&format!("@di: {want}\n")), "{out}");
+    assert!(out.contains(&format!("@arg: {want}\n")), "{out}");
+    assert!(out.contains("@n: 2000\n"), "{out}");
+    if std::fs::metadata("/sys/fs/cgroup/cgroup.controllers").is_ok() {
+        assert!(out.contains("@cg: 1\n"), "{out}");
+    }
+}
