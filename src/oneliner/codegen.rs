@@ -1204,6 +1204,7 @@ impl Gen<'_> {
                 self.asm.mov_imm(R0, 0);
                 self.int_slot_from(R0)
             }
+            "strftime" => self.expr(&args[1]),
             "cgroupid" => {
                 let Some(&id) = self.info.constants.get(&sema::key(span)) else {
                     bail!("internal error: cgroupid() without an id");
@@ -1872,7 +1873,7 @@ impl Gen<'_> {
                     "ustack" => Some(Type::UStack(limit)),
                     "ksym" => Some(Type::Sym { user: false }),
                     "usym" => Some(Type::Sym { user: true }),
-                    "ntop" | "buf" | "macaddr" => self.info.type_of(e).cloned(),
+                    "ntop" | "buf" | "macaddr" | "strftime" => self.info.type_of(e).cloned(),
                     _ => None,
                 }
             }

@@ -36,6 +36,7 @@ pub fn text(t: &Type, b: &[u8], r: &dyn Resolve, indent: usize) -> String {
         Type::Sym { user } => r.sym(word(0) as u64, user.then(|| word(1) as u32)),
         Type::Inet => inet(b),
         Type::Buf(_) => hex_escaped(b),
+        Type::Strftime(format) => strftime_ns(format, word(0) as u64),
         Type::Mac => b
             .iter()
             .take(6)
@@ -423,15 +424,41 @@ pub fn text_json(kind: &str, text: &str) -> String {
 
 /// The local time now, formatted by strftime(3) with `format` (time()'s).
 pub fn local_time(format: &str) -> String {
+    // SAFETY: time() with no output pointer.
+    strftime_at(format, unsafe { libc::time(std::ptr::null_mut()) })
+}
+
+/// strftime()'s value: `ns` of the monotonic clock (nsecs') as the local time it was, formatted, with
+/// bpftrace's `%f` (microseconds) too.
+pub fn strftime_ns(format: &str, ns: u64) -> String {
+    let clock = |id| {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid timespec to fill.
+        unsafe { libc::clock_gettime(id, &mut t) };
+        t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128
+    };
+    let wall = clock(libc::CLOCK_REALTIME) - clock(libc::CLOCK_MONOTONIC) + ns as i128;
+    let (secs, sub) = (
+        wall.div_euclid(1_000_000_000),
+        wall.rem_euclid(1_000_000_000),
+    );
+    let format = format.replace("%f", &format!("{:06}", sub / 1000));
+    strftime_at(&format, secs as libc::time_t)
+}
+
+/// `format` by strftime(3) of the local time at `when` (seconds since the epoch).
+fn strftime_at(format: &str, when: libc::time_t) -> String {
     let Ok(fmt) = std::ffi::CString::new(format) else {
         return String::new();
     };
-    // SAFETY: time/localtime_r/strftime with valid pointers: a zeroed tm filled by localtime_r, a
-    // buffer whose length is passed; strftime returns the bytes written (0 if it did not fit).
+    // SAFETY: localtime_r/strftime with valid pointers: a zeroed tm filled by localtime_r, a buffer
+    // whose length is passed; strftime returns the bytes written (0 if it did not fit).
     unsafe {
-        let now = libc::time(std::ptr::null_mut());
         let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&now, &mut tm).is_null() {
+        if libc::localtime_r(&when, &mut tm).is_null() {
             return String::new();
         }
         let mut buf = vec![0u8; 256 + format.len() * 8];

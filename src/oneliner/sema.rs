@@ -43,6 +43,8 @@ pub enum Type {
     Buf(usize),
     /// macaddr()'s 6 bytes, printed as `AA:BB:CC:DD:EE:FF`.
     Mac,
+    /// strftime(FORMAT, ns): a time of the monotonic clock, printed as the local time by FORMAT.
+    Strftime(String),
     /// What a statement-only call returns (printf, delete, exit...).
     None,
 }
@@ -92,6 +94,7 @@ impl Type {
             Type::Inet => "inet".into(),
             Type::Buf(n) => format!("buffer[{n}]"),
             Type::Mac => "macaddr".into(),
+            Type::Strftime(_) => "timestamp".into(),
             Type::None => "none".into(),
         }
     }
@@ -1044,6 +1047,22 @@ impl<'a> ProbeCtx<'a> {
                 check_printf(&fmt, &types, span)?;
                 Type::None
             }
+            "strftime" => {
+                arity(2, 2)?;
+                let ExprKind::Str(format) = &args[0].kind else {
+                    return Err(Diag::new(
+                        args[0].span,
+                        "strftime() takes a format string (strftime's, and %f)",
+                    ));
+                };
+                if !self.expr(&args[1], info)?.is_int() {
+                    return Err(Diag::new(
+                        args[1].span,
+                        "strftime() takes nanoseconds (nsecs)",
+                    ));
+                }
+                Type::Strftime(format.clone())
+            }
             "system" => {
                 if args.is_empty() {
                     return Err(Diag::new(span, "system() takes a format and its arguments"));
@@ -1463,6 +1482,7 @@ fn check_printf(fmt: &str, args: &[(Type, Span)], span: Span) -> Result<(), Diag
                     | Type::Point { .. }
                     | Type::Inet
                     | Type::Mac
+                    | Type::Strftime(_)
             ),
             'r' => matches!(t, Type::Buf(_) | Type::Str(_)),
             _ => t.is_int(),

@@ -1120,7 +1120,7 @@ fn bpftraces_struct_reading_tools_load_or_name_what_is_missing() {
     assert_nothing_left_attached();
 }
 
-/// while (with break and continue), unroll and `$#`: the same output as bpftrace's; system() and
+/// while (with break and continue), unroll, `$#` and strftime(): the same output as bpftrace's; system() and
 /// signal() only with --unsafe (else one line naming it): system() runs its command, signal() kills the
 /// process that fires the probe; reg("di") reads count_b's argument from the uprobe's registers (the
 /// sum of i over 2000 calls); cgroupid() of the root cgroup v2 is 1.
@@ -1129,7 +1129,7 @@ fn trace_loops_unsafe_calls_and_registers() {
     let Some(_lock) = bpf_test("trace_loops_unsafe_calls_and_registers") else {
         return;
     };
-    let loops = r#"BEGIN { $i = 0; $s = 0; while ($i < 10) { $i++; if ($i == 3) { continue; } if ($i > 8) { break; } $s += $i; } unroll(3) { $s += 100; } printf("%d %d %d\n", $i, $s, $#); exit(); }"#;
+    let loops = r#"BEGIN { $i = 0; $s = 0; while ($i < 10) { $i++; if ($i == 3) { continue; } if ($i > 8) { break; } $s += $i; } unroll(3) { $s += 100; } printf("%d %d %d %s\n", $i, $s, $#, strftime("%Y", nsecs)); exit(); }"#;
     let run = |cmd: &mut std::process::Command| {
         let out = cmd.output().expect("running a tracer");
         assert!(out.status.success(), "{out:?}");
@@ -1138,7 +1138,15 @@ fn trace_loops_unsafe_calls_and_registers() {
     let ours = run(bpfprof().args(["trace", "-e", loops, "a", "b"]));
     let theirs = run(std::process::Command::new("bpftrace").args(["-e", loops, "a", "b"]));
     assert_eq!(ours.trim_end(), theirs.trim_end());
-    assert!(ours.contains("\n9 333 2\n"), "{ours}");
+    let year = std::process::Command::new("date")
+        .arg("+%Y")
+        .output()
+        .expect("date");
+    let year = String::from_utf8_lossy(&year.stdout);
+    assert!(
+        ours.contains(&format!("\n9 333 2 {}\n", year.trim())),
+        "{ours}"
+    );
 
     let system = r#"BEGIN { system("echo %d-%s", 42, "there"); exit(); }"#;
     let out = bpfprof()
