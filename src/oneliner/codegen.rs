@@ -728,39 +728,12 @@ impl Gen<'_> {
 
     /// Whether an expression's integer value is signed (for comparisons, division and >>).
     fn signed(&self, e: &Expr) -> bool {
-        if matches!(
-            e.kind,
-            ExprKind::Cast { .. } | ExprKind::Field { .. } | ExprKind::Unary { op: "*", .. }
-        ) {
-            if let Some(t) = self.info.type_of(e) {
-                return matches!(t, Type::Int { signed: true, .. });
-            }
-        }
-        match &e.kind {
-            ExprKind::Ident(n) => !matches!(
-                n.as_str(),
-                "pid"
-                    | "tid"
-                    | "uid"
-                    | "gid"
-                    | "cpu"
-                    | "nsecs"
-                    | "elapsed"
-                    | "cpid"
-                    | "rand"
-                    | "cgroup"
-                    | "curtask"
-                    | "arg0"
-                    | "arg1"
-                    | "arg2"
-                    | "arg3"
-                    | "arg4"
-                    | "arg5"
-            ),
-            ExprKind::Field { field, .. } => self
-                .fields
-                .and_then(|f| f.iter().find(|x| x.name == *field))
-                .map_or(true, |f| matches!(f.ty, FieldType::Int { signed: true })),
+        // As the semantic pass typed it: pointers and unsigned integers are unsigned (bpftrace's
+        // pid, nsecs, arg0...; a variable or map as what it holds); what it did not type (a positional
+        // string's synthesized literal) is signed.
+        match self.info.type_of(e) {
+            Some(Type::Int { signed, .. }) => *signed,
+            Some(Type::Ptr(_)) => false,
             _ => true,
         }
     }
