@@ -135,8 +135,25 @@ fn load_and_attach(
 ) -> Result<Loaded> {
     let probe = &program.probes[index];
     let mut pts = Vec::new();
+    // A uprobe point of a list whose function the library lacks is left out with a warning, as bpftrace
+    // leaves it (sslsnoop.bt names functions of several OpenSSL versions); the probe needs one point.
+    let mut skipped = None;
     for a in &probe.attach {
-        pts.extend(points::expand(a, env.lib_pid)?);
+        match points::expand(a, env.lib_pid) {
+            Ok(p) => pts.extend(p),
+            Err(e)
+                if probe.attach.len() > 1
+                    && matches!(a.kind, Attach::Uprobe { .. })
+                    && format!("{e:#}").contains("no function matches") =>
+            {
+                eprintln!("WARNING: {e:#}: left out");
+                skipped.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let (true, Some(e)) = (pts.is_empty(), skipped) {
+        return Err(e);
     }
     let prog_type = points::prog_type(&pts[0].how);
     if let Some(p) = pts.iter().find(|p| points::prog_type(&p.how) != prog_type) {

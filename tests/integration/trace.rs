@@ -1206,3 +1206,39 @@ fn trace_loops_unsafe_calls_and_registers() {
         assert!(out.contains("@cg: 1\n"), "{out}");
     }
 }
+
+/// bpftrace's sslsnoop.bt names functions of several OpenSSL versions in lists of uprobes: those the
+/// installed libraries lack are left out with a warning each, as bpftrace leaves them, and the rest
+/// attach (bpftrace 0.17 attaches the same number here).
+#[test]
+fn uprobe_lists_leave_out_functions_the_library_lacks() {
+    let Some(_lock) = bpf_test("uprobe_lists_leave_out_functions_the_library_lacks") else {
+        return;
+    };
+    let out = bpfprof()
+        .args(["trace", "-d", "1", "/usr/sbin/sslsnoop.bt"])
+        .output()
+        .expect("running bpfprof");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("Tracing SSL/TLS handshake"), "{stdout}");
+    let left_out = stderr.lines().filter(|l| l.ends_with(": left out")).count();
+    let attached: usize = stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Attaching ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("an Attaching line");
+    // 25 points: BEGIN and 24 uprobes; each one not attached said.
+    assert_eq!(attached + left_out, 25, "{stdout}\n{stderr}");
+    assert!(
+        stderr.lines().all(|l| l.starts_with("WARNING: ")),
+        "{stderr}"
+    );
+    assert_nothing_left_attached();
+}
