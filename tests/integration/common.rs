@@ -280,21 +280,18 @@ fn threads_of(pid: u32) -> String {
 /// hang_limit(), the process is killed (the read then ends at EOF and the test fails on it), after
 /// printing where its threads wait. Dropped once the line is read.
 pub struct HangGuard {
-    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Dropped with the guard: its watcher wakes at once (a futex wait, not a sleep loop: a thread in
+    /// nanosleep holds one of a kretprobe's instances on do_nanosleep, of which 5.10 has 10).
+    _done: std::sync::mpsc::Sender<()>,
 }
 
 impl HangGuard {
     pub fn new(pid: u32, what: &str) -> Self {
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = std::sync::Arc::clone(&done);
+        let (done, wait) = std::sync::mpsc::channel::<()>();
         let what = what.to_string();
         std::thread::spawn(move || {
-            let deadline = std::time::Instant::now() + hang_limit();
-            while std::time::Instant::now() < deadline {
-                if flag.load(std::sync::atomic::Ordering::Relaxed) {
-                    return;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
+            if wait.recv_timeout(hang_limit()) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                return;
             }
             eprintln!(
                 "{what} (pid {pid}) printed nothing for {:?}; killed. Its threads:\n{}",
@@ -304,13 +301,7 @@ impl HangGuard {
             // SAFETY: signalling a child the owner has not reaped (it holds this guard until then).
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         });
-        Self { done }
-    }
-}
-
-impl Drop for HangGuard {
-    fn drop(&mut self) {
-        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        Self { _done: done }
     }
 }
 
@@ -327,24 +318,30 @@ fn wait_bounded(mut child: Child, args: &[&str]) -> Output {
         })
     }
     let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
-    let deadline = std::time::Instant::now() + hang_limit();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for bpfprof") {
-            break status;
-        }
-        if std::time::Instant::now() >= deadline {
-            let threads = threads_of(child.id());
-            let _ = child.kill();
-            let _ = child.wait();
-            let err = err.join().unwrap_or_default();
-            panic!(
-                "bpfprof {args:?} still ran after {:?}; its threads:\n{threads}\nstderr: {}",
-                hang_limit(),
-                String::from_utf8_lossy(&err)
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    // Waited for in a thread that reaps it, the timeout on a channel (no polling sleeps).
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait();
+        let _ = tx.send(());
+        status
+    });
+    if rx.recv_timeout(hang_limit()) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+        let threads = threads_of(pid);
+        // SAFETY: signalling our child, which the waiter has not reaped (it has sent nothing).
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        let _ = waiter.join();
+        let err = err.join().unwrap_or_default();
+        panic!(
+            "bpfprof {args:?} still ran after {:?}; its threads:\n{threads}\nstderr: {}",
+            hang_limit(),
+            String::from_utf8_lossy(&err)
+        );
+    }
+    let status = waiter
+        .join()
+        .expect("the waiter")
+        .expect("waiting for bpfprof");
     Output {
         status,
         stdout: out.join().unwrap_or_default(),
@@ -624,27 +621,20 @@ impl Running {
         // A watchdog kills a run that does not end (the child is not reaped before it is done, so its pid
         // is still this child's), saying first where its threads wait.
         let pid = self.child.id();
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let watchdog = {
-            let done = std::sync::Arc::clone(&done);
-            std::thread::spawn(move || {
-                let deadline = std::time::Instant::now() + hang_limit();
-                while std::time::Instant::now() < deadline {
-                    if done.load(std::sync::atomic::Ordering::Relaxed) {
-                        return None;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                let threads = threads_of(pid);
-                // SAFETY: signalling our own child, not yet reaped.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                Some(threads)
-            })
-        };
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if wait.recv_timeout(hang_limit()) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                return None;
+            }
+            let threads = threads_of(pid);
+            // SAFETY: signalling our own child, not yet reaped.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            Some(threads)
+        });
         let (mut out, mut err) = (String::new(), String::new());
         let _ = self.stdout.read_to_string(&mut out);
         let _ = self.stderr.read_to_string(&mut err);
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(done);
         if let Some(threads) = watchdog.join().expect("the watchdog") {
             panic!(
                 "bpfprof still ran after {:?}; its threads:\n{threads}\nstderr: {err}",
