@@ -187,15 +187,31 @@ fn load_and_attach(
                         .with_context(|| format!("attaching {}", p.probe))?,
                 );
             } else {
-                for ev in points::open_events(&p, env.target_pid)? {
-                    let link = points::attach(&prog, &ev, at, false)
-                        .with_context(|| format!("attaching {}", p.probe))?;
-                    links.extend(link);
-                    events.push(ev);
+                match attach_point(
+                    &prog,
+                    &p,
+                    env.target_pid,
+                    at,
+                    false,
+                    &mut events,
+                    &mut links,
+                ) {
+                    Ok(()) => {}
+                    Err(e) if left_out(probe, &p, &e) => {
+                        eprintln!("WARNING: {e:#}: left out");
+                        continue;
+                    }
+                    Err(e) => return Err(e),
                 }
             }
             progs.push(prog);
             all_points.push(p);
+        }
+        if progs.is_empty() {
+            bail!(
+                "{}: no point of the probe could be attached",
+                probe.attach[0].raw
+            );
         }
         return Ok((
             Some(Attached {
@@ -214,13 +230,29 @@ fn load_and_attach(
     }
     let mut events = Vec::new();
     let mut links = Vec::new();
+    let mut skipped = None;
+    let mut attached = 0;
     for (i, p) in pts.iter().enumerate() {
-        for ev in points::open_events(p, env.target_pid)? {
-            let link = points::attach(&prog, &ev, first + i as u64, needs_cookie)
-                .with_context(|| format!("attaching {}", p.probe))?;
-            links.extend(link);
-            events.push(ev);
+        let cookie = first + i as u64;
+        match attach_point(
+            &prog,
+            p,
+            env.target_pid,
+            cookie,
+            needs_cookie,
+            &mut events,
+            &mut links,
+        ) {
+            Ok(()) => attached += 1,
+            Err(e) if left_out(probe, p, &e) => {
+                eprintln!("WARNING: {e:#}: left out");
+                skipped.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
         }
+    }
+    if let (0, Some(e)) = (attached, skipped) {
+        return Err(e);
     }
     all_points.extend(pts);
     Ok((
@@ -231,6 +263,35 @@ fn load_and_attach(
         }),
         None,
     ))
+}
+
+/// Attaches `prog` to point `p` (its perf events, with `cookie` where the program reads it).
+fn attach_point(
+    prog: &OwnedFd,
+    p: &Point,
+    target_pid: Option<u32>,
+    cookie: u64,
+    needs_cookie: bool,
+    events: &mut Vec<OwnedFd>,
+    links: &mut Vec<OwnedFd>,
+) -> Result<()> {
+    for ev in points::open_events(p, target_pid)? {
+        let link = points::attach(prog, &ev, cookie, needs_cookie)
+            .with_context(|| format!("attaching {}", p.probe))?;
+        links.extend(link);
+        events.push(ev);
+    }
+    Ok(())
+}
+
+/// Whether a kprobe point the kernel refuses (ENOENT: a function it lists but cannot probe, as
+/// `blk_account_io_start` on 6.1) is left out of a probe that names others, as bpftrace leaves it.
+fn left_out(probe: &super::ast::Probe, p: &Point, e: &anyhow::Error) -> bool {
+    let enoent = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(libc::ENOENT))
+    }) || format!("{e:#}").contains("(os error 2)");
+    probe.attach.len() > 1 && matches!(p.how, How::Kprobe { .. }) && enoent
 }
 
 /// Generates and loads the program of a probe for the points `pts` (run-wide indexes from `first`);
