@@ -693,21 +693,13 @@ impl Gen<'_> {
         };
         let out = self.alloc(if int { 8 } else { len })?;
         self.zero(out, if int { 8 } else { len.div_ceil(8) * 8 });
-        // Kernel addresses have the top bit set (x86-64, arm64): others are the process's (a system
-        // call's pointer arguments), read as user memory.
-        let (user, read) = (self.asm.label(), self.asm.label());
         self.load_int(R3, addr);
         if offset > 0 {
             self.asm.alu_imm(Alu::Add, R3, offset as i32);
         }
         self.addr(R1, out);
         self.asm.mov_imm(R2, len as i32);
-        self.asm.jmp_imm(Cond::Sge, R3, 0, user);
-        self.asm.call(HELPER_READ_KERNEL);
-        self.asm.ja(read);
-        self.asm.bind(user);
-        self.asm.call(HELPER_READ_USER);
-        self.asm.bind(read);
+        self.read_by_address();
         if !int {
             return Ok(Val::Buf(out, len));
         }
@@ -724,6 +716,28 @@ impl Gen<'_> {
             self.asm.store_reg(Size::DW, FP, out, R0);
         }
         Ok(Val::Int(out))
+    }
+
+    /// What the semantic pass resolved `what` at `span` to (an enum or macro, a symbol's address, a
+    /// cgroup's id, a signal's number, a register's offset).
+    fn constant(&self, what: &str, span: super::diag::Span) -> Result<u64> {
+        match self.info.constants.get(&sema::key(span)) {
+            Some(&v) => Ok(v),
+            None => bail!("internal error: {what} was not resolved to a constant"),
+        }
+    }
+
+    /// Calls bpf_probe_read_kernel, or bpf_probe_read_user where the address in r3 is not the kernel's
+    /// (kernel addresses have the top bit set on x86-64 and arm64; others are the process's, as a system
+    /// call's pointer arguments): r1, r2, r3 as the helpers take them, r0 their result.
+    fn read_by_address(&mut self) {
+        let (user, read) = (self.asm.label(), self.asm.label());
+        self.asm.jmp_imm(Cond::Sge, R3, 0, user);
+        self.asm.call(HELPER_READ_KERNEL);
+        self.asm.ja(read);
+        self.asm.bind(user);
+        self.asm.call(HELPER_READ_USER);
+        self.asm.bind(read);
     }
 
     /// Whether an expression's integer value is signed (for comparisons, division and >>).
@@ -771,9 +785,9 @@ impl Gen<'_> {
                 Some((_, v)) => Ok(*v),
                 None => bail!("internal error: ${name} has no slot"),
             },
-            ExprKind::Ident(_) if self.info.constants.contains_key(&sema::key(e.span)) => {
-                self.asm
-                    .ld_imm64(R0, self.info.constants[&sema::key(e.span)]);
+            ExprKind::Ident(name) if self.info.constants.contains_key(&sema::key(e.span)) => {
+                let v = self.constant(name, e.span)?;
+                self.asm.ld_imm64(R0, v);
                 self.int_slot_from(R0)
             }
             ExprKind::Ident(name) => self.builtin(name),
@@ -1169,26 +1183,21 @@ impl Gen<'_> {
     fn call(&mut self, name: &str, args: &[Expr], span: super::diag::Span) -> Result<Val> {
         match name {
             "signal" => {
-                let Some(&sig) = self.info.constants.get(&sema::key(span)) else {
-                    bail!("internal error: signal() without its number");
-                };
+                let sig = self.constant(name, span)?;
                 self.asm.mov_imm(R1, sig as i32);
                 self.asm.call(HELPER_SEND_SIGNAL);
                 self.asm.mov_imm(R0, 0);
                 self.int_slot_from(R0)
             }
             "strftime" => self.expr(&args[1]),
-            "cgroupid" => {
-                let Some(&id) = self.info.constants.get(&sema::key(span)) else {
-                    bail!("internal error: cgroupid() without an id");
-                };
-                self.asm.ld_imm64(R0, id);
+            // Known when the program was checked: the cgroup's id, the symbol's address.
+            "cgroupid" | "kaddr" => {
+                let v = self.constant(name, span)?;
+                self.asm.ld_imm64(R0, v);
                 self.int_slot_from(R0)
             }
             "reg" => {
-                let Some(&off) = self.info.constants.get(&sema::key(span)) else {
-                    bail!("internal error: reg() without a register");
-                };
+                let off = self.constant(name, span)?;
                 if matches!(
                     self.env.points.first().map(|p| &p.how),
                     Some(How::Fentry { .. })
@@ -1204,26 +1213,13 @@ impl Gen<'_> {
                 match self.expr(&args[0])? {
                     v @ Val::Buf(_, n) => self.copy(out, v, n.min(6)),
                     addr @ Val::Int(_) => {
-                        let (user, read) = (self.asm.label(), self.asm.label());
                         self.addr(R1, out);
                         self.asm.mov_imm(R2, 6);
                         self.load_int(R3, addr);
-                        self.asm.jmp_imm(Cond::Sge, R3, 0, user);
-                        self.asm.call(HELPER_READ_KERNEL);
-                        self.asm.ja(read);
-                        self.asm.bind(user);
-                        self.asm.call(HELPER_READ_USER);
-                        self.asm.bind(read);
+                        self.read_by_address();
                     }
                 }
                 Ok(Val::Buf(out, 8))
-            }
-            "kaddr" => {
-                let Some(&addr) = self.info.constants.get(&sema::key(span)) else {
-                    bail!("internal error: kaddr() without an address");
-                };
-                self.asm.ld_imm64(R0, addr);
-                self.int_slot_from(R0)
             }
             "str" => {
                 let v = self.expr(&args[0])?;
@@ -1407,7 +1403,7 @@ impl Gen<'_> {
                     self.asm.store_reg(Size::DW, FP, out, R0);
                     return Ok(Val::Buf(out, 8 + n));
                 }
-                let (user, read, failed) = (self.asm.label(), self.asm.label(), self.asm.label());
+                let failed = self.asm.label();
                 self.addr(R1, out + 8);
                 self.load_int(R2, len);
                 // For the verifier: the size is within the buffer.
@@ -1417,12 +1413,7 @@ impl Gen<'_> {
                 self.asm.mov_imm(R2, n as i32);
                 self.asm.bind(ok);
                 self.load_int(R3, src);
-                self.asm.jmp_imm(Cond::Sge, R3, 0, user);
-                self.asm.call(HELPER_READ_KERNEL);
-                self.asm.ja(read);
-                self.asm.bind(user);
-                self.asm.call(HELPER_READ_USER);
-                self.asm.bind(read);
+                self.read_by_address();
                 self.asm.jmp_imm(Cond::Ne, R0, 0, failed);
                 self.load_int(R0, len);
                 self.asm.store_reg(Size::DW, FP, out, R0);
@@ -1433,18 +1424,7 @@ impl Gen<'_> {
                 let ExprKind::Str(path) = &args[0].kind else {
                     bail!("internal error: cat() without a path");
                 };
-                let id = self.printfs.len() as u64;
-                self.printfs.push(PrintfSpec {
-                    format: path.clone(),
-                    args: Vec::new(),
-                    kind: RecordKind::Cat,
-                });
-                let rec = self.alloc(8)?;
-                self.asm.ld_imm64(R0, id);
-                self.asm.store_reg(Size::DW, FP, rec, R0);
-                self.output(rec, 8)?;
-                self.asm.mov_imm(R0, 0);
-                self.int_slot_from(R0)
+                self.id_record(path.clone(), RecordKind::Cat)
             }
             "join" => {
                 let delim = match args.get(1).map(|a| &a.kind) {
@@ -1472,17 +1452,11 @@ impl Gen<'_> {
                 self.asm.store_reg(Size::DW, R6, 0, R0);
                 for i in 0..JOIN_ARGS {
                     // The i-th pointer (a user array where its address is a user one), then its string.
-                    let (user, read) = (self.asm.label(), self.asm.label());
                     self.addr(R1, ptr);
                     self.asm.mov_imm(R2, 8);
                     self.load_int(R3, array);
                     self.asm.alu_imm(Alu::Add, R3, 8 * i as i32);
-                    self.asm.jmp_imm(Cond::Sge, R3, 0, user);
-                    self.asm.call(HELPER_READ_KERNEL);
-                    self.asm.ja(read);
-                    self.asm.bind(user);
-                    self.asm.call(HELPER_READ_USER);
-                    self.asm.bind(read);
+                    self.read_by_address();
                     self.asm.jmp_imm(Cond::Ne, R0, 0, send);
                     self.asm.load(Size::DW, R3, FP, ptr);
                     self.asm.jmp_imm(Cond::Eq, R3, 0, send);
@@ -1509,18 +1483,7 @@ impl Gen<'_> {
                     Some(ExprKind::Str(f)) => f.clone(),
                     _ => "%H:%M:%S\n".to_string(),
                 };
-                let id = self.printfs.len() as u64;
-                self.printfs.push(PrintfSpec {
-                    format,
-                    args: Vec::new(),
-                    kind: RecordKind::Time,
-                });
-                let rec = self.alloc(8)?;
-                self.asm.ld_imm64(R0, id);
-                self.asm.store_reg(Size::DW, FP, rec, R0);
-                self.output(rec, 8)?;
-                self.asm.mov_imm(R0, 0);
-                self.int_slot_from(R0)
+                self.id_record(format, RecordKind::Time)
             }
             "exit" => {
                 // Every probe stops at once, in the kernel (END still runs): nothing that fires between
@@ -1594,6 +1557,22 @@ impl Gen<'_> {
     /// exit(): sends the record, then ends this run of the probe. The jump is conditional on the helper's
     /// result (always 0 or a negative errno) so that the statements after exit() stay reachable for the
     /// verifier, which refuses unreachable instructions.
+    /// A record of a PrintfSpec's id alone (time(), cat(): user space does the rest when it reads it).
+    fn id_record(&mut self, format: String, kind: RecordKind) -> Result<Val> {
+        let id = self.printfs.len() as u64;
+        self.printfs.push(PrintfSpec {
+            format,
+            args: Vec::new(),
+            kind,
+        });
+        let rec = self.alloc(8)?;
+        self.asm.ld_imm64(R0, id);
+        self.asm.store_reg(Size::DW, FP, rec, R0);
+        self.output(rec, 8)?;
+        self.asm.mov_imm(R0, 0);
+        self.int_slot_from(R0)
+    }
+
     fn output_then_exit(&mut self, rec: i16, size: usize) -> Result<()> {
         self.output(rec, size)?;
         self.asm.call(HELPER_KTIME);
