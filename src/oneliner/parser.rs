@@ -544,16 +544,7 @@ impl Parser<'_> {
                 ty = TypeName::Ptr(Box::new(ty));
             }
             self.expect(")")?;
-            self.depth += 1;
-            if self.depth > MAX_DEPTH {
-                return Err(Diag::new(
-                    t.span,
-                    format!("expression nested more than {MAX_DEPTH} deep"),
-                ));
-            }
-            let expr = self.unary();
-            self.depth -= 1;
-            let expr = expr?;
+            let expr = self.operand(t.span)?;
             return Ok(Expr {
                 span: t.span.to(expr.span),
                 kind: ExprKind::Cast {
@@ -564,16 +555,7 @@ impl Parser<'_> {
         }
         if let Tok::Punct(op @ ("!" | "~" | "-" | "*" | "++" | "--")) = t.tok {
             self.next()?;
-            self.depth += 1;
-            if self.depth > MAX_DEPTH {
-                return Err(Diag::new(
-                    t.span,
-                    format!("expression nested more than {MAX_DEPTH} deep"),
-                ));
-            }
-            let expr = self.unary();
-            self.depth -= 1;
-            let expr = expr?;
+            let expr = self.operand(t.span)?;
             let span = t.span.to(expr.span);
             let kind = if op == "++" || op == "--" {
                 ExprKind::Incr {
@@ -590,6 +572,20 @@ impl Parser<'_> {
             return Ok(Expr { kind, span });
         }
         self.postfix()
+    }
+
+    /// The operand of a prefix operator or a cast at `at`, one level deeper (bounded as `expr`).
+    fn operand(&mut self, at: Span) -> Result<Expr, Diag> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(Diag::new(
+                at,
+                format!("expression nested more than {MAX_DEPTH} deep"),
+            ));
+        }
+        let expr = self.unary();
+        self.depth -= 1;
+        expr
     }
 
     fn postfix(&mut self) -> Result<Expr, Diag> {
