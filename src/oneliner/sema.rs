@@ -278,6 +278,14 @@ pub fn check_with_params(
     Ok(info)
 }
 
+/// A string literal's text, else `wrong` at the argument.
+fn literal<'e>(arg: &'e Expr, wrong: &str) -> Result<&'e str, Diag> {
+    match &arg.kind {
+        ExprKind::Str(s) => Ok(s),
+        _ => Err(Diag::new(arg.span, wrong)),
+    }
+}
+
 /// A signal's number by its name, with or without SIG (x86-64's numbers).
 fn signal_number(name: &str) -> Option<i32> {
     const NAMES: [&str; 31] = [
@@ -1035,51 +1043,40 @@ impl<'a> ProbeCtx<'a> {
                     format!("{name}() can only be assigned to a map: @x = {name}(...)"),
                 ))
             }
-            "printf" => {
+            // system(): a printf whose text is a command, run by user space (--unsafe).
+            "printf" | "system" => {
                 let fmt = match args.first().map(|a| &a.kind) {
                     Some(ExprKind::Str(s)) => s.clone(),
-                    _ => return Err(Diag::new(span, "printf() takes a format string first")),
+                    _ => {
+                        return Err(Diag::new(
+                            span,
+                            format!("{name}() takes a format string first"),
+                        ))
+                    }
                 };
                 let mut types = Vec::new();
                 for a in &args[1..] {
                     types.push((self.expr(a, info)?, a.span));
                 }
                 check_printf(&fmt, &types, span)?;
+                if name == "system" {
+                    info.unsafe_calls.push((name.to_string(), span));
+                }
                 Type::None
             }
             "strftime" => {
                 arity(2, 2)?;
-                let ExprKind::Str(format) = &args[0].kind else {
-                    return Err(Diag::new(
-                        args[0].span,
-                        "strftime() takes a format string (strftime's, and %f)",
-                    ));
-                };
+                let format = literal(
+                    &args[0],
+                    "strftime() takes a format string (strftime's, and %f)",
+                )?;
                 if !self.expr(&args[1], info)?.is_int() {
                     return Err(Diag::new(
                         args[1].span,
                         "strftime() takes nanoseconds (nsecs)",
                     ));
                 }
-                Type::Strftime(format.clone())
-            }
-            "system" => {
-                if args.is_empty() {
-                    return Err(Diag::new(span, "system() takes a format and its arguments"));
-                }
-                let ExprKind::Str(fmt) = &args[0].kind else {
-                    return Err(Diag::new(
-                        args[0].span,
-                        "system()'s command is a format string",
-                    ));
-                };
-                let mut types = Vec::new();
-                for a in &args[1..] {
-                    types.push((self.expr(a, info)?, a.span));
-                }
-                check_printf(fmt, &types, span)?;
-                info.unsafe_calls.push((name.to_string(), span));
-                Type::None
+                Type::Strftime(format.to_string())
             }
             "signal" => {
                 arity(1, 1)?;
@@ -1095,12 +1092,7 @@ impl<'a> ProbeCtx<'a> {
             }
             "cgroupid" => {
                 arity(1, 1)?;
-                let ExprKind::Str(path) = &args[0].kind else {
-                    return Err(Diag::new(
-                        args[0].span,
-                        "cgroupid() takes a cgroup's path in quotes",
-                    ));
-                };
+                let path = literal(&args[0], "cgroupid() takes a cgroup's path in quotes")?;
                 use std::os::unix::fs::MetadataExt;
                 let id = std::fs::metadata(path)
                     .map_err(|e| Diag::new(args[0].span, format!("cgroupid(): {path}: {e}")))?
@@ -1141,12 +1133,7 @@ impl<'a> ProbeCtx<'a> {
             }
             "kaddr" => {
                 arity(1, 1)?;
-                let ExprKind::Str(sym) = &args[0].kind else {
-                    return Err(Diag::new(
-                        args[0].span,
-                        "kaddr() takes a symbol's name in quotes",
-                    ));
-                };
+                let sym = literal(&args[0], "kaddr() takes a symbol's name in quotes")?;
                 let addr = self.kernel.symbol(sym).ok_or_else(|| {
                     Diag::new(
                         args[0].span,
@@ -1245,12 +1232,7 @@ impl<'a> ProbeCtx<'a> {
             }
             "cat" => {
                 arity(1, 1)?;
-                if !matches!(args[0].kind, ExprKind::Str(_)) {
-                    return Err(Diag::new(
-                        args[0].span,
-                        "cat() takes a file's path in quotes",
-                    ));
-                }
+                literal(&args[0], "cat() takes a file's path in quotes")?;
                 Type::None
             }
             "join" => {
