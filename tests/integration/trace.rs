@@ -19,6 +19,29 @@ fn trace_workload(program: &str) -> (String, String) {
     t.finish(true)
 }
 
+/// The lines `pick` takes from bpfprof's output, and from bpftrace's where it ran, are `want`.
+fn assert_lines(
+    ours: &str,
+    theirs: Option<&str>,
+    want: &[String],
+    pick: impl Fn(&str) -> Vec<String>,
+) {
+    assert_eq!(pick(ours), want, "ours:\n{ours}");
+    if let Some(theirs) = theirs {
+        assert_eq!(pick(theirs), want, "bpftrace's:\n{theirs}");
+    }
+}
+
+/// The comm of the calling thread (a test's thread is named after the test).
+fn this_thread_comm() -> String {
+    // SAFETY: no arguments.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+        .expect("the thread's comm")
+        .trim()
+        .to_string()
+}
+
 #[test]
 fn trace_counts_and_prints_maps_as_bpftrace() {
     let Some(_lock) = bpf_test("trace_counts_and_prints_maps_as_bpftrace") else {
@@ -875,21 +898,18 @@ fn bpftraces_naptime_reads_kernel_structs_as_bpftrace() {
             .to_string()
     };
     // SAFETY: no arguments.
-    let (ppid, tid) = unsafe { (libc::getppid(), libc::syscall(libc::SYS_gettid)) };
+    let ppid = unsafe { libc::getppid() };
     let want: Vec<String> = ["0.150", "0.020"]
         .iter()
         .map(|secs| {
             format!(
                 "{ppid:<6} {:<16} {pid:<6} {:<16} {secs}",
                 comm(format!("/proc/{ppid}/comm")),
-                comm(format!("/proc/self/task/{tid}/comm"))
+                this_thread_comm()
             )
         })
         .collect();
-    assert_eq!(lines(&ours), want, "ours:\n{ours}");
-    if let Some(theirs) = theirs {
-        assert_eq!(lines(&theirs), want, "bpftrace's:\n{theirs}");
-    }
+    assert_lines(&ours, theirs.as_deref(), &want, lines);
 }
 
 /// bpftrace's own opensnoop.bt, unchanged: one probe over open and openat, whose records hold
@@ -932,15 +952,13 @@ fn bpftraces_opensnoop_reads_each_tracepoints_fields_where_they_lie() {
     };
     use std::os::fd::AsRawFd;
     let pid = std::process::id();
-    // SAFETY: no arguments.
-    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
-    let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).expect("comm");
+    let comm = this_thread_comm();
     let mut want: Vec<String> = fds
         .iter()
         .map(|f| {
             format!(
                 "{pid:<6} {:<16} {:>4} {:>3} {}",
-                comm.trim(),
+                comm,
                 f.as_raw_fd(),
                 0,
                 there.display()
@@ -950,16 +968,13 @@ fn bpftraces_opensnoop_reads_each_tracepoints_fields_where_they_lie() {
     want.extend((0..3).map(|_| {
         format!(
             "{pid:<6} {:<16} {:>4} {:>3} {}",
-            comm.trim(),
+            comm,
             -1,
             2,
             missing.display()
         )
     }));
-    assert_eq!(mine(&ours), want, "ours:\n{ours}");
-    if let Some(theirs) = theirs {
-        assert_eq!(mine(&theirs), want, "bpftrace's:\n{theirs}");
-    }
+    assert_lines(&ours, theirs.as_deref(), &want, mine);
 }
 
 /// bpftrace's own execsnoop.bt, unchanged (join() of a system call's argv, one probe over the exec
@@ -1000,10 +1015,7 @@ fn bpftraces_execsnoop_joins_argv_as_bpftrace() {
             .map(|l| l.get(11..).unwrap_or(l).to_string())
             .collect()
     };
-    assert_eq!(mine(&ours), want, "ours:\n{ours}");
-    if let Some(theirs) = theirs {
-        assert_eq!(mine(&theirs), want, "bpftrace's:\n{theirs}");
-    }
+    assert_lines(&ours, theirs.as_deref(), &want, mine);
 }
 
 /// buf() printed by %r, ntop() of IPv4 addresses (one and two arguments), bswap() of two widths and
