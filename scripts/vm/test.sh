@@ -50,7 +50,10 @@ if [[ ${#filters[@]} -eq 0 && ${BPFPROF_VM_ALL:-0} != 1 ]]; then
     profile::pid_filter_keeps_only_the_chosen_process --skip biolatency_heatmap)
 fi
 set +e
-"$here/vm-run" "$repo" env CI=true RUST_BACKTRACE=1 BPFPROF_TEST_TIME_SCALE=5 "$repo/$bin" --test-threads=1 "${filters[@]}"
+# Each test's time beside its result (libtest's --report-time, unstable: RUSTC_BOOTSTRAP lets the stable
+# test binary take it), to see where the guest's minutes go.
+"$here/vm-run" "$repo" env CI=true RUST_BACKTRACE=1 BPFPROF_TEST_TIME_SCALE=5 RUSTC_BOOTSTRAP=1 \
+  "$repo/$bin" --test-threads=1 -Z unstable-options --report-time "${filters[@]}"
 status=$?
 set -e
 echo "vm-test: the VM suite on ${BPFPROF_VM_KERNEL:-6.1} took $(($(date +%s) - started)) s, exit $status" >&2
