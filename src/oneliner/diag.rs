@@ -38,6 +38,15 @@ impl Diag {
     /// bpftrace's layout: `stdin:1:12-15: ERROR: message`, the line, and `~` under the span (one `~` at
     /// least; a span running past its line is cut at the line's end).
     pub fn render(&self, file: &str, source: &str) -> String {
+        self.render_as("ERROR", file, source)
+    }
+
+    /// As render, with bpftrace's `WARNING:` for what does not stop the program.
+    pub fn render_warning(&self, file: &str, source: &str) -> String {
+        self.render_as("WARNING", file, source)
+    }
+
+    fn render_as(&self, level: &str, file: &str, source: &str) -> String {
         let start = self.span.start.min(source.len());
         let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
         let line_end = source[start..]
@@ -54,7 +63,7 @@ impl Diag {
             .map(|c| if c == '\t' { '\t' } else { ' ' })
             .collect();
         format!(
-            "{file}:{line_no}:{col}-{}: ERROR: {}\n{line}\n{pad}{}\n",
+            "{file}:{line_no}:{col}-{}: {level}: {}\n{line}\n{pad}{}\n",
             col + width,
             self.message,
             "~".repeat(width)

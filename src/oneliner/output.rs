@@ -240,99 +240,117 @@ fn key_parts(keys: &[Type], key: &[u8], r: &dyn Resolve) -> Vec<String> {
     parts
 }
 
-/// One map's entries (key bytes, the value summed over CPUs as i64 slots), printed as bpftrace prints maps
-/// at exit.
-/// `top`: only the last `top` rows of the sorted map, its largest (print(@m, top)); 0: all.
+/// How print(@m, top, div) shows a map: its `top` largest entries (0: all), values divided by `div`.
+/// bpftrace ignores both for stats().
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shown {
+    pub top: usize,
+    pub div: i64,
+}
+
+impl Shown {
+    pub const ALL: Shown = Shown { top: 0, div: 1 };
+}
+
+/// A map's entry as read: key bytes, the value summed over CPUs as i64 slots.
+type Entry = (Vec<u8>, Vec<i64>);
+
+/// A map's entries as bpftrace orders them, ascending by value (a histogram by its total, stats by their
+/// average, a map of strings by its text; ties by key), the last `top` only; a count() without keys that
+/// holds nothing is one entry of 0 (after clear(), or when its probe never ran).
+fn ordered<'a>(
+    def: &MapDef,
+    entries: &'a [(Vec<u8>, Vec<i64>)],
+    r: &dyn Resolve,
+    top: usize,
+) -> Vec<(Vec<u8>, Vec<i64>)> {
+    if entries.is_empty() && def.keys.is_empty() && def.kind == MapKind::Count {
+        return vec![(Vec::new(), vec![0])];
+    }
+    #[derive(PartialEq, Eq, PartialOrd, Ord)]
+    enum By {
+        Int(i64),
+        Text(String),
+    }
+    let mut rows: Vec<(By, String, &'a Entry)> = entries
+        .iter()
+        .map(|e| {
+            let v = &e.1;
+            let by = match &def.kind {
+                MapKind::Hist | MapKind::Lhist { .. } => By::Int(v.iter().sum()),
+                MapKind::Stats | MapKind::Avg => By::Int(if v[0] > 0 { v[1] / v[0] } else { 0 }),
+                MapKind::Value(t) if !matches!(t, Type::Int { .. }) => {
+                    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_ne_bytes()).collect();
+                    By::Text(text(t, &bytes, r, 4))
+                }
+                _ => By::Int(v[0]),
+            };
+            (by, key_parts(&def.keys, &e.0, r).join(", "), e)
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    largest(rows, top)
+        .into_iter()
+        .map(|(_, _, e)| e.clone())
+        .collect()
+}
+
+/// One entry's value as text (`div` applied; stats are whole).
+fn value_text(def: &MapDef, v: &[i64], r: &dyn Resolve, div: i64) -> String {
+    match &def.kind {
+        MapKind::Stats => {
+            let (count, total) = (v[0], v[1]);
+            let avg = if count > 0 { total / count } else { 0 };
+            format!("count {count}, average {avg}, total {total}")
+        }
+        MapKind::Avg => (if v[0] > 0 { v[1] / v[0] } else { 0 } / div).to_string(),
+        MapKind::Value(t) if !matches!(t, Type::Int { .. }) => {
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_ne_bytes()).collect();
+            text(t, &bytes, r, 4)
+        }
+        _ => (v[0] / div).to_string(),
+    }
+}
+
+/// One map's entries (key bytes, the value summed over CPUs as i64 slots), printed as bpftrace 0.17 prints
+/// a map, at exit or by print(): its entries' lines joined by newlines, then one newline; so a histogram's
+/// entries are parted by a blank line and end with one, a map of values has none between its lines (nor
+/// before the next map), and an empty map prints a blank line. Stats and averages end with one more.
 pub fn print_map(
     def: &MapDef,
     entries: &[(Vec<u8>, Vec<i64>)],
     r: &dyn Resolve,
-    top: usize,
+    shown: Shown,
 ) -> String {
-    if entries.is_empty() {
-        return String::new();
-    }
-    let name = &def.name;
+    let shown = if def.kind == MapKind::Stats {
+        Shown::ALL
+    } else {
+        shown
+    };
     let label = |key: &[u8]| {
         if def.keys.is_empty() {
-            format!("@{name}")
+            format!("@{}", def.name)
         } else {
-            format!("@{name}[{}]", key_parts(&def.keys, key, r).join(", "))
+            format!("@{}[{}]", def.name, key_parts(&def.keys, key, r).join(", "))
         }
     };
-    let mut out = String::new();
-    match &def.kind {
-        MapKind::Hist | MapKind::Lhist { .. } => {
-            let mut rows: Vec<(u64, String, Histogram)> = entries
-                .iter()
-                .map(|(k, v)| {
-                    let h = histogram(def, v);
-                    (h.total(), label(k), h)
-                })
-                .collect();
-            rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-            for (_, l, h) in largest(rows, top) {
-                // bpftrace leaves a space after a histogram's label.
-                let _ = writeln!(out, "{l}: ");
-                out.push_str(&hist::bpftrace(&h));
-                out.push('\n');
-            }
-            return out;
-        }
-        MapKind::Stats => {
-            let mut rows: Vec<(i64, String)> = entries
-                .iter()
-                .map(|(k, v)| {
-                    let (count, total) = (v[0], v[1]);
-                    let avg = if count > 0 { total / count } else { 0 };
-                    (
-                        avg,
-                        format!("{}: count {count}, average {avg}, total {total}", label(k)),
-                    )
-                })
-                .collect();
-            rows.sort();
-            for (_, l) in largest(rows, top) {
-                let _ = writeln!(out, "{l}");
-            }
-        }
-        MapKind::Value(t) if !matches!(t, Type::Int { .. }) => {
-            let mut rows: Vec<(String, String)> = entries
-                .iter()
-                .map(|(k, v)| {
-                    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_ne_bytes()).collect();
-                    (text(t, &bytes, r, 4), label(k))
-                })
-                .collect();
-            rows.sort();
-            for (v, l) in largest(rows, top) {
-                let _ = writeln!(out, "{l}: {v}");
-            }
-        }
-        kind => {
-            let mut rows: Vec<(i64, String)> = entries
-                .iter()
-                .map(|(k, v)| {
-                    let value = match kind {
-                        MapKind::Avg => {
-                            if v[0] > 0 {
-                                v[1] / v[0]
-                            } else {
-                                0
-                            }
-                        }
-                        _ => v[0],
-                    };
-                    (value, label(k))
-                })
-                .collect();
-            rows.sort();
-            for (v, l) in largest(rows, top) {
-                let _ = writeln!(out, "{l}: {v}");
-            }
-        }
-    }
+    let lines: Vec<String> = ordered(def, entries, r, shown.top)
+        .iter()
+        .map(|(k, v)| match &def.kind {
+            // bpftrace leaves a space after a histogram's label.
+            MapKind::Hist | MapKind::Lhist { .. } => format!(
+                "{}: \n{}",
+                label(k),
+                hist::bpftrace(&histogram(def, v), shown.div)
+            ),
+            _ => format!("{}: {}", label(k), value_text(def, v, r, shown.div)),
+        })
+        .collect();
+    let mut out = lines.join("\n");
     out.push('\n');
+    if matches!(def.kind, MapKind::Stats | MapKind::Avg) {
+        out.push('\n');
+    }
     out
 }
 
@@ -356,8 +374,9 @@ fn histogram(def: &MapDef, v: &[i64]) -> Histogram {
     h
 }
 
-/// A histogram's buckets from the first used to the last, as bpftrace's JSON: inclusive min and max.
-fn hist_json(h: &Histogram) -> Value {
+/// A histogram's buckets from the first used to the last, as bpftrace's JSON: inclusive min and max,
+/// counts divided by `div`.
+fn hist_json(h: &Histogram, div: i64) -> Value {
     let used: Vec<usize> = (0..h.counts.len()).filter(|&i| h.counts[i] > 0).collect();
     let (Some(&lo), Some(&hi)) = (used.first(), used.last()) else {
         return json!([]);
@@ -372,14 +391,26 @@ fn hist_json(h: &Histogram) -> Value {
             if let Some(h) = high {
                 o.insert("max".into(), json!((h - 1) as i64));
             }
-            o.insert("count".into(), json!(h.counts[i]));
+            o.insert("count".into(), json!(h.counts[i] / div.max(1) as u64));
             Value::Object(o)
         })
         .collect()
 }
 
-/// One map as bpftrace's `-f json` record (one line), or None when it is empty.
-pub fn map_json(def: &MapDef, entries: &[(Vec<u8>, Vec<i64>)], r: &dyn Resolve) -> Option<String> {
+/// One map as bpftrace's `-f json` record (one line), in the order and with the entries text shows, or
+/// None when it is empty.
+pub fn map_json(
+    def: &MapDef,
+    entries: &[(Vec<u8>, Vec<i64>)],
+    r: &dyn Resolve,
+    shown: Shown,
+) -> Option<String> {
+    let shown = if def.kind == MapKind::Stats {
+        Shown::ALL
+    } else {
+        shown
+    };
+    let entries = ordered(def, entries, r, shown.top);
     if entries.is_empty() {
         return None;
     }
@@ -388,19 +419,19 @@ pub fn map_json(def: &MapDef, entries: &[(Vec<u8>, Vec<i64>)], r: &dyn Resolve) 
         MapKind::Stats | MapKind::Avg => "stats",
         _ => "map",
     };
+    let div = shown.div;
     let value = |v: &[i64]| -> Value {
         match &def.kind {
-            MapKind::Hist | MapKind::Lhist { .. } => hist_json(&histogram(def, v)),
+            MapKind::Hist | MapKind::Lhist { .. } => hist_json(&histogram(def, v), div),
             MapKind::Stats => {
                 let avg = if v[0] > 0 { v[1] / v[0] } else { 0 };
                 json!({"count": v[0], "average": avg, "total": v[1]})
             }
-            MapKind::Avg => json!(if v[0] > 0 { v[1] / v[0] } else { 0 }),
+            MapKind::Avg => json!(if v[0] > 0 { v[1] / v[0] } else { 0 } / div),
             MapKind::Value(t) if !matches!(t, Type::Int { .. }) => {
-                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_ne_bytes()).collect();
-                json!(text(t, &bytes, r, 4))
+                json!(value_text(def, v, r, div))
             }
-            _ => json!(v[0]),
+            _ => json!(v[0] / div),
         }
     };
     let data = if def.keys.is_empty() {

@@ -63,6 +63,9 @@ pub fn compile_check(cfg: &TraceConfig) -> Result<(Program, Info)> {
     };
     let program = parser::parse(&cfg.program).map_err(render)?;
     let info = sema::check_with_params(&program, &sema::Tracefs, &cfg.params).map_err(render)?;
+    for w in &info.warnings {
+        eprint!("{}", w.render_warning(&cfg.source_name, &cfg.program));
+    }
     if let Some((name, span)) = info.unsafe_calls.first().filter(|_| !cfg.unsafe_) {
         return Err(render(super::diag::Diag::new(
             *span,
@@ -468,15 +471,14 @@ struct Printer<'a> {
 
 impl Printer<'_> {
     /// Prints one map as bpftrace does.
-    /// `top`: print(@m, top)'s limit in text (0: all); JSON has every entry.
-    fn map_text(&self, def: &MapDef, top: usize) -> Result<String> {
+    fn map_text(&self, def: &MapDef, shown: output::Shown) -> Result<String> {
         let entries = read_map(def)?;
         Ok(if self.json {
-            output::map_json(def, &entries, &self.names)
+            output::map_json(def, &entries, &self.names, shown)
                 .map(|l| l + "\n")
                 .unwrap_or_default()
         } else {
-            output::print_map(def, &entries, &self.names, top)
+            output::print_map(def, &entries, &self.names, shown)
         })
     }
 
@@ -496,23 +498,13 @@ impl Printer<'_> {
         if id & RECORD_MAP_OP != 0 {
             let (op, idx) = ((id >> 32) & 0xff, (id & 0xffff_ffff) as usize);
             let top = ((id >> 40) & 0xffff) as usize;
+            let div = bytes
+                .get(8..16)
+                .map_or(1, |b| i64::from_ne_bytes(b.try_into().expect("8 bytes")));
+            let shown = output::Shown { top, div };
             if let Some(def) = self.maps.maps.values().nth(idx) {
                 match op {
-                    MAP_OP_PRINT => {
-                        // bpftrace 0.17's print() ends a map of values without the blank line it
-                        // leaves after a histogram or stats (and after each map at exit).
-                        let mut text = self.map_text(def, top)?;
-                        let hist = matches!(
-                            def.kind,
-                            sema::MapKind::Hist
-                                | sema::MapKind::Lhist { .. }
-                                | sema::MapKind::Stats
-                        );
-                        if !self.json && !hist && text.ends_with("\n\n") {
-                            text.pop();
-                        }
-                        write_stdout(&text)?
-                    }
+                    MAP_OP_PRINT => write_stdout(&self.map_text(def, shown)?)?,
                     MAP_OP_CLEAR => clear_map(def, false)?,
                     MAP_OP_ZERO => clear_map(def, true)?,
                     _ => {}
@@ -523,6 +515,12 @@ impl Printer<'_> {
         if let Some(spec) = self.printfs.get(id as usize) {
             let (text, kind) = match spec.kind {
                 RecordKind::Time => (output::local_time(&spec.format), "time"),
+                // bpftrace's JSON record of a join holds the line without its newline.
+                RecordKind::Join if self.json => {
+                    let mut line = output::join(&spec.format, &bytes[8..]);
+                    line.pop();
+                    (line, "join")
+                }
                 RecordKind::Join => (output::join(&spec.format, &bytes[8..]), "join"),
                 RecordKind::Cat => (
                     std::fs::read_to_string(&spec.format).unwrap_or_default(),
@@ -535,7 +533,7 @@ impl Printer<'_> {
                 RecordKind::System => {
                     let command =
                         output::printf(&spec.format, &spec.args, &bytes[8..], &self.names);
-                    (run_command(&command), "system")
+                    (run_command(&command), "syscall")
                 }
             };
             if self.json {
@@ -944,9 +942,10 @@ pub fn run(cfg: &TraceConfig) -> Result<()> {
     drain(&printer, &mut false)?;
     // SAFETY: a live ring buffer, not used again.
     unsafe { libbpf_sys::ring_buffer__free(rb) };
-    let mut text = String::from(if cfg.json { "" } else { "\n" });
+    // bpftrace ends the run with two newlines before the maps, in JSON too.
+    let mut text = String::from("\n\n");
     for def in maps.maps.values() {
-        text.push_str(&printer.map_text(def, 0)?);
+        text.push_str(&printer.map_text(def, output::Shown::ALL)?);
     }
     write_stdout(&text)?;
     let (lost, stacks) = losses(&maps)?;

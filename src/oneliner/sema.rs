@@ -202,6 +202,8 @@ pub struct Info {
     pub constants: HashMap<(usize, usize), u64>,
     /// Calls that change the system (system(), signal()), which need --unsafe.
     pub unsafe_calls: Vec<(String, Span)>,
+    /// What is taken but has no effect (bpftrace's WARNINGs).
+    pub warnings: Vec<Diag>,
 }
 
 /// The key of an expression in Info's tables.
@@ -1298,9 +1300,8 @@ impl<'a> ProbeCtx<'a> {
                 Type::None
             }
             "print" => {
-                // print(@m, top): its `top` largest entries (bpftrace's; its third argument, a divisor,
-                // is not taken).
-                arity(1, 2)?;
+                // print(@m, top, div): its `top` largest entries (0: all), values divided by `div`.
+                arity(1, 3)?;
                 map_arg(self, info, false)?;
                 if let Some(top) = args.get(1) {
                     if !matches!(top.kind, ExprKind::Int(n) if n <= 0xffff) {
@@ -1309,6 +1310,22 @@ impl<'a> ProbeCtx<'a> {
                             "print()'s second argument is a number of entries: an integer up to 65535",
                         ));
                     }
+                }
+                if let Some(div) = args.get(2) {
+                    if !matches!(div.kind, ExprKind::Int(n) if n >= 1) {
+                        return Err(Diag::new(
+                            div.span,
+                            "print()'s third argument is a divisor: an integer of 1 or more",
+                        ));
+                    }
+                }
+                let stats = matches!(&args[0].kind, ExprKind::Map { name, .. }
+                    if info.maps.get(name).is_some_and(|m| m.kind == MapKind::Stats));
+                if args.len() > 1 && stats {
+                    info.warnings.push(Diag::new(
+                        span,
+                        "print()'s top and div arguments are ignored when used on stats() maps.",
+                    ));
                 }
                 Type::None
             }

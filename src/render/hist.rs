@@ -245,7 +245,9 @@ fn bpftrace_linear_label(n: i64) -> String {
 
 /// bpftrace's `hist`/`lhist` body, exactly (rows from the first to the last non-empty bucket, each
 /// `%-16s%8d |@...|` with a 52-character bar); the caller prints the `@name:` line above it.
-pub fn bpftrace(h: &Histogram) -> String {
+/// Each count is shown divided by `div` (print(@h, 0, div)); the bars stay the counts'.
+pub fn bpftrace(h: &Histogram, div: i64) -> String {
+    let div = div.max(1) as u64;
     let first = h.counts.iter().position(|&v| v > 0);
     let last = h.counts.iter().rposition(|&v| v > 0);
     let (Some(first), Some(last)) = (first, last) else {
@@ -286,7 +288,7 @@ pub fn bpftrace(h: &Histogram) -> String {
         let _ = writeln!(
             out,
             "{label:<16}{:>8} |{:<52}|",
-            h.counts[i],
+            h.counts[i] / div,
             "@".repeat(bar)
         );
     }
@@ -463,12 +465,12 @@ mod tests {
 [1K, 2K)               2 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|
 [2K, 4K)               1 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |
 ";
-        assert_eq!(bpftrace(&h), want);
+        assert_eq!(bpftrace(&h, 1), want);
         let mut neg = Histogram::new(Buckets::Log2);
         neg.counts[0] = 1;
         neg.counts[1] = 3;
         assert_eq!(
-            bpftrace(&neg),
+            bpftrace(&neg, 1),
             "(..., 0)               1 |@@@@@@@@@@@@@@@@@                                   |\n\
              [0]                    3 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|\n"
         );
@@ -488,10 +490,10 @@ mod tests {
 [2K, 3K)               2 |@@@@@@@@@@@@@@@@@@@@@@@@@@                          |
 [3K, ...)              1 |@@@@@@@@@@@@@                                       |
 ";
-        assert_eq!(bpftrace(&h), want);
+        assert_eq!(bpftrace(&h, 1), want);
         h.counts = vec![1, 0, 0, 0, 0];
         assert_eq!(
-            bpftrace(&h),
+            bpftrace(&h, 1),
             "(..., 0)               1 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|\n"
         );
     }
