@@ -1,11 +1,13 @@
 //! Code generation: one BPF program per probe, from the checked syntax tree. Every intermediate value lives
 //! in an 8-byte stack slot (strings and keys in longer buffers): the code is longer than a register
 //! allocator's, but simple to get right and easy on the verifier. r9 keeps the context pointer.
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use super::ast::*;
-use super::insn::{Alu, Asm, Cond, Insn, Reg, Size, FP, R0, R1, R2, R3, R4, R5, R6, R9};
-use super::maps::{raw_fd, size_of, Maps, LOST_RECORDS, LOST_STACKS, SCRATCH_BYTES, STACK_DEPTH};
+use super::insn::{Alu, Asm, Cond, Insn, Reg, Size, FP, R0, R1, R2, R3, R4, R5, R6, R7, R9};
+use super::maps::{
+    raw_fd, size_of, Maps, KEY_ON_STACK, LOST_RECORDS, LOST_STACKS, SCRATCH_BYTES, STACK_DEPTH,
+};
 use super::points::{How, Point};
 use super::sema::{self, is_positional, positional, Info, MapKind, Positional, Type};
 use super::tpformat::{Field, FieldType};
@@ -129,10 +131,17 @@ struct Gen<'a> {
     printfs: &'a mut Vec<PrintfSpec>,
     exit: super::insn::Label,
     env: &'a ProbeEnv<'a>,
-    /// Variables holding values printed by name (`$f = func`): their types, for printf.
-    var_types: Vec<(String, Type)>,
     /// The enclosing while loops: where `continue` and `break` jump.
     loops: Vec<(super::insn::Label, super::insn::Label)>,
+}
+
+/// Where a map's key was built.
+#[derive(Clone, Copy)]
+enum KeyAt {
+    /// At this stack offset.
+    Stack(i16),
+    /// In the map's slot of Maps::keys (this per-CPU array's fd).
+    Buffer { fd: i32, slot: i32 },
 }
 
 /// Whether statements end in a break or continue (code after them is unreachable).
@@ -166,7 +175,6 @@ pub fn probe_program(
         printfs,
         exit,
         env,
-        var_types: Vec::new(),
         loops: Vec::new(),
     };
     g.asm.mov_reg(R9, R1);
@@ -343,9 +351,6 @@ impl Gen<'_> {
         match &target.kind {
             ExprKind::Var(name) => {
                 let v = self.expr(value)?;
-                if let Some(t) = self.special_type(value) {
-                    self.var_types.push((name.clone(), t));
-                }
                 let t = match v {
                     Val::Buf(_, n) => Type::Str(n),
                     Val::Int(_) => Type::Int {
@@ -392,11 +397,13 @@ impl Gen<'_> {
                         let buf = self.alloc(vsize)?;
                         self.zero(buf, vsize);
                         self.copy(buf, v, vsize);
+                        let done = self.asm.label();
+                        self.key_addr(R2, key, done)?;
                         self.asm.ld_map_fd(R1, fd);
-                        self.addr(R2, key);
                         self.addr(R3, buf);
                         self.asm.mov_imm(R4, 0); // BPF_ANY
                         self.asm.call(HELPER_MAP_UPDATE);
+                        self.asm.bind(done);
                         Ok(())
                     }
                     (kind, ExprKind::Call { args, .. }) => {
@@ -415,19 +422,64 @@ impl Gen<'_> {
         }
     }
 
-    /// Builds the key of `@name[keys]` in a zeroed stack buffer; returns its offset.
-    fn key(&mut self, name: &str, keys: &[Expr]) -> Result<i16> {
+    /// Builds the key of `@name[keys]`, zeroed first: on the stack, or where larger than KEY_ON_STACK in
+    /// the map's buffer of Maps::keys, each part copied there as soon as it is made (the stack holds one
+    /// part at a time).
+    fn key(&mut self, name: &str, keys: &[Expr]) -> Result<KeyAt> {
         let size = self.maps.maps[name].key_size;
-        let buf = self.alloc(size)?;
-        self.zero(buf, size);
-        let mut at = buf;
-        for (k, t) in keys.iter().zip(self.info.maps[name].keys.clone()) {
+        let parts = self.info.maps[name].keys.clone();
+        if size <= KEY_ON_STACK {
+            let buf = self.alloc(size)?;
+            self.zero(buf, size);
+            let mut at = buf;
+            for (k, t) in keys.iter().zip(parts) {
+                let v = self.expr(k)?;
+                let n = size_of(&t);
+                self.copy(at, v, n);
+                at += n as i16;
+            }
+            return Ok(KeyAt::Stack(buf));
+        }
+        let key = KeyAt::Buffer {
+            fd: raw_fd(
+                self.maps
+                    .keys
+                    .as_ref()
+                    .context("internal error: no key buffers")?,
+            ),
+            slot: self.maps.maps.keys().position(|n| n == name).unwrap_or(0) as i32,
+        };
+        let exit = self.exit;
+        self.key_addr(R7, key, exit)?;
+        for i in (0..size).step_by(8) {
+            self.asm.store_imm(Size::DW, R7, i as i16, 0);
+        }
+        let mut at = 0;
+        for (k, t) in keys.iter().zip(parts) {
+            let mark = self.sp;
             let v = self.expr(k)?;
             let n = size_of(&t);
-            self.copy(at, v, n);
+            // Making the part may have used r7 (another key): the buffer is looked up again.
+            self.key_addr(R7, key, exit)?;
+            self.copy_to(R7, at, v, n);
             at += n as i16;
+            self.sp = mark;
         }
-        Ok(buf)
+        Ok(key)
+    }
+
+    /// `r` = the address of a key; jumps to `fail` where its buffer cannot be had (never: the verifier
+    /// asks). Clobbers r0-r5 for a key in Maps::keys: so it comes before a helper's other arguments.
+    fn key_addr(&mut self, r: Reg, key: KeyAt, fail: super::insn::Label) -> Result<()> {
+        match key {
+            KeyAt::Stack(off) => self.addr(r, off),
+            KeyAt::Buffer { fd, slot } => {
+                self.lookup_slot(fd, slot)?;
+                self.asm.jmp_imm(Cond::Eq, R0, 0, fail);
+                self.asm.mov_reg(r, R0);
+            }
+        }
+        Ok(())
     }
 
     /// r0 = slot 0 of a one-slot array map (or NULL). Its key sits in a scratch word, free again after.
@@ -447,23 +499,24 @@ impl Gen<'_> {
     }
 
     /// r0 = the value of @name at `key`, created zeroed first where missing; jumps to `skip` if that fails.
-    fn lookup_or_init(&mut self, name: &str, key: i16, skip: super::insn::Label) -> Result<()> {
+    fn lookup_or_init(&mut self, name: &str, key: KeyAt, skip: super::insn::Label) -> Result<()> {
         let fd = self.maps.maps[name].raw_fd();
         let have = self.asm.label();
+        self.key_addr(R2, key, skip)?;
         self.asm.ld_map_fd(R1, fd);
-        self.addr(R2, key);
         self.asm.call(HELPER_MAP_LOOKUP);
         self.asm.jmp_imm(Cond::Ne, R0, 0, have);
         // The zeroed value comes from a per-CPU array: map values can be larger than the stack.
         self.lookup_slot0(raw_fd(&self.maps.zeros))?;
         self.asm.jmp_imm(Cond::Eq, R0, 0, skip);
-        self.asm.mov_reg(R3, R0);
+        self.asm.mov_reg(R7, R0);
+        self.key_addr(R2, key, skip)?;
+        self.asm.mov_reg(R3, R7);
         self.asm.ld_map_fd(R1, fd);
-        self.addr(R2, key);
         self.asm.mov_imm(R4, 1); // BPF_NOEXIST: another CPU may have created it meanwhile
         self.asm.call(HELPER_MAP_UPDATE);
+        self.key_addr(R2, key, skip)?;
         self.asm.ld_map_fd(R1, fd);
-        self.addr(R2, key);
         self.asm.call(HELPER_MAP_LOOKUP);
         self.asm.jmp_imm(Cond::Eq, R0, 0, skip);
         self.asm.bind(have);
@@ -472,7 +525,7 @@ impl Gen<'_> {
 
     /// `@x[k] OP= v` / `@x[k]++` on an integer value map (shared by CPUs): + and - as atomic adds, other
     /// operators as a load, the operation and a store.
-    fn map_add(&mut self, name: &str, key: i16, v: Val, op: &str) -> Result<()> {
+    fn map_add(&mut self, name: &str, key: KeyAt, v: Val, op: &str) -> Result<()> {
         let skip = self.asm.label();
         // The value is on the stack already: the helper calls cannot clobber it.
         self.lookup_or_init(name, key, skip)?;
@@ -496,7 +549,7 @@ impl Gen<'_> {
         Ok(())
     }
 
-    fn aggregate(&mut self, name: &str, key: i16, kind: &MapKind, v: Option<Val>) -> Result<()> {
+    fn aggregate(&mut self, name: &str, key: KeyAt, kind: &MapKind, v: Option<Val>) -> Result<()> {
         let skip = self.asm.label();
         self.lookup_or_init(name, key, skip)?;
         self.asm.mov_reg(R6, R0);
@@ -834,8 +887,8 @@ impl Gen<'_> {
                 self.zero(out, bytes);
                 let fd = self.maps.maps[name].raw_fd();
                 let missing = self.asm.label();
+                self.key_addr(R2, key, missing)?;
                 self.asm.ld_map_fd(R1, fd);
-                self.addr(R2, key);
                 self.asm.call(HELPER_MAP_LOOKUP);
                 self.asm.jmp_imm(Cond::Eq, R0, 0, missing);
                 if text {
@@ -1000,36 +1053,18 @@ impl Gen<'_> {
         self.text_len(e) > 0
     }
 
-    /// The buffer length of a string expression, 0 for other values.
+    /// The buffer length of a string expression (as the semantic pass typed it), 0 for other values. A
+    /// literal's and a variable's are those of the buffers that hold them here.
     fn text_len(&self, e: &Expr) -> usize {
-        if matches!(
-            e.kind,
-            ExprKind::Field { .. } | ExprKind::Unary { op: "*", .. }
-        ) {
-            if let Some(Type::Str(n)) = self.info.type_of(e) {
-                return *n;
-            }
-        }
-        match &e.kind {
-            ExprKind::Str(s) => s.len() + 1,
-            ExprKind::Ident(n) if n == "comm" => 16,
-            ExprKind::Call { name, .. } if name == "str" => STR_LEN,
-            ExprKind::Var(v) => match self.vars.iter().find(|(n, _)| n == v) {
-                Some((_, Val::Buf(_, n))) if self.special_type(e).is_none() => *n,
-                _ => 0,
-            },
-            ExprKind::Map { name, .. } => match self.info.maps.get(name).map(|m| &m.kind) {
-                Some(MapKind::Value(Type::Str(n))) => *n,
-                _ => 0,
-            },
-            ExprKind::Field { field, .. } => self
-                .fields
-                .and_then(|f| f.iter().find(|x| x.name == *field))
-                .map_or(0, |f| match f.ty {
-                    FieldType::Chars(n) => n,
+        match (&e.kind, self.info.type_of(e)) {
+            (ExprKind::Str(s), _) => s.len() + 1,
+            (ExprKind::Var(v), Some(Type::Str(_))) => {
+                match self.vars.iter().find(|(n, _)| n == v) {
+                    Some((_, Val::Buf(_, n))) => *n,
                     _ => 0,
-                }),
-            ExprKind::Ternary { then, els, .. } => self.text_len(then).max(self.text_len(els)),
+                }
+            }
+            (_, Some(Type::Str(n))) => *n,
             _ => 0,
         }
     }
@@ -1398,8 +1433,14 @@ impl Gen<'_> {
                     }
                 };
                 if let Val::Buf(from, m) = src {
-                    self.copy(out + 8, Val::Buf(from, m), m.min(n));
-                    self.asm.mov_imm(R0, m.min(n) as i32);
+                    // A string: its bytes, up to the length asked for.
+                    let m = m.min(n);
+                    self.copy(out + 8, Val::Buf(from, m), m);
+                    self.load_int(R0, len);
+                    let ok = self.asm.label();
+                    self.asm.jmp_imm(Cond::Le, R0, m as i32, ok);
+                    self.asm.mov_imm(R0, m as i32);
+                    self.asm.bind(ok);
                     self.asm.store_reg(Size::DW, FP, out, R0);
                     return Ok(Val::Buf(out, 8 + n));
                 }
@@ -1502,9 +1543,11 @@ impl Gen<'_> {
                 };
                 let key = self.key(name, keys)?;
                 let fd = self.maps.maps[name].raw_fd();
+                let done = self.asm.label();
+                self.key_addr(R2, key, done)?;
                 self.asm.ld_map_fd(R1, fd);
-                self.addr(R2, key);
                 self.asm.call(HELPER_MAP_DELETE);
+                self.asm.bind(done);
                 self.asm.mov_imm(R0, 0);
                 self.int_slot_from(R0)
             }
@@ -1543,11 +1586,18 @@ impl Gen<'_> {
                     Some(ExprKind::Int(n)) => (*n).min(0xffff),
                     _ => 0,
                 };
-                let rec = self.alloc(8)?;
+                let div = match args.get(2).map(|a| &a.kind) {
+                    Some(ExprKind::Int(n)) => *n,
+                    _ => 1,
+                };
+                // The operation, then print()'s divisor.
+                let rec = self.alloc(16)?;
                 self.asm
                     .ld_imm64(R0, RECORD_MAP_OP | (top << 40) | (op << 32) | idx as u64);
                 self.asm.store_reg(Size::DW, FP, rec, R0);
-                self.output(rec, 8)?;
+                self.asm.ld_imm64(R0, div);
+                self.asm.store_reg(Size::DW, FP, rec + 8, R0);
+                self.output(rec, 16)?;
                 Ok(Val::Int(rec))
             }
             other => bail!("{other}() is not supported by trace yet"),
@@ -1805,44 +1855,17 @@ impl Gen<'_> {
         Ok(())
     }
 
-    /// The type of values printed by name rather than as numbers or text (probe, func, stacks, symbols).
+    /// The type of values printed by name or by a format of their own rather than as numbers or text
+    /// (probe, func, stacks, symbols, addresses, buffers, times), as the semantic pass typed them.
     fn special_type(&self, e: &Expr) -> Option<Type> {
-        match &e.kind {
-            ExprKind::Ident(n) => match n.as_str() {
-                "probe" => Some(Type::Point { func: false }),
-                "func" => Some(Type::Point { func: true }),
-                "kstack" => Some(Type::KStack(0)),
-                "ustack" => Some(Type::UStack(0)),
-                _ => None,
-            },
-            ExprKind::Call { name, args } => {
-                let limit = match args.first().map(|a| &a.kind) {
-                    Some(ExprKind::Int(n)) => *n as usize,
-                    _ => 0,
-                };
-                match name.as_str() {
-                    "kstack" => Some(Type::KStack(limit)),
-                    "ustack" => Some(Type::UStack(limit)),
-                    "ksym" => Some(Type::Sym { user: false }),
-                    "usym" => Some(Type::Sym { user: true }),
-                    "ntop" | "buf" | "macaddr" | "strftime" => self.info.type_of(e).cloned(),
-                    _ => None,
-                }
-            }
-            ExprKind::Var(v) => self
-                .var_types
-                .iter()
-                .rev()
-                .find(|(n, _)| n == v)
-                .map(|(_, t)| t.clone()),
-            ExprKind::Map { name, .. } => match &self.info.maps.get(name)?.kind {
-                MapKind::Value(t) if !matches!(t, Type::Int { .. } | Type::Str(_)) => {
-                    Some(t.clone())
-                }
-                _ => None,
-            },
-            ExprKind::Ternary { then, .. } => self.special_type(then),
-            _ => None,
+        match self.info.type_of(e)? {
+            Type::Int { .. }
+            | Type::Str(_)
+            | Type::Ptr(_)
+            | Type::Record(_)
+            | Type::Args
+            | Type::None => None,
+            t => Some(t.clone()),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use libbpf_rs::{MapHandle, MapType};
 
 use super::sema::{Info, MapKind, Type};
@@ -76,6 +76,9 @@ pub struct Maps {
     pub stacks: BTreeMap<usize, MapHandle>,
     /// A per-CPU buffer printf records are built in (the stack is small).
     pub scratch: MapHandle,
+    /// Per CPU, a buffer for each map (by its index) whose keys are built here rather than on the stack
+    /// (larger than KEY_ON_STACK); None when no map has such keys.
+    pub keys: Option<MapHandle>,
     /// One word that user space sets to stop every probe at once (disabling a tracepoint's perf event
     /// does not stop its BPF program; closing it takes a grace period).
     pub stop: MapHandle,
@@ -83,6 +86,11 @@ pub struct Maps {
     /// frames needs while they live, and deletes the entry.
     pub pids: Option<MapHandle>,
 }
+
+/// Keys larger than this are built in Maps::keys: the 512-byte stack also holds what they are made of.
+pub const KEY_ON_STACK: usize = 128;
+/// The kernel's limit for a hash map's key (its programs were to build keys on their stack).
+pub const KEY_MAX: usize = 512;
 
 /// The largest printf record (its arguments).
 pub const SCRATCH_BYTES: usize = 4096;
@@ -125,8 +133,15 @@ impl Maps {
     pub fn create(info: &Info) -> Result<Self> {
         let mut maps = BTreeMap::new();
         let mut largest = 8;
+        let mut largest_key = 0;
         for (name, m) in &info.maps {
             let key_size = m.keys.iter().map(size_of).sum::<usize>().max(8);
+            if key_size > KEY_MAX {
+                bail!("@{name}'s key takes {key_size} bytes, more than the {KEY_MAX} the kernel allows a map's key: use fewer or shorter parts (str(x, N) keeps N bytes)");
+            }
+            if key_size > KEY_ON_STACK {
+                largest_key = largest_key.max(key_size);
+            }
             let value_size = value_size(&m.kind);
             largest = largest.max(value_size);
             let per_cpu = !matches!(m.kind, MapKind::Value(_));
@@ -179,6 +194,17 @@ impl Maps {
         };
         let stop = create(MapType::Array, "stop", 4, 8, 1)?;
         let scratch = create(MapType::PercpuArray, "scratch", 4, SCRATCH_BYTES, 1)?;
+        let keys = if largest_key > 0 {
+            Some(create(
+                MapType::PercpuArray,
+                "keys",
+                4,
+                largest_key,
+                maps.len() as u32,
+            )?)
+        } else {
+            None
+        };
         Ok(Self {
             maps,
             ringbuf,
@@ -188,6 +214,7 @@ impl Maps {
             pids,
             stop,
             scratch,
+            keys,
         })
     }
 }
