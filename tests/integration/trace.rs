@@ -563,6 +563,12 @@ fn trace_runs_what_bpftrace_runs() {
             r#"BEGIN { printf("%s %s %s %s %s %s\n", str(comm), str(comm), str(comm), str(comm), str(comm), str(comm)); exit(); }"#.into(),
             "Attaching 1 probe...\nbpfprof bpfprof bpfprof bpfprof bpfprof bpfprof\n\n\n",
         ),
+        // A key of six such strings (384 bytes), read back, deleted and counted again: more than the
+        // stack holds beside its parts.
+        (
+            r#"BEGIN { @k[str(comm), str(comm), "a", str(comm), str(comm), str(comm)] = 7; @k[str(comm), str(comm), "a", str(comm), str(comm), str(comm)]++; @v = @k[str(comm), str(comm), "a", str(comm), str(comm), str(comm)]; delete(@k[str(comm), str(comm), "a", str(comm), str(comm), str(comm)]); @[str(comm), str(comm), "a", str(comm), str(comm), str(comm)] = count(); exit(); }"#.into(),
+            "Attaching 1 probe...\n\n\n@[bpfprof, bpfprof, a, bpfprof, bpfprof, bpfprof]: 1\n\n@v: 8\n",
+        ),
     ];
     for (program, want) in &cases {
         let out = bpfprof()
@@ -576,6 +582,17 @@ fn trace_runs_what_bpftrace_runs() {
         );
         assert_eq!(String::from_utf8_lossy(&out.stdout), *want, "{program}");
     }
+    // A key over the kernel's 512 bytes: one line says so.
+    let nine = vec!["str(0)"; 9].join(", ");
+    let out = bpfprof()
+        .args(["trace", "-e", &format!("BEGIN {{ @[{nine}] = count(); }}")])
+        .output()
+        .expect("running bpfprof");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.lines().count() == 1 && stderr.contains("576 bytes"),
+        "{stderr}"
+    );
     // Globs count as the tracepoints they expand to, as bpftrace counts them.
     let out = bpfprof()
         .args([
