@@ -167,6 +167,11 @@ pub enum ExprKind {
         base: Box<Expr>,
         field: String,
     },
+    /// `base[index]`: an element of an array member, or of what a pointer points to.
+    Index {
+        base: Box<Expr>,
+        index: Box<Expr>,
+    },
     Unary {
         op: &'static str,
         expr: Box<Expr>,
@@ -339,6 +344,9 @@ fn expr_sexp(e: &Expr) -> String {
             }
         }
         ExprKind::Field { base, field } => format!("(. {} {field})", expr_sexp(base)),
+        ExprKind::Index { base, index } => {
+            format!("([] {} {})", expr_sexp(base), expr_sexp(index))
+        }
         ExprKind::Unary { op, expr } => format!("({op} {})", expr_sexp(expr)),
         ExprKind::Binary { op, lhs, rhs } => {
             format!("({op} {} {})", expr_sexp(lhs), expr_sexp(rhs))

@@ -731,7 +731,7 @@ impl Gen<'_> {
         bits: Option<(u32, u32)>,
     ) -> Result<Val> {
         let (len, int) = match t {
-            Type::Record(_) => {
+            Type::Record(_) | Type::Array(..) => {
                 self.load_int(R0, addr);
                 self.asm.alu_imm(Alu::Add, R0, offset as i32);
                 return self.int_slot_from(R0);
@@ -854,6 +854,21 @@ impl Gen<'_> {
                 let addr = self.expr(base)?;
                 let t = self.typed(e)?;
                 self.read_kernel(addr, m.offset, &t, m.bits)
+            }
+            ExprKind::Index { base, index } => {
+                let Some(&size) = self.info.elems.get(&sema::key(e.span)) else {
+                    bail!("internal error: an index without its element's size");
+                };
+                let addr = self.expr(base)?;
+                let i = self.expr(index)?;
+                self.load_int(R0, i);
+                self.asm.ld_imm64(R1, size as u64);
+                self.asm.alu_reg(Alu::Mul, R0, R1);
+                self.load_int(R1, addr);
+                self.asm.alu_reg(Alu::Add, R0, R1);
+                let at = self.int_slot_from(R0)?;
+                let t = self.typed(e)?;
+                self.read_kernel(at, 0, &t, None)
             }
             ExprKind::Cast { expr, .. } => {
                 let v = self.expr(expr)?;
@@ -1863,6 +1878,7 @@ impl Gen<'_> {
             | Type::Str(_)
             | Type::Ptr(_)
             | Type::Record(_)
+            | Type::Array(..)
             | Type::Args
             | Type::None => None,
             t => Some(t.clone()),

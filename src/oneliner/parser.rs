@@ -604,6 +604,18 @@ impl Parser<'_> {
                         },
                     };
                 }
+                Tok::Punct("[") => {
+                    self.next()?;
+                    let index = self.expr()?;
+                    let end = self.expect("]")?.span;
+                    e = Expr {
+                        span: e.span.to(end),
+                        kind: ExprKind::Index {
+                            base: Box::new(e),
+                            index: Box::new(index),
+                        },
+                    };
+                }
                 Tok::Punct("->" | ".") => {
                     self.next()?;
                     let f = self.next()?;

@@ -37,6 +37,9 @@ pub enum Type {
     Ptr(CType),
     /// A struct or union in kernel memory (a member reached with `.`): its value is its address.
     Record(RecordRef),
+    /// An array (not of chars) in kernel memory, a member: its elements are read with `[i]`; its value is
+    /// its address.
+    Array(CType, usize),
     /// ntop()'s address, printed as text (IPv4 or IPv6).
     Inet,
     /// buf()'s bytes (at most this many), printed by %r with non-printable ones escaped.
@@ -91,6 +94,7 @@ impl Type {
             Type::Args => "args".into(),
             Type::Ptr(t) => format!("{} *", ctype_name(t)),
             Type::Record(r) => ctypes::describe(r),
+            Type::Array(elem, len) => format!("{}[{len}]", ctype_name(elem)),
             Type::Inet => "inet".into(),
             Type::Buf(n) => format!("buffer[{n}]"),
             Type::Mac => "macaddr".into(),
@@ -204,6 +208,8 @@ pub struct Info {
     pub unsafe_calls: Vec<(String, Span)>,
     /// What is taken but has no effect (bpftrace's WARNINGs).
     pub warnings: Vec<Diag>,
+    /// The size of the elements each `[i]` reads, by its expression's span.
+    pub elems: HashMap<(usize, usize), usize>,
 }
 
 /// The key of an expression in Info's tables.
@@ -362,6 +368,7 @@ fn value_type(t: &CType) -> Result<Type, String> {
         CType::Ptr(to) => Type::Ptr((**to).clone()),
         CType::Chars(n) => Type::Str(*n),
         CType::Record(r) => Type::Record(r.clone()),
+        CType::Array { elem, len } => Type::Array((**elem).clone(), *len),
         other => return Err(ctype_name(other)),
     })
 }
@@ -541,7 +548,10 @@ impl<'a> ProbeCtx<'a> {
             )),
             ExprKind::Var(name) => {
                 let t = self.expr(value, info)?;
-                if matches!(t, Type::None | Type::Args | Type::Record(_)) {
+                if matches!(
+                    t,
+                    Type::None | Type::Args | Type::Record(_) | Type::Array(..)
+                ) {
                     return Err(Diag::new(value.span, "this has no value to assign"));
                 }
                 if op.is_some() && !t.is_int() {
@@ -573,7 +583,10 @@ impl<'a> ProbeCtx<'a> {
                     _ => MapKind::Value(self.expr(value, info)?.stored()),
                 };
                 if let MapKind::Value(t) = &kind {
-                    if matches!(t, Type::None | Type::Args | Type::Record(_)) {
+                    if matches!(
+                        t,
+                        Type::None | Type::Args | Type::Record(_) | Type::Array(..)
+                    ) {
                         return Err(Diag::new(value.span, "this has no value to store"));
                     }
                     if op.is_some() && !t.is_int() {
@@ -853,6 +866,46 @@ impl<'a> ProbeCtx<'a> {
                     }
                 }
             }
+            ExprKind::Index { base, index } => {
+                let t = self.expr(base, info)?;
+                if !self.expr(index, info)?.is_int() {
+                    return Err(Diag::new(index.span, "an index is an integer"));
+                }
+                let elem =
+                    match &t {
+                        Type::Array(elem, len) => {
+                            if let ExprKind::Int(n) = index.kind {
+                                if n >= *len as u64 {
+                                    return Err(Diag::new(
+                                        index.span,
+                                        format!("index {n} is past the end of {}", t.name()),
+                                    ));
+                                }
+                            }
+                            elem.clone()
+                        }
+                        Type::Ptr(CType::Void) => return Err(Diag::new(
+                            e.span,
+                            "void * cannot be indexed: cast it to a pointer to its elements first",
+                        )),
+                        Type::Ptr(to) => to.clone(),
+                        t => {
+                            return Err(Diag::new(
+                                e.span,
+                                format!("{} cannot be indexed (arrays and pointers can)", t.name()),
+                            ))
+                        }
+                    };
+                let (size, _) = ctypes::size_align(&elem, self.kernel, self.layouts)
+                    .map_err(|m| Diag::new(e.span, m))?;
+                info.elems.insert(key(e.span), size);
+                value_type(&elem).map_err(|what| {
+                    Diag::new(
+                        e.span,
+                        format!("its elements are {what}, which trace cannot read yet"),
+                    )
+                })?
+            }
             ExprKind::Field { base, field } => {
                 let t = self.expr(base, info)?;
                 if t != Type::Args {
@@ -886,10 +939,7 @@ impl<'a> ProbeCtx<'a> {
                                 size: f.size,
                                 signed: *signed,
                             },
-                            FieldType::Ptr(Some(record)) => {
-                                Type::Ptr(CType::Record(RecordRef::named(record, false)))
-                            }
-                            FieldType::Ptr(None) => Type::Ptr(CType::Void),
+                            FieldType::Ptr(to) => Type::Ptr(to.clone()),
                             FieldType::Chars(n) => Type::Str(*n),
                             FieldType::Other(t) => {
                                 return Err(Diag::new(
@@ -1538,8 +1588,8 @@ mod tests {
         }
     }
 
-    /// struct task_struct { int pid @8; char comm[16] @16; struct task_struct *real_parent @32;
-    /// unsigned int flags:3 @40 bit 2; }, 48 bytes; enum { FAKE_CONST = 7 }.
+    /// struct task_struct { int ids[2] @0; int pid @8; char comm[16] @16; struct task_struct
+    /// *real_parent @32; unsigned int flags:3 @40 bit 2; }, 48 bytes; enum { FAKE_CONST = 7 }.
     struct FakeTypes;
 
     impl KernelTypes for FakeTypes {
@@ -1557,6 +1607,17 @@ mod tests {
                     },
                 ),
                 "comm" => (16, None, CType::Chars(16)),
+                "ids" => (
+                    0,
+                    None,
+                    CType::Array {
+                        elem: Box::new(CType::Int {
+                            size: 4,
+                            signed: true,
+                        }),
+                        len: 2,
+                    },
+                ),
                 "real_parent" => (
                     32,
                     None,
@@ -1651,6 +1712,31 @@ mod tests {
         assert!(e.contains("string[16] has no fields"), "{e}");
         let e = err("k:f { @ = NO_SUCH_CONSTANT; }");
         assert!(e.contains("unknown identifier: NO_SUCH_CONSTANT"), "{e}");
+    }
+
+    #[test]
+    fn indexes_read_elements_of_arrays_and_pointers() {
+        let src =
+            "k:f { $t = (struct task_struct *)arg0; @a = $t->ids[1]; @b = ((int16 *)arg1)[3]; \
+                   @c = $t->real_parent->ids[$t->pid]; }";
+        let info = ok(src);
+        let elem = |text: &str| {
+            let at = src.find(text).unwrap();
+            info.elems[&(at, at + text.len())]
+        };
+        assert_eq!(elem("$t->ids[1]"), 4);
+        // A parenthesized operand spans from its own start.
+        assert_eq!(elem("(int16 *)arg1)[3]"), 2);
+        let int = |size, signed| MapKind::Value(Type::Int { size, signed });
+        assert_eq!(info.maps["a"].kind, int(4, true));
+        assert_eq!(info.maps["b"].kind, int(2, true));
+        assert_eq!(info.maps["c"].kind, int(4, true));
+        let e = err("k:f { @ = ((struct task_struct *)arg0)->ids[2]; }");
+        assert!(e.contains("index 2 is past the end of int32[2]"), "{e}");
+        let e = err("k:f { @ = arg0[1]; }");
+        assert!(e.contains("uint64 cannot be indexed"), "{e}");
+        let e = err("k:f { $i = ((struct task_struct *)arg0)->ids; }");
+        assert!(e.contains("this has no value to assign"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Tracepoint argument records as tracefs describes them (`events/CAT/EVENT/format`): the fields `args->f`
 //! reads, with their offsets, sizes and types.
+use super::ctypes::{CType, RecordRef};
 use anyhow::{bail, Context, Result};
 
 /// What a field holds, as far as the language cares.
@@ -9,9 +10,10 @@ pub enum FieldType {
     Int { signed: bool },
     /// A character array, read as a string (`char prev_comm[16]`).
     Chars(usize),
-    /// A pointer (`const char * filename`): an address; `str()` reads the string it points to. A pointer
-    /// to a struct names it (`struct __kernel_timespec * rqtp`): `->` reads its members.
-    Ptr(Option<String>),
+    /// A pointer (`const char * filename`): an address; `str()` reads the string it points to. What it
+    /// points to as far as the declaration says: a struct (`struct __kernel_timespec * rqtp`: `->` reads
+    /// its members), an integer, a pointer (`const char *const * argv`: `argv[i]` reads one), else void.
+    Ptr(CType),
     /// Other arrays and `__data_loc` fields: not readable yet.
     Other(String),
 }
@@ -65,10 +67,17 @@ pub fn parse_format(text: &str) -> Result<Vec<Field>> {
                 .split(|c: char| c.is_whitespace() || c == '*')
                 .filter(|w| !w.is_empty() && !matches!(*w, "const" | "volatile" | "__user"))
                 .collect();
-            match (words.as_slice(), ty_text.matches('*').count()) {
-                (["struct", name], 1) => FieldType::Ptr(Some(name.to_string())),
-                _ => FieldType::Ptr(None),
+            let mut to = match words.as_slice() {
+                ["struct", name] => CType::Record(RecordRef::named(name, false)),
+                _ => match c_int_type(&words.join(" ")) {
+                    Some((size, signed)) => CType::Int { size, signed },
+                    None => CType::Void,
+                },
+            };
+            for _ in 1..ty_text.matches('*').count() {
+                to = CType::Ptr(Box::new(to));
             }
+            FieldType::Ptr(to)
         } else {
             FieldType::Int { signed }
         };
@@ -166,7 +175,13 @@ print fmt: \"dfd: 0x%08lx\", ((unsigned long)(REC->dfd))
         // Declared `int` in an 8-byte slot marked unsigned: read as a signed 4-byte int, as bpftrace does.
         assert_eq!((by("dfd").offset, by("dfd").size), (16, 4));
         assert_eq!(by("dfd").ty, FieldType::Int { signed: true });
-        assert_eq!(by("filename").ty, FieldType::Ptr(None));
+        assert_eq!(
+            by("filename").ty,
+            FieldType::Ptr(CType::Int {
+                size: 1,
+                signed: true
+            })
+        );
         assert_eq!(by("prev_comm").ty, FieldType::Chars(16));
         assert!(matches!(by("name").ty, FieldType::Other(_)));
         assert_eq!(f.len(), 7);

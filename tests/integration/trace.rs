@@ -583,7 +583,7 @@ fn trace_runs_what_bpftrace_runs() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), *want, "{program}");
     }
     // A key over the kernel's 512 bytes: one line says so.
-    let nine = vec!["str(0)"; 9].join(", ");
+    let nine = ["str(0)"; 9].join(", ");
     let out = bpfprof()
         .args(["trace", "-e", &format!("BEGIN {{ @[{nine}] = count(); }}")])
         .output()
@@ -1115,6 +1115,39 @@ ab\\x01
         if let Some(theirs) = bpftrace_output(&args) {
             assert_eq!(theirs, want, "bpftrace's {format}");
         }
+    }
+}
+
+/// `[i]` reads an element: of a pointer to pointers (execve's argv, beside bpftrace on the same command),
+/// of a pointer cast to an integer type, and of an array member read through BTF (the first word of the
+/// running task's CPU mask is not zero; the 3rd byte of the task equals the one read through a cast).
+#[test]
+fn trace_indexes_read_array_and_pointer_elements() {
+    let Some(_lock) = bpf_test("trace_indexes_read_array_and_pointer_elements") else {
+        return;
+    };
+    let program = r#"tracepoint:syscalls:sys_enter_execve /pid == cpid/ { printf("%s|%s|%s\n", str(args->argv[0]), str(args->argv[1]), str(args->argv[2])); $t = curtask; printf("%d %d\n", $t->cpus_mask.bits[0] != 0, ((uint8 *)$t)[2] == *(uint8 *)((uint64)$t + 2)); }"#;
+    let args = ["-c", "/bin/echo first second", "-e", program];
+    let out = bpfprof()
+        .arg("trace")
+        .args(args)
+        .output()
+        .expect("running bpfprof");
+    let ours = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.contains('|') || l.starts_with(['0', '1']))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(lines(&ours), ["/bin/echo|first|second", "1 1"], "{ours}");
+    if let Some(theirs) = bpftrace_output(&args) {
+        assert_eq!(lines(&theirs), lines(&ours), "bpftrace's: {theirs}");
     }
 }
 
