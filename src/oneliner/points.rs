@@ -123,10 +123,24 @@ pub fn expand(a: &AttachPoint, pid: Option<u32>) -> Result<Vec<Point>> {
             let path = probes::libs::resolve(target, pid).with_context(|| a.raw.clone())?;
             let found = elf::functions(&path, &Matcher::new(func, false)?)?;
             if found.points.is_empty() {
+                // glibc 2.34 moved libpthread's, libdl's and librt's functions into libc, leaving the
+                // old names as stubs (bpftrace attaches there to nothing and stays silent).
+                let in_libc = || {
+                    probes::libs::resolve("libc", pid)
+                        .ok()
+                        .filter(|libc| *libc != path)
+                        .and_then(|libc| {
+                            let m = Matcher::new(func, false).ok()?;
+                            let f = elf::functions(&libc, &m).ok()?;
+                            (!f.points.is_empty()).then_some(libc)
+                        })
+                };
                 let why = if found.stripped {
-                    " (the file has no symbols: it is stripped)"
+                    " (the file has no symbols: it is stripped)".to_string()
+                } else if let Some(libc) = in_libc() {
+                    format!(" (libc has it: uprobe:{}:{func})", libc.display())
                 } else {
-                    ""
+                    String::new()
                 };
                 bail!(
                     "{}: no function matches {func:?} in {}{why}",
