@@ -152,11 +152,11 @@ fn trace_kprobes_kretprobes_and_fentry_count_exactly() {
         );
         return;
     }
+    // bpftrace 0.17's layout: two newlines, maps of values without lines between them, a histogram.
     let want = "
+
 @[sleeper]: 30
-
 @f[do_nanosleep]: 30
-
 @r: 
 [0]                   30 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@|
 
