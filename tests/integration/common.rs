@@ -741,6 +741,30 @@ impl Drop for LoopDevice {
     }
 }
 
+/// Runs bpfprof with each of `runs`' arguments, two at a time (for runs that measure nothing: under the VM
+/// suites' emulation each takes seconds); their outputs, in order.
+pub fn outputs_two_at_a_time(runs: &[Vec<String>]) -> Vec<Output> {
+    runs.chunks(2)
+        .flat_map(|pair| {
+            let children: Vec<Child> = pair
+                .iter()
+                .map(|args| {
+                    bpfprof()
+                        .args(args)
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .expect("running bpfprof")
+                })
+                .collect();
+            children
+                .into_iter()
+                .map(|c| c.wait_with_output().expect("bpfprof's output"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// bpftrace running `args` beside bpfprof, started and past the line starting with `ready` (its BEGIN's);
 /// None, said on stderr, where bpftrace 0.17 cannot compile the program on this kernel (the 5.10 guest:
 /// its clang finds none of the kernel's types there): the test then checks bpfprof's output alone.

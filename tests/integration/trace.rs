@@ -1,7 +1,8 @@
 //! trace (one-liners compiled to BPF in-process) against a workload with known system calls
 //! (tests/workloads/calls.c: an exact number of getpgid calls), checking bpftrace's output layouts.
 use crate::common::{
-    assert_nothing_left_attached, bpf_test, bpfprof, bpftrace_beside, workload, Running, Workload,
+    assert_nothing_left_attached, bpf_test, bpfprof, bpftrace_beside, outputs_two_at_a_time,
+    workload, Running, Workload,
 };
 
 /// The calls workload making `n` getpgid system calls after `go`.
@@ -796,29 +797,11 @@ fn bpftraces_own_tools_dry_run() {
     assert!(tools.len() >= 30, "bpftrace's tools: {tools:?}");
     let mut wrong = Vec::new();
     let mut passed = 0;
-    // Two at a time (nothing is loaded; under the VM suites' emulation each takes seconds).
-    let runs: Vec<(&std::path::PathBuf, std::process::Output)> = tools
-        .chunks(2)
-        .flat_map(|pair| {
-            let children: Vec<_> = pair
-                .iter()
-                .map(|tool| {
-                    let child = bpfprof()
-                        .args(["trace", "--dry-run"])
-                        .arg(tool)
-                        .stdout(std::process::Stdio::piped())
-                        .stderr(std::process::Stdio::piped())
-                        .spawn()
-                        .expect("running bpfprof");
-                    (tool, child)
-                })
-                .collect();
-            children
-                .into_iter()
-                .map(|(tool, child)| (tool, child.wait_with_output().expect("bpfprof's output")))
-                .collect::<Vec<_>>()
-        })
+    let runs: Vec<Vec<String>> = tools
+        .iter()
+        .map(|t| vec!["trace".into(), "--dry-run".into(), t.display().to_string()])
         .collect();
+    let runs = tools.iter().zip(outputs_two_at_a_time(&runs));
     for (tool, out) in runs {
         let name = tool
             .file_stem()
@@ -1461,7 +1444,7 @@ fn bpftraces_struct_reading_tools_load_or_name_what_is_missing() {
         "No such file or directory",
     ];
     let mut loaded = Vec::new();
-    for tool in [
+    let tools = [
         "tcpdrop",
         "tcpconnect",
         "tcpaccept",
@@ -1473,11 +1456,19 @@ fn bpftraces_struct_reading_tools_load_or_name_what_is_missing() {
         "oomkill",
         "undump",
         "mdflush",
-    ] {
-        let out = bpfprof()
-            .args(["trace", "-d", "1", &format!("/usr/sbin/{tool}.bt")])
-            .output()
-            .expect("running bpfprof");
+    ];
+    let runs: Vec<Vec<String>> = tools
+        .iter()
+        .map(|t| {
+            vec![
+                "trace".into(),
+                "-d".into(),
+                "1".into(),
+                format!("/usr/sbin/{t}.bt"),
+            ]
+        })
+        .collect();
+    for (tool, out) in tools.into_iter().zip(outputs_two_at_a_time(&runs)) {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.success() {
             loaded.push(tool);
