@@ -1179,8 +1179,8 @@ fn without_rows(out: &str) -> String {
 /// file without it and with TASK_RUNNING as 0). This thread naps N times, so each tracer's histogram holds
 /// at least N waits for a CPU, and its layout is bpftrace's to the line. bpftrace starts first and stops
 /// last, so our window lies within its: ours counts no more than its, and not fewer by more than half of
-/// N and the switches of the moments only it traced (at most 2000 a second: the machine is otherwise
-/// quiet).
+/// N and the switches of the moments only it traced (our start and stop among them: at most 10000 a
+/// second).
 #[test]
 fn bpftraces_runqlat_counts_every_wait_as_bpftrace() {
     let Some(_lock) = bpf_test("bpftraces_runqlat_counts_every_wait_as_bpftrace") else {
@@ -1248,8 +1248,9 @@ fn bpftraces_runqlat_counts_every_wait_as_bpftrace() {
             "bpftrace's:\n{theirs}"
         );
         let all = hist_total(&theirs);
-        // Beyond the naps, a quiet machine switches fewer than 2000 times a second.
-        let background = (alone.as_secs_f64() * 2000.0) as u64;
+        // Beyond the naps: the tracers' own start and stop switch (under the VM suites' emulation 3600
+        // times a second was seen); 10000 a second allowed.
+        let background = (alone.as_secs_f64() * 10_000.0) as u64;
         assert!(
             total <= all && all - total <= naps / 2 + background,
             "ours counted {total}, bpftrace {all}, for {naps} naps ({alone:?} traced by bpftrace alone):\n{ours}\nbpftrace's:\n{theirs}"
