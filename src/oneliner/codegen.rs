@@ -6,7 +6,8 @@ use anyhow::{bail, Context, Result};
 use super::ast::*;
 use super::insn::{Alu, Asm, Cond, Insn, Reg, Size, FP, R0, R1, R2, R3, R4, R5, R6, R7, R9};
 use super::maps::{
-    raw_fd, size_of, Maps, KEY_ON_STACK, LOST_RECORDS, LOST_STACKS, SCRATCH_BYTES, STACK_DEPTH,
+    raw_fd, size_of, Maps, KEY_ON_STACK, KEY_SLOTS, LOST_RECORDS, LOST_STACKS, SCRATCH_BYTES,
+    STACK_DEPTH,
 };
 use super::points::{How, Point};
 use super::sema::{self, is_positional, positional, Info, MapKind, Positional, Type};
@@ -133,6 +134,8 @@ struct Gen<'a> {
     env: &'a ProbeEnv<'a>,
     /// The enclosing while loops: where `continue` and `break` jump.
     loops: Vec<(super::insn::Label, super::insn::Label)>,
+    /// Slots of Maps::keys taken by this probe's keys.
+    key_slots: u32,
 }
 
 /// Where a map's key was built.
@@ -140,7 +143,7 @@ struct Gen<'a> {
 enum KeyAt {
     /// At this stack offset.
     Stack(i16),
-    /// In the map's slot of Maps::keys (this per-CPU array's fd).
+    /// In a slot of Maps::keys (this per-CPU array's fd) of its own.
     Buffer { fd: i32, slot: i32 },
 }
 
@@ -176,6 +179,7 @@ pub fn probe_program(
         exit,
         env,
         loops: Vec::new(),
+        key_slots: 0,
     };
     g.asm.mov_reg(R9, R1);
     // Probes stop when user space says so (END, which runs after, does not check).
@@ -422,8 +426,8 @@ impl Gen<'_> {
         }
     }
 
-    /// Builds the key of `@name[keys]`, zeroed first: on the stack, or where larger than KEY_ON_STACK in
-    /// the map's buffer of Maps::keys, each part copied there as soon as it is made (the stack holds one
+    /// Builds the key of `@name[keys]`, zeroed first: on the stack, or where larger than KEY_ON_STACK in a
+    /// buffer of Maps::keys of its own, each part copied there as soon as it is made (the stack holds one
     /// part at a time).
     fn key(&mut self, name: &str, keys: &[Expr]) -> Result<KeyAt> {
         let size = self.maps.maps[name].key_size;
@@ -447,8 +451,12 @@ impl Gen<'_> {
                     .as_ref()
                     .context("internal error: no key buffers")?,
             ),
-            slot: self.maps.maps.keys().position(|n| n == name).unwrap_or(0) as i32,
+            slot: self.key_slots as i32,
         };
+        self.key_slots += 1;
+        if self.key_slots > KEY_SLOTS {
+            bail!("the probe builds more than {KEY_SLOTS} map keys of over {KEY_ON_STACK} bytes: simplify it");
+        }
         let exit = self.exit;
         self.key_addr(R7, key, exit)?;
         for i in (0..size).step_by(8) {

@@ -76,8 +76,9 @@ pub struct Maps {
     pub stacks: BTreeMap<usize, MapHandle>,
     /// A per-CPU buffer printf records are built in (the stack is small).
     pub scratch: MapHandle,
-    /// Per CPU, a buffer for each map (by its index) whose keys are built here rather than on the stack
-    /// (larger than KEY_ON_STACK); None when no map has such keys.
+    /// Per CPU, KEY_SLOTS buffers where keys larger than KEY_ON_STACK are built rather than on the stack
+    /// (one per such key a probe builds, so that a key read while another is built keeps its own); None
+    /// when no map has such keys.
     pub keys: Option<MapHandle>,
     /// One word that user space sets to stop every probe at once (disabling a tracepoint's perf event
     /// does not stop its BPF program; closing it takes a grace period).
@@ -91,6 +92,8 @@ pub struct Maps {
 pub const KEY_ON_STACK: usize = 128;
 /// The kernel's limit for a hash map's key (its programs were to build keys on their stack).
 pub const KEY_MAX: usize = 512;
+/// How many keys larger than KEY_ON_STACK one probe can build.
+pub const KEY_SLOTS: u32 = 16;
 
 /// The largest printf record (its arguments).
 pub const SCRATCH_BYTES: usize = 4096;
@@ -200,7 +203,7 @@ impl Maps {
                 "keys",
                 4,
                 largest_key,
-                maps.len() as u32,
+                KEY_SLOTS,
             )?)
         } else {
             None

@@ -570,6 +570,12 @@ fn trace_runs_what_bpftrace_runs() {
             r#"BEGIN { @k[str(comm), str(comm), "a", str(comm), str(comm), str(comm)] = 7; @k[str(comm), str(comm), "a", str(comm), str(comm), str(comm)]++; @v = @k[str(comm), str(comm), "a", str(comm), str(comm), str(comm)]; delete(@k[str(comm), str(comm), "a", str(comm), str(comm), str(comm)]); @[str(comm), str(comm), "a", str(comm), str(comm), str(comm)] = count(); exit(); }"#.into(),
             "Attaching 1 probe...\n\n\n@[bpfprof, bpfprof, a, bpfprof, bpfprof, bpfprof]: 1\n\n@v: 8\n",
         ),
+        // One large key read while another of the same map is built: each keeps its own buffer (one per
+        // map once let the read overwrite the key being assigned).
+        (
+            r#"BEGIN { @a[str(comm), str(comm), "a", str(comm), str(comm), str(comm)] = 1; @a[str(comm), str(comm), "b", str(comm), str(comm), str(comm)] = 5; @a[str(comm), str(comm), "a", str(comm), str(comm), str(comm)] = @a[str(comm), str(comm), "b", str(comm), str(comm), str(comm)]; exit(); }"#.into(),
+            "Attaching 1 probe...\n\n\n@a[bpfprof, bpfprof, a, bpfprof, bpfprof, bpfprof]: 5\n@a[bpfprof, bpfprof, b, bpfprof, bpfprof, bpfprof]: 5\n",
+        ),
     ];
     for (program, want) in &cases {
         let out = bpfprof()
