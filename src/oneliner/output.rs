@@ -92,8 +92,8 @@ fn int_at(b: &[u8], at: usize) -> i64 {
     i64::from_ne_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// join()'s line: the record's strings (STR_LEN bytes each) up to the first empty one, `delim` between
-/// them, and a newline.
+/// join()'s line, without its newline: the record's strings (STR_LEN bytes each) up to the first empty
+/// one, `delim` between them.
 pub fn join(delim: &str, data: &[u8]) -> String {
     let parts: Vec<String> = data
         .chunks(super::codegen::STR_LEN)
@@ -103,7 +103,7 @@ pub fn join(delim: &str, data: &[u8]) -> String {
         })
         .take_while(|s| !s.is_empty())
         .collect();
-    parts.join(delim) + "\n"
+    parts.join(delim)
 }
 
 /// Formats a printf record: `%d %i %u %x %X %o %c %p %s %r %%`, with flags, width and precision as C's.

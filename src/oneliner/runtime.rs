@@ -515,13 +515,11 @@ impl Printer<'_> {
         if let Some(spec) = self.printfs.get(id as usize) {
             let (text, kind) = match spec.kind {
                 RecordKind::Time => (output::local_time(&spec.format), "time"),
-                // bpftrace's JSON record of a join holds the line without its newline.
-                RecordKind::Join if self.json => {
-                    let mut line = output::join(&spec.format, &bytes[8..]);
-                    line.pop();
-                    (line, "join")
+                // A line in text; bpftrace's JSON record holds it without its newline.
+                RecordKind::Join => {
+                    let line = output::join(&spec.format, &bytes[8..]);
+                    (if self.json { line } else { line + "\n" }, "join")
                 }
-                RecordKind::Join => (output::join(&spec.format, &bytes[8..]), "join"),
                 RecordKind::Cat => (
                     std::fs::read_to_string(&spec.format).unwrap_or_default(),
                     "cat",

@@ -1158,6 +1158,38 @@ fn trace_indexes_read_array_and_pointer_elements() {
     }
 }
 
+/// join()'s records in `-f json`: the line without its newline, as bpftrace's (beside it on the same
+/// command).
+#[test]
+fn trace_join_records_in_json_are_bpftraces() {
+    let Some(_lock) = bpf_test("trace_join_records_in_json_are_bpftraces") else {
+        return;
+    };
+    let program = r#"tracepoint:syscalls:sys_enter_execve /pid == cpid/ { join(args->argv); join(args->argv, ","); }"#;
+    let args = ["-f", "json", "-c", "/bin/true a b", "-e", program];
+    let out = bpfprof()
+        .arg("trace")
+        .args(args)
+        .output()
+        .expect("running bpfprof");
+    let ours = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = "{\"type\": \"attached_probes\", \"data\": {\"probes\": 1}}
+{\"type\": \"join\", \"data\": \"/bin/true a b\"}
+{\"type\": \"join\", \"data\": \"/bin/true,a,b\"}
+
+
+";
+    assert_eq!(ours, want);
+    if let Some(theirs) = bpftrace_output(&args) {
+        assert_eq!(theirs, want, "bpftrace's");
+    }
+}
+
 /// Sums a bpftrace histogram's counts (its rows `[lo, hi)   N |@@@|`).
 fn hist_total(out: &str) -> u64 {
     out.lines()
