@@ -250,20 +250,33 @@ pub struct Shown {
 
 impl Shown {
     pub const ALL: Shown = Shown { top: 0, div: 1 };
+
+    /// What applies to a map of `kind`: nothing of print()'s arguments for stats(), as bpftrace.
+    fn for_kind(self, kind: &MapKind) -> Shown {
+        if *kind == MapKind::Stats {
+            Shown::ALL
+        } else {
+            self
+        }
+    }
 }
 
 /// A map's entry as read: key bytes, the value summed over CPUs as i64 slots.
-type Entry = (Vec<u8>, Vec<i64>);
+pub type Entry = (Vec<u8>, Vec<i64>);
+
+/// The average of an avg()/stats() value (count, then total); 0 when it counted nothing.
+fn average(v: &[i64]) -> i64 {
+    if v[0] > 0 {
+        v[1] / v[0]
+    } else {
+        0
+    }
+}
 
 /// A map's entries as bpftrace orders them, ascending by value (a histogram by its total, stats by their
 /// average, a map of strings by its text; ties by key), the last `top` only; a count() without keys that
 /// holds nothing is one entry of 0 (after clear(), or when its probe never ran).
-fn ordered<'a>(
-    def: &MapDef,
-    entries: &'a [(Vec<u8>, Vec<i64>)],
-    r: &dyn Resolve,
-    top: usize,
-) -> Vec<(Vec<u8>, Vec<i64>)> {
+fn ordered<'a>(def: &MapDef, entries: &'a [Entry], r: &dyn Resolve, top: usize) -> Vec<Entry> {
     if entries.is_empty() && def.keys.is_empty() && def.kind == MapKind::Count {
         return vec![(Vec::new(), vec![0])];
     }
@@ -278,10 +291,9 @@ fn ordered<'a>(
             let v = &e.1;
             let by = match &def.kind {
                 MapKind::Hist | MapKind::Lhist { .. } => By::Int(v.iter().sum()),
-                MapKind::Stats | MapKind::Avg => By::Int(if v[0] > 0 { v[1] / v[0] } else { 0 }),
+                MapKind::Stats | MapKind::Avg => By::Int(average(v)),
                 MapKind::Value(t) if !matches!(t, Type::Int { .. }) => {
-                    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_ne_bytes()).collect();
-                    By::Text(text(t, &bytes, r, 4))
+                    By::Text(value_text(def, v, r, 1))
                 }
                 _ => By::Int(v[0]),
             };
@@ -298,12 +310,8 @@ fn ordered<'a>(
 /// One entry's value as text (`div` applied; stats are whole).
 fn value_text(def: &MapDef, v: &[i64], r: &dyn Resolve, div: i64) -> String {
     match &def.kind {
-        MapKind::Stats => {
-            let (count, total) = (v[0], v[1]);
-            let avg = if count > 0 { total / count } else { 0 };
-            format!("count {count}, average {avg}, total {total}")
-        }
-        MapKind::Avg => (if v[0] > 0 { v[1] / v[0] } else { 0 } / div).to_string(),
+        MapKind::Stats => format!("count {}, average {}, total {}", v[0], average(v), v[1]),
+        MapKind::Avg => (average(v) / div).to_string(),
         MapKind::Value(t) if !matches!(t, Type::Int { .. }) => {
             let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_ne_bytes()).collect();
             text(t, &bytes, r, 4)
@@ -316,17 +324,8 @@ fn value_text(def: &MapDef, v: &[i64], r: &dyn Resolve, div: i64) -> String {
 /// a map, at exit or by print(): its entries' lines joined by newlines, then one newline; so a histogram's
 /// entries are parted by a blank line and end with one, a map of values has none between its lines (nor
 /// before the next map), and an empty map prints a blank line. Stats and averages end with one more.
-pub fn print_map(
-    def: &MapDef,
-    entries: &[(Vec<u8>, Vec<i64>)],
-    r: &dyn Resolve,
-    shown: Shown,
-) -> String {
-    let shown = if def.kind == MapKind::Stats {
-        Shown::ALL
-    } else {
-        shown
-    };
+pub fn print_map(def: &MapDef, entries: &[Entry], r: &dyn Resolve, shown: Shown) -> String {
+    let shown = shown.for_kind(&def.kind);
     let label = |key: &[u8]| {
         if def.keys.is_empty() {
             format!("@{}", def.name)
@@ -399,17 +398,8 @@ fn hist_json(h: &Histogram, div: i64) -> Value {
 
 /// One map as bpftrace's `-f json` record (one line), in the order and with the entries text shows, or
 /// None when it is empty.
-pub fn map_json(
-    def: &MapDef,
-    entries: &[(Vec<u8>, Vec<i64>)],
-    r: &dyn Resolve,
-    shown: Shown,
-) -> Option<String> {
-    let shown = if def.kind == MapKind::Stats {
-        Shown::ALL
-    } else {
-        shown
-    };
+pub fn map_json(def: &MapDef, entries: &[Entry], r: &dyn Resolve, shown: Shown) -> Option<String> {
+    let shown = shown.for_kind(&def.kind);
     let entries = ordered(def, entries, r, shown.top);
     if entries.is_empty() {
         return None;
@@ -423,11 +413,8 @@ pub fn map_json(
     let value = |v: &[i64]| -> Value {
         match &def.kind {
             MapKind::Hist | MapKind::Lhist { .. } => hist_json(&histogram(def, v), div),
-            MapKind::Stats => {
-                let avg = if v[0] > 0 { v[1] / v[0] } else { 0 };
-                json!({"count": v[0], "average": avg, "total": v[1]})
-            }
-            MapKind::Avg => json!(if v[0] > 0 { v[1] / v[0] } else { 0 } / div),
+            MapKind::Stats => json!({"count": v[0], "average": average(v), "total": v[1]}),
+            MapKind::Avg => json!(average(v) / div),
             MapKind::Value(t) if !matches!(t, Type::Int { .. }) => {
                 json!(value_text(def, v, r, div))
             }

@@ -392,7 +392,7 @@ fn dump(name: &str, insns: &[Insn]) -> String {
 }
 
 /// Reads every entry of a map, its value summed over CPUs for per-CPU maps, as i64 slots.
-fn read_map(def: &MapDef) -> Result<Vec<(Vec<u8>, Vec<i64>)>> {
+fn read_map(def: &MapDef) -> Result<Vec<output::Entry>> {
     let slots = |v: &[u8]| -> Vec<i64> {
         v.chunks_exact(8)
             .map(|c| i64::from_ne_bytes(c.try_into().expect("8 bytes")))
