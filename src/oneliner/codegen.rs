@@ -431,46 +431,46 @@ impl Gen<'_> {
     /// part at a time).
     fn key(&mut self, name: &str, keys: &[Expr]) -> Result<KeyAt> {
         let size = self.maps.maps[name].key_size;
-        let parts = self.info.maps[name].keys.clone();
-        if size <= KEY_ON_STACK {
+        let exit = self.exit;
+        let key = if size <= KEY_ON_STACK {
             let buf = self.alloc(size)?;
             self.zero(buf, size);
-            let mut at = buf;
-            for (k, t) in keys.iter().zip(parts) {
-                let v = self.expr(k)?;
-                let n = size_of(&t);
-                self.copy(at, v, n);
-                at += n as i16;
+            KeyAt::Stack(buf)
+        } else {
+            let key = KeyAt::Buffer {
+                fd: raw_fd(
+                    self.maps
+                        .keys
+                        .as_ref()
+                        .context("internal error: no key buffers")?,
+                ),
+                slot: self.key_slots as i32,
+            };
+            self.key_slots += 1;
+            if self.key_slots > KEY_SLOTS {
+                bail!("the probe builds more than {KEY_SLOTS} map keys of over {KEY_ON_STACK} bytes: simplify it");
             }
-            return Ok(KeyAt::Stack(buf));
-        }
-        let key = KeyAt::Buffer {
-            fd: raw_fd(
-                self.maps
-                    .keys
-                    .as_ref()
-                    .context("internal error: no key buffers")?,
-            ),
-            slot: self.key_slots as i32,
+            self.key_addr(R7, key, exit)?;
+            for i in (0..size).step_by(8) {
+                self.asm.store_imm(Size::DW, R7, i as i16, 0);
+            }
+            key
         };
-        self.key_slots += 1;
-        if self.key_slots > KEY_SLOTS {
-            bail!("the probe builds more than {KEY_SLOTS} map keys of over {KEY_ON_STACK} bytes: simplify it");
-        }
-        let exit = self.exit;
-        self.key_addr(R7, key, exit)?;
-        for i in (0..size).step_by(8) {
-            self.asm.store_imm(Size::DW, R7, i as i16, 0);
-        }
         let mut at = 0;
-        for (k, t) in keys.iter().zip(parts) {
+        for (k, t) in keys.iter().zip(self.info.maps[name].keys.clone()) {
             let mark = self.sp;
             let v = self.expr(k)?;
             let n = size_of(&t);
-            // Making the part may have used r7 (another key): the buffer is looked up again.
-            self.key_addr(R7, key, exit)?;
-            self.copy_to(R7, at, v, n);
+            match key {
+                KeyAt::Stack(buf) => self.copy(buf + at, v, n),
+                KeyAt::Buffer { .. } => {
+                    // Making the part may have used r7 (another key): the buffer is looked up again.
+                    self.key_addr(R7, key, exit)?;
+                    self.copy_to(R7, at, v, n);
+                }
+            }
             at += n as i16;
+            // The part is copied: its stack is free for the next.
             self.sp = mark;
         }
         Ok(key)
