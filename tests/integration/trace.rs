@@ -2,7 +2,7 @@
 //! (tests/workloads/calls.c: an exact number of getpgid calls), checking bpftrace's output layouts.
 use crate::common::{
     assert_nothing_left_attached, bpf_test, bpfprof, bpftrace_beside, outputs_two_at_a_time,
-    workload, Running, Workload,
+    run_ok, workload, Running, Workload,
 };
 
 /// The calls workload making `n` getpgid system calls after `go`.
@@ -48,6 +48,24 @@ fn assert_lines(
     if let Some(theirs) = theirs {
         assert_eq!(pick(theirs), want, "bpftrace's:\n{theirs}");
     }
+}
+
+/// Sleeps `ns` (under a second) by the nanosleep system call itself: glibc's nanosleep() calls
+/// clock_nanosleep, which bpftrace's tools do not trace.
+fn nanosleep_syscall(ns: i64) {
+    let t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: ns,
+    };
+    // SAFETY: a valid timespec and a null remainder.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_nanosleep,
+            &t,
+            std::ptr::null_mut::<libc::timespec>(),
+        )
+    };
+    assert_eq!(r, 0, "nanosleep");
 }
 
 /// The comm of the calling thread (a test's thread is named after the test).
@@ -909,20 +927,8 @@ fn bpftraces_naptime_reads_kernel_structs_as_bpftrace() {
     ours.wait_for_line(header);
     let theirs = bpftrace_beside(&["/usr/sbin/naptime.bt"], "Attaching 2 probes...", header);
     // Two naps by system call (glibc's nanosleep() calls clock_nanosleep, which naptime does not trace).
-    for ns in [150_000_000i64, 20_000_000] {
-        let t = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: ns,
-        };
-        // SAFETY: a valid timespec and a null remainder.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_nanosleep,
-                &t,
-                std::ptr::null_mut::<libc::timespec>(),
-            )
-        };
-        assert_eq!(r, 0, "nanosleep");
+    for ns in [150_000_000, 20_000_000] {
+        nanosleep_syscall(ns);
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
     let (ours, _) = ours.finish(true);
@@ -1021,6 +1027,13 @@ fn bpftraces_opensnoop_reads_each_tracepoints_fields_where_they_lie() {
     assert_lines(&ours, theirs.as_deref(), &want, mine);
 }
 
+/// What `bpfprof trace ARGS` prints on standard output, run to its end (run_ok: it must succeed); the
+/// same ARGS run bpftrace in bpftrace_output.
+fn trace_ok(args: &[&str]) -> String {
+    let out = run_ok(&[&["trace"], args].concat());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// What bpftrace prints on standard output running `args` to its end; None where it cannot run the
 /// program (said on stderr).
 fn bpftrace_output(args: &[&str]) -> Option<String> {
@@ -1107,17 +1120,7 @@ ab\\x01
 "#;
     for (format, want) in [("text", text), ("json", json)] {
         let args = ["--unsafe", "-f", format, "-e", program];
-        let out = bpfprof()
-            .arg("trace")
-            .args(args)
-            .output()
-            .expect("running bpfprof");
-        let ours = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let ours = trace_ok(&args);
         assert_eq!(ours, want, "{format}");
         if let Some(theirs) = bpftrace_output(&args) {
             assert_eq!(theirs, want, "bpftrace's {format}");
@@ -1135,17 +1138,7 @@ fn trace_indexes_read_array_and_pointer_elements() {
     };
     let program = r#"tracepoint:syscalls:sys_enter_execve /pid == cpid/ { printf("%s|%s|%s\n", str(args->argv[0]), str(args->argv[1]), str(args->argv[2])); $t = curtask; printf("%d %d\n", $t->cpus_mask.bits[0] != 0, ((uint8 *)$t)[2] == *(uint8 *)((uint64)$t + 2)); }"#;
     let args = ["-c", "/bin/echo first second", "-e", program];
-    let out = bpfprof()
-        .arg("trace")
-        .args(args)
-        .output()
-        .expect("running bpfprof");
-    let ours = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let ours = trace_ok(&args);
     let lines = |out: &str| -> Vec<String> {
         out.lines()
             .filter(|l| l.contains('|') || l.starts_with(['0', '1']))
@@ -1167,17 +1160,7 @@ fn trace_join_records_in_json_are_bpftraces() {
     };
     let program = r#"tracepoint:syscalls:sys_enter_execve /pid == cpid/ { join(args->argv); join(args->argv, ","); }"#;
     let args = ["-f", "json", "-c", "/bin/true a b", "-e", program];
-    let out = bpfprof()
-        .arg("trace")
-        .args(args)
-        .output()
-        .expect("running bpfprof");
-    let ours = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let ours = trace_ok(&args);
     let want = "{\"type\": \"attached_probes\", \"data\": {\"probes\": 1}}
 {\"type\": \"join\", \"data\": \"/bin/true a b\"}
 {\"type\": \"join\", \"data\": \"/bin/true,a,b\"}
@@ -1252,20 +1235,8 @@ fn bpftraces_runqlat_counts_every_wait_as_bpftrace() {
     );
     ours.wait_for_line(header);
     let mut alone = alone.elapsed();
-    let t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 100_000,
-    };
     for _ in 0..naps {
-        // SAFETY: a valid timespec and a null remainder.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_nanosleep,
-                &t,
-                std::ptr::null_mut::<libc::timespec>(),
-            )
-        };
-        assert_eq!(r, 0, "nanosleep");
+        nanosleep_syscall(100_000);
     }
     let (ours, _) = ours.finish(true);
     let end = std::time::Instant::now();
