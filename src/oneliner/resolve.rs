@@ -202,6 +202,8 @@ impl Resolve for Live<'_> {
     fn sym(&self, addr: u64, pid: Option<u32>) -> String {
         match self.lookup(addr, pid) {
             Some((name, _)) => name,
+            // As bpftrace, which streams the address as a pointer: a null one is `0`.
+            None if addr == 0 => "0".into(),
             None => format!("0x{addr:x}"),
         }
     }
