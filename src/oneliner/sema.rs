@@ -186,6 +186,9 @@ pub struct Info {
     pub maps: BTreeMap<String, MapInfo>,
     /// Maps read somewhere, and where first: each must be assigned somewhere too.
     reads: Vec<(String, Span)>,
+    /// print()s given top or div, by map: bpftrace warns they are ignored on a stats() map, which the
+    /// map is known to be only once every probe is checked.
+    sized_prints: Vec<(String, Span)>,
     /// Per probe (by index), the tracepoint fields `args` has (tracepoint probes only).
     pub args: Vec<Option<Vec<Field>>>,
     /// Per probe, whether its tracepoints hold those fields at different places (then each gets a
@@ -275,6 +278,16 @@ pub fn check_with_params(
             *span,
             format!("@{name} is read but never assigned"),
         ));
+    }
+    for (name, span) in &info.sized_prints {
+        if info
+            .maps
+            .get(name)
+            .is_some_and(|m| m.kind == MapKind::Stats)
+        {
+            let warning = "print()'s top and div arguments are ignored when used on stats() maps.";
+            info.warnings.push(Diag::new(*span, warning));
+        }
     }
     // A read that came before the map's aggregation in program order.
     for (name, span) in &info.reads {
@@ -1369,13 +1382,8 @@ impl<'a> ProbeCtx<'a> {
                         ));
                     }
                 }
-                let stats = matches!(&args[0].kind, ExprKind::Map { name, .. }
-                    if info.maps.get(name).is_some_and(|m| m.kind == MapKind::Stats));
-                if args.len() > 1 && stats {
-                    info.warnings.push(Diag::new(
-                        span,
-                        "print()'s top and div arguments are ignored when used on stats() maps.",
-                    ));
+                if let (ExprKind::Map { name, .. }, true) = (&args[0].kind, args.len() > 1) {
+                    info.sized_prints.push((name.clone(), span));
                 }
                 Type::None
             }
@@ -1761,6 +1769,28 @@ mod tests {
         match check(&p, &Fake) {
             Ok(_) => panic!("accepted: {src}"),
             Err(d) => d.render("stdin", src),
+        }
+    }
+
+    /// print()'s top/div on a stats() map warns (bpftrace's WARNING), wherever the stats() assignment
+    /// is in the program; on other maps, and without them, nothing.
+    #[test]
+    fn print_sizes_on_stats_maps_warn_whichever_comes_first() {
+        for src in [
+            "BEGIN { @s = stats(1); print(@s, 2); }",
+            "BEGIN { print(@s, 0, 2); } END { @s = stats(1); }",
+        ] {
+            let w = ok(src).warnings;
+            assert_eq!(w.len(), 1, "{src}");
+            assert!(w[0]
+                .render("stdin", src)
+                .contains("ignored when used on stats() maps"));
+        }
+        for src in [
+            "BEGIN { print(@c, 2); } END { @c = count(); }",
+            "BEGIN { @s = stats(1); print(@s); }",
+        ] {
+            assert!(ok(src).warnings.is_empty(), "{src}");
         }
     }
 
