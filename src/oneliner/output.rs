@@ -274,9 +274,15 @@ fn average(v: &[i64]) -> i64 {
 }
 
 /// A map's entries as bpftrace orders them, ascending by value (a histogram by its total, stats by their
-/// average, a map of strings by its text; ties by key), the last `top` only; a count() without keys that
-/// holds nothing is one entry of 0 (after clear(), or when its probe never ran).
-fn ordered<'a>(def: &MapDef, entries: &'a [Entry], r: &dyn Resolve, top: usize) -> Vec<Entry> {
+/// average, a map of strings by its text; ties by key), the last `top` only: each as its key's parts'
+/// text (made once: a stack's are read from its map and symbolized) and its value. A count() without
+/// keys that holds nothing is one entry of 0 (after clear(), or when its probe never ran).
+fn ordered(
+    def: &MapDef,
+    entries: &[Entry],
+    r: &dyn Resolve,
+    top: usize,
+) -> Vec<(Vec<String>, Vec<i64>)> {
     if entries.is_empty() && def.keys.is_empty() && def.kind == MapKind::Count {
         return vec![(Vec::new(), vec![0])];
     }
@@ -285,7 +291,7 @@ fn ordered<'a>(def: &MapDef, entries: &'a [Entry], r: &dyn Resolve, top: usize) 
         Int(i64),
         Text(String),
     }
-    let mut rows: Vec<(By, String, &'a Entry)> = entries
+    let mut rows: Vec<(By, String, Vec<String>, &Entry)> = entries
         .iter()
         .map(|e| {
             let v = &e.1;
@@ -297,13 +303,14 @@ fn ordered<'a>(def: &MapDef, entries: &'a [Entry], r: &dyn Resolve, top: usize) 
                 }
                 _ => By::Int(v[0]),
             };
-            (by, key_parts(&def.keys, &e.0, r).join(", "), e)
+            let parts = key_parts(&def.keys, &e.0, r);
+            (by, parts.join(", "), parts, e)
         })
         .collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
     largest(rows, top)
         .into_iter()
-        .map(|(_, _, e)| e.clone())
+        .map(|(_, _, parts, e)| (parts, e.1.clone()))
         .collect()
 }
 
@@ -326,23 +333,23 @@ fn value_text(def: &MapDef, v: &[i64], r: &dyn Resolve, div: i64) -> String {
 /// before the next map), and an empty map prints a blank line. Stats and averages end with one more.
 pub fn print_map(def: &MapDef, entries: &[Entry], r: &dyn Resolve, shown: Shown) -> String {
     let shown = shown.for_kind(&def.kind);
-    let label = |key: &[u8]| {
+    let label = |parts: &[String]| {
         if def.keys.is_empty() {
             format!("@{}", def.name)
         } else {
-            format!("@{}[{}]", def.name, key_parts(&def.keys, key, r).join(", "))
+            format!("@{}[{}]", def.name, parts.join(", "))
         }
     };
     let lines: Vec<String> = ordered(def, entries, r, shown.top)
         .iter()
-        .map(|(k, v)| match &def.kind {
+        .map(|(parts, v)| match &def.kind {
             // bpftrace leaves a space after a histogram's label.
             MapKind::Hist | MapKind::Lhist { .. } => format!(
                 "{}: \n{}",
-                label(k),
+                label(parts),
                 hist::bpftrace(&histogram(def, v), shown.div)
             ),
-            _ => format!("{}: {}", label(k), value_text(def, v, r, shown.div)),
+            _ => format!("{}: {}", label(parts), value_text(def, v, r, shown.div)),
         })
         .collect();
     let mut out = lines.join("\n");
@@ -427,7 +434,7 @@ pub fn map_json(def: &MapDef, entries: &[Entry], r: &dyn Resolve, shown: Shown) 
         Value::Object(
             entries
                 .iter()
-                .map(|(k, v)| (key_parts(&def.keys, k, r).join(","), value(v)))
+                .map(|(parts, v)| (parts.join(","), value(v)))
                 .collect::<Map<String, Value>>(),
         )
     };
