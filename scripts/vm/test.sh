@@ -65,10 +65,10 @@ status=$?
 # stopped; the test it was in and those after it run once more in a new guest. The first guest's results
 # stand: a test that failed there fails the suite.
 if [[ $status == 75 ]]; then
-  sed 's/\x1b\[[0-9;]*m//g' "$log" | sed -n 's/^test \([^ ]*\) \.\.\. \(ok\|FAILED\|ignored\).*/\1 \2/p' >"$log.done"
+  ran=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | sed -n 's/^test \([^ ]*\) \.\.\. \(ok\|FAILED\|ignored\).*/\1 \2/p')
   mapfile -t left < <("$bin" --list --format terse "${filters[@]}" 2>/dev/null | sed -n 's/: test$//p' |
-    grep -vxF -f <(cut -d' ' -f1 "$log.done"))
-  failed=$(grep -c ' FAILED$' "$log.done")
+    grep -vxF -f <(cut -d' ' -f1 <<<"$ran"))
+  failed=$(grep -c ' FAILED$' <<<"$ran")
   echo "vm-test: the guest's kernel hung (see its CPUs above), not a test; ${#left[@]} tests left, from ${left[0]:-none}: running them in a new guest" >&2
   if [[ ${#left[@]} -gt 0 ]]; then
     run_in_guest --exact "${left[@]}"
@@ -78,7 +78,6 @@ if [[ $status == 75 ]]; then
   fi
   # A second hang is not retried; a failure in the first guest still fails.
   [[ $status != 0 || $failed == 0 ]] || status=101
-  rm -f "$log.done"
 fi
 set -e
 echo "vm-test: the VM suite on ${BPFPROF_VM_KERNEL:-6.1} took $(($(date +%s) - started)) s, exit $status" >&2
